@@ -1,0 +1,109 @@
+"""Graph algorithms on cell adjacency matrices: pruning, the module hash, the canonical labeling.
+
+Matrices here are tuples of tuples of Python ints (0/1), upper triangular. The semantics follow
+google-research/nasbench (``model_spec._prune``, ``graph_util.hash_module`` and the enumeration
+order of ``generate_graphs.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Sequence
+
+Matrix = tuple[tuple[int, ...], ...]
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+def reachable_vertices(matrix: Sequence[Sequence[int]]) -> list[int]:
+    """Vertices on some path from the input (vertex 0) to the output (the last vertex), ascending."""
+    size = len(matrix)
+    forward = {0}
+    stack = [0]
+    while stack:
+        u = stack.pop()
+        for v in range(u + 1, size):
+            if matrix[u][v] and v not in forward:
+                forward.add(v)
+                stack.append(v)
+    backward = {size - 1}
+    stack = [size - 1]
+    while stack:
+        u = stack.pop()
+        for v in range(u):
+            if matrix[v][u] and v not in backward:
+                backward.add(v)
+                stack.append(v)
+    return sorted(forward & backward)
+
+
+def module_hash(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> str:
+    """The NAS-Bench-101 module hash (reference §3): bit-exact with the dataset's keys.
+
+    ``matrix`` is the pruned 0/1 int matrix; ``labels`` is -1 for input, -2 for output and the
+    op's index in AVAILABLE_OPS otherwise.
+    """
+    size = len(matrix)
+    in_degree = [sum(matrix[w][v] for w in range(size)) for v in range(size)]
+    out_degree = [sum(matrix[v]) for v in range(size)]
+    hashes = [_md5(str((out_degree[v], in_degree[v], labels[v]))) for v in range(size)]
+    predecessors = [[w for w in range(size) if matrix[w][v]] for v in range(size)]
+    successors = [[w for w in range(size) if matrix[v][w]] for v in range(size)]
+    for _ in range(size):
+        hashes = [
+            _md5(
+                "".join(sorted(hashes[w] for w in predecessors[v]))
+                + "|"
+                + "".join(sorted(hashes[w] for w in successors[v]))
+                + "|"
+                + hashes[v]
+            )
+            for v in range(size)
+        ]
+    return _md5(str(sorted(hashes)))
+
+
+def edge_bits(matrix: Sequence[Sequence[int]]) -> int:
+    """The enumeration bitmask of a DAG: edge x→y (x<y) is bit ``x + y*(y-1)/2``."""
+    size = len(matrix)
+    return sum(
+        1 << (x + y * (y - 1) // 2) for y in range(size) for x in range(y) if matrix[x][y]
+    )
+
+
+def canonical_order(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> tuple[int, ...]:
+    """The vertex order of the representative that NAS-Bench-101 stored for this cell.
+
+    Upstream enumerated graphs by bitmask, then op labels in ``itertools.product`` order, and kept
+    the first graph of each hash, so the stored representative is the minimum of
+    (bitmask, interior labels) over all topological relabelings (reference §3.5). Returns ``order``
+    with ``order[new] = old``; input and output stay first and last.
+    """
+    size = len(matrix)
+    if size <= 3:
+        return tuple(range(size))
+    edges = [(a, b) for a in range(size) for b in range(a + 1, size) if matrix[a][b]]
+    best_key: tuple[int, tuple[int, ...]] | None = None
+    best_order: tuple[int, ...] = tuple(range(size))
+    for interior in itertools.permutations(range(1, size - 1)):
+        order = (0, *interior, size - 1)
+        position = [0] * size
+        for new, old in enumerate(order):
+            position[old] = new
+        if any(position[a] > position[b] for a, b in edges):
+            continue
+        bits = sum(
+            1 << (position[a] + position[b] * (position[b] - 1) // 2) for a, b in edges
+        )
+        key = (bits, tuple(labels[old] for old in interior))
+        if best_key is None or key < best_key:
+            best_key, best_order = key, order
+    return best_order
+
+
+def relabel(matrix: Sequence[Sequence[int]], order: Sequence[int]) -> Matrix:
+    """The subgraph on the vertices ``order``, renumbered so that new vertex i is ``order[i]``."""
+    return tuple(tuple(matrix[a][b] for b in order) for a in order)
