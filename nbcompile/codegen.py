@@ -1,0 +1,126 @@
+"""Code generation: render a NetworkPlan through the Jinja template and format it with black."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import black
+import jinja2
+
+from nbcompile import __version__
+from nbcompile.config import NetworkConfig
+from nbcompile.naming import default_module_name, validate_module_name
+from nbcompile.plan import NetworkPlan
+
+TEMPLATE = "network.py.jinja"
+#: black's mode is pinned so that output only changes with black's own style releases.
+BLACK_MODE = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=88)
+
+_CONFIG_FLAGS = {
+    "stem_channels": "--stem-channels",
+    "num_stacks": "--num-stacks",
+    "cells_per_stack": "--cells-per-stack",
+    "num_labels": "--num-labels",
+    "in_channels": "--in-channels",
+}
+
+
+def templates_dir() -> Path:
+    """The template folder: inside the installed package, or ``templates/`` of a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / TEMPLATE).is_file():
+            return candidate
+    raise FileNotFoundError(f"nbcompile's templates are missing (looked for {TEMPLATE} near {here})")
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+@dataclass(frozen=True)
+class Header:
+    """Presentation of a plan's facts for the generated file's docstring and constants."""
+
+    version: str
+    command: str
+    labeling: str
+    given: tuple[str, ...]
+    built: tuple[str, ...]
+    config: str
+    config_dict: str
+    channels: tuple[str, ...]
+    parameters: str
+    flops: str
+    original_matrix: str
+    original_ops: str
+    matrix: str
+    ops: str
+
+
+def _matrix_lines(matrix: tuple[tuple[int, ...], ...], ops: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(" ".join(map(str, row)) + "   " + op for row, op in zip(matrix, ops))
+
+
+def regenerate_command(plan: NetworkPlan, name: str | None) -> str:
+    """The shell command that writes this file again, from the folder that holds it."""
+    spec_json = json.dumps(plan.spec.to_dict(), separators=(", ", ": "))
+    args = ["nbcompile", "compile", "-", "-o", "."]
+    if name is not None:
+        args += ["--name", name]
+    if plan.canonical_labeling:
+        args.append("--canonical")
+    for field, value in plan.config.overrides().items():
+        args += [_CONFIG_FLAGS[field], str(value)]
+    return f"echo {shlex.quote(spec_json)} | " + " ".join(args)
+
+
+def build_header(plan: NetworkPlan, name: str | None = None) -> Header:
+    spec, built = plan.spec, plan.built
+    labeling = "pruned, canonical NAS-Bench-101 labeling" if plan.canonical_labeling else "pruned"
+    return Header(
+        version=__version__,
+        command=regenerate_command(plan, name),
+        labeling=labeling,
+        given=_matrix_lines(spec.original_matrix_tuple, spec.original_ops_tuple),
+        built=_matrix_lines(built.pruned_matrix, built.pruned_ops),
+        config=", ".join(f"{k}={v}" for k, v in plan.config.as_dict().items()),
+        config_dict=repr(plan.config.as_dict()),
+        channels=tuple(f"{pair}: {list(vc)}" for pair, vc in plan.vertex_channels().items()),
+        parameters=f"{plan.trainable_parameters:,}",
+        flops=f"{plan.flops:,}",
+        original_matrix=repr([list(row) for row in spec.original_matrix_tuple]),
+        original_ops=repr(list(spec.original_ops_tuple)),
+        matrix=repr([list(row) for row in built.pruned_matrix]),
+        ops=repr(list(built.pruned_ops)),
+    )
+
+
+def render_plan(plan: NetworkPlan, name: str | None = None) -> str:
+    """The formatted source of the generated module for ``plan``.
+
+    ``name`` is recorded in the regenerate command when it is not the default name.
+    """
+    raw = _environment().get_template(TEMPLATE).render(plan=plan, header=build_header(plan, name))
+    source = black.format_str(raw, mode=BLACK_MODE)
+    compile(source, f"<nbcompile {plan.module_hash}>", "exec")
+    return source
+
+
+def module_name_for(plan: NetworkPlan, name: str | None = None) -> str:
+    """The module (file stem) name the plan is written under."""
+    if name is not None:
+        return validate_module_name(name)
+    return default_module_name(plan.spec, plan.config, plan.canonical_labeling)

@@ -1,0 +1,92 @@
+"""Writing generated files (atomically) and reading spec files (JSON, JSON Lines, stdin)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from nbcompile.errors import SpecError
+from nbcompile.spec import ModelSpec
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def _spec_at(data: Any, location: str) -> tuple[str, ModelSpec]:
+    if not isinstance(data, dict):
+        raise SpecError(f"{location}: expected a JSON object with 'matrix' and 'ops', got {type(data).__name__}")
+    try:
+        return location, ModelSpec.from_dict(data)
+    except SpecError as error:
+        raise SpecError(f"{location}: {error}") from None
+
+
+def parse_specs(text: str, origin: str) -> list[tuple[str, ModelSpec]]:
+    """Specs in ``text``: one JSON object, a JSON array of objects, or JSON Lines.
+
+    Each spec comes with its location (``origin``, ``origin[i]`` or ``origin:line``) for messages.
+    """
+    if not text.strip():
+        raise SpecError(f"{origin}: no spec: the input is empty")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if len(lines) > 1 and _is_json_object(lines[0][1]):
+            return [_spec_at(_json_line(line, f"{origin}:{n}"), f"{origin}:{n}") for n, line in lines]
+        raise SpecError(
+            f"{origin}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
+    if isinstance(data, list):
+        if not data:
+            raise SpecError(f"{origin}: no spec: the JSON array is empty")
+        return [_spec_at(item, f"{origin}[{i}]") for i, item in enumerate(data)]
+    return [_spec_at(data, origin)]
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _json_line(line: str, location: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as error:
+        raise SpecError(f"{location}: not valid JSON ({error.msg} at column {error.colno})") from None
+
+
+def read_specs(source: str, stdin_text: str | None = None) -> list[tuple[str, ModelSpec]]:
+    """Specs from a file path, or from ``stdin_text`` when ``source`` is ``-``."""
+    if source == "-":
+        return parse_specs(stdin_text or "", "<stdin>")
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{source}: is a directory, not a spec file") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{source}: not a UTF-8 text file") from None
+    return parse_specs(text, source)
