@@ -96,7 +96,7 @@ def compile_command(specs: tuple[str, ...], out_dir: str, name: str | None, cano
             raise type(error)(f"{location}: {error}") from None
         jobs.setdefault(job.module_name, job)
     console = Console(stderr=True)
-    for job in track(jobs.values(), description="compiling", console=console, disable=len(jobs) < 2):
+    for job in track(jobs.values(), description="compiling", console=console, disable=len(jobs) < 2 or not console.is_terminal):
         click.echo(str(job.write(out_dir)))
 
 
