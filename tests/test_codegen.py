@@ -1,0 +1,118 @@
+"""Generated source: golden files, determinism, formatting, and what may appear in it."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import black
+import pytest
+
+from nbcompile import ConfigError, SpecError, compile_to_file, generate_source
+from nbcompile.codegen import BLACK_MODE
+from nbcompile.compiler import plan_job
+from nbcompile.files import read_specs
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
+GENERATED = ROOT / "generated"
+INCEPTION = json.loads((ROOT / "examples" / "inception.json").read_text())
+
+
+def example_jobs():
+    return [plan_job(spec) for path in EXAMPLES for _, spec in read_specs(str(path))]
+
+
+def test_examples_exist() -> None:
+    names = {path.stem for path in EXAMPLES}
+    assert {"inception", "two_vertex", "seven_vertex_nine_edge"} <= names
+
+
+@pytest.mark.parametrize("job", example_jobs(), ids=lambda job: job.module_name)
+def test_golden_files_are_up_to_date(job) -> None:
+    """Refresh with: nbcompile compile examples/*.json -o generated/"""
+    golden = GENERATED / f"{job.module_name}.py"
+    assert golden.is_file(), f"missing {golden}: regenerate the golden files"
+    assert job.source() == golden.read_text(encoding="utf-8")
+
+
+def test_no_stale_generated_files() -> None:
+    expected = {f"{job.module_name}.py" for job in example_jobs()} | {"__init__.py"}
+    assert {path.name for path in GENERATED.glob("*.py")} == expected
+
+
+def test_output_is_deterministic_and_black_clean() -> None:
+    first = generate_source(INCEPTION)
+    assert generate_source(INCEPTION) == first
+    assert black.format_str(first, mode=BLACK_MODE) == first
+
+
+def test_source_imports_only_torch() -> None:
+    tree = ast.parse(generate_source(INCEPTION))
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            modules.add(node.module.split(".")[0])
+    assert modules == {"torch"}
+
+
+def test_forward_is_straight_line() -> None:
+    """No loops, branches or adjacency lookups in any forward; no unused layers."""
+    source = generate_source(INCEPTION)
+    tree = ast.parse(source)
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        forward = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "forward")
+        assert not [n for n in ast.walk(forward) if isinstance(n, (ast.For, ast.While, ast.If, ast.IfExp))]
+        init = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+        assigned = {
+            t.attr for n in ast.walk(init) if isinstance(n, ast.Assign)
+            for t in n.targets if isinstance(t, ast.Attribute)
+        }  # fmt: skip
+        used = {n.attr for n in ast.walk(forward) if isinstance(n, ast.Attribute)}
+        assert assigned <= used, f"{cls.name} defines unused layers {assigned - used}"
+    code = source.split('"""', 2)[2]  # after the module docstring
+    assert "matrix[" not in code and "adjacency" not in code
+
+
+def test_header_records_spec_hash_config_counts_and_command() -> None:
+    source = generate_source(INCEPTION)
+    docstring = ast.get_docstring(ast.parse(source))
+    assert "28cfc7874f6d200472e1a9dcd8650aa0" in docstring
+    assert "Trainable parameters: 2,694,282" in docstring
+    assert "FLOPs per 32x32 image: 804,005,888" in docstring
+    assert "stem_channels=128, num_stacks=3, cells_per_stack=3, num_labels=10, in_channels=3" in docstring
+    assert "nbcompile 0.1.0" in docstring
+    assert "| nbcompile compile - -o ." in docstring
+    assert "128->256: [128, 64, 64, 64, 64, 64, 256]" in docstring
+
+
+def test_regenerate_command_records_non_defaults() -> None:
+    source = generate_source(INCEPTION, name="my_net", canonical=True, stem_channels=16, num_stacks=2)
+    assert "--name my_net --canonical --stem-channels 16 --num-stacks 2" in source
+
+
+def test_constants_describe_the_network() -> None:
+    namespace: dict = {}
+    exec(compile(generate_source(INCEPTION, canonical=True), "<generated>", "exec"), namespace)
+    assert namespace["MODULE_HASH"] == "28cfc7874f6d200472e1a9dcd8650aa0"
+    assert namespace["TRAINABLE_PARAMETERS"] == 2_694_282
+    assert namespace["SPEC"]["original_matrix"] == INCEPTION["matrix"]
+    assert namespace["SPEC"]["ops"][1] == "conv3x3-bn-relu"  # the canonical labeling was built
+    assert namespace["CONFIG"]["stem_channels"] == 128
+
+
+def test_spec_text_cannot_reach_the_source() -> None:
+    with pytest.raises(SpecError):
+        generate_source({"matrix": [[0, 1], [0, 0]], "ops": ["input", "output\"); import os; ("]})
+    with pytest.raises(ConfigError):
+        generate_source(INCEPTION, name="x; import os")
+
+
+def test_compile_to_file_writes_an_importable_named_file(tmp_path: Path) -> None:
+    path = compile_to_file(INCEPTION, tmp_path / "models", name="inception_net")
+    assert path == tmp_path / "models" / "inception_net.py"
+    assert path.read_text(encoding="utf-8") == generate_source(INCEPTION, name="inception_net")
+    assert [p.name for p in path.parent.iterdir()] == ["inception_net.py"]

@@ -1,0 +1,151 @@
+"""Module hash and canonical labeling, checked against the reference values and invariants."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nbcompile import ModelSpec
+from nbcompile import graph
+from nbcompile.ops import AVAILABLE_OPS
+
+INCEPTION = ModelSpec(
+    [
+        [0, 1, 1, 1, 0, 1, 0],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 0],
+    ],
+    ["input", "conv1x1", "conv3x3", "conv3x3", "conv3x3", "maxpool3x3", "output"],
+)
+INCEPTION_HASH = "28cfc7874f6d200472e1a9dcd8650aa0"
+# What the dataset's query() returns for the Inception-like cell (reference §3.5).
+INCEPTION_STORED_MATRIX = (
+    (0, 1, 1, 1, 1, 0, 0),
+    (0, 0, 0, 0, 0, 0, 1),
+    (0, 0, 0, 0, 0, 0, 1),
+    (0, 0, 0, 0, 0, 0, 1),
+    (0, 0, 0, 0, 0, 1, 0),
+    (0, 0, 0, 0, 0, 0, 1),
+    (0, 0, 0, 0, 0, 0, 0),
+)
+INCEPTION_STORED_OPS = (
+    "input",
+    "conv3x3-bn-relu",
+    "conv1x1-bn-relu",
+    "maxpool3x3",
+    "conv3x3-bn-relu",
+    "conv3x3-bn-relu",
+    "output",
+)
+
+
+@st.composite
+def valid_specs(draw: st.DrawFn) -> ModelSpec:
+    """A valid cell with 3 to 7 vertices (a spine keeps every vertex on an input→output path)."""
+    size = draw(st.integers(3, 7))
+    matrix = [[0] * size for _ in range(size)]
+    for v in range(size - 1):
+        matrix[v][v + 1] = 1
+    pairs = [(a, b) for b in range(size) for a in range(b - 1)]
+    extra = draw(st.lists(st.sampled_from(pairs), unique=True, max_size=min(len(pairs), 10 - size)))
+    for a, b in extra:
+        matrix[a][b] = 1
+    ops = ["input"] + [draw(st.sampled_from(AVAILABLE_OPS)) for _ in range(size - 2)] + ["output"]
+    return ModelSpec(matrix, ops)
+
+
+def relabelings(spec: ModelSpec) -> list[ModelSpec]:
+    """Every topological renumbering of the pruned cell's interior vertices."""
+    matrix, ops = spec.pruned_matrix, spec.pruned_ops
+    size = len(matrix)
+    result = []
+    for interior in itertools.permutations(range(1, size - 1)):
+        order = (0, *interior, size - 1)
+        relabeled = graph.relabel(matrix, order)
+        if all(relabeled[a][b] == 0 for a in range(size) for b in range(a + 1)):
+            result.append(ModelSpec(relabeled, [ops[v] for v in order]))
+    return result
+
+
+def test_inception_hash_is_the_dataset_key() -> None:
+    assert INCEPTION.module_hash == INCEPTION_HASH
+
+
+def test_float_matrix_hashes_like_int() -> None:
+    as_float = ModelSpec(np.array(INCEPTION.original_matrix, dtype=np.float64), INCEPTION.original_ops)
+    assert as_float.module_hash == INCEPTION_HASH
+
+
+def test_hash_sees_ops_and_edges() -> None:
+    ops = list(INCEPTION.original_ops)
+    ops[1] = "maxpool3x3"
+    assert ModelSpec(INCEPTION.original_matrix, ops).module_hash != INCEPTION_HASH
+    matrix = INCEPTION.original_matrix.copy()
+    matrix[1, 6], matrix[1, 4] = 0, 1
+    assert ModelSpec(matrix, INCEPTION.original_ops).module_hash != INCEPTION_HASH
+
+
+def test_hash_spec_alias_matches_upstream_signature() -> None:
+    assert INCEPTION.hash_spec(list(AVAILABLE_OPS)) == INCEPTION_HASH
+    with pytest.raises(ValueError):
+        INCEPTION.hash_spec(["maxpool3x3", "conv3x3-bn-relu", "conv1x1-bn-relu"])
+
+
+def test_inception_canonical_is_what_the_dataset_stores() -> None:
+    canonical = INCEPTION.canonical()
+    assert canonical.pruned_matrix == INCEPTION_STORED_MATRIX
+    assert canonical.pruned_ops == INCEPTION_STORED_OPS
+    assert canonical.module_hash == INCEPTION_HASH
+    assert canonical.is_canonical() and not INCEPTION.is_canonical()
+
+
+def test_canonical_is_the_minimum_of_bits_then_labels() -> None:
+    key = lambda s: (graph.edge_bits(s.pruned_matrix), s.labels[1:-1])  # noqa: E731
+    assert key(INCEPTION.canonical()) == min(key(s) for s in relabelings(INCEPTION))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(valid_specs(), st.randoms(use_true_random=False))
+def test_hash_and_canonical_are_invariant_under_relabeling(spec: ModelSpec, rng) -> None:
+    other = rng.choice(relabelings(spec))
+    assert other.module_hash == spec.module_hash
+    canonical = spec.canonical()
+    assert other.canonical().pruned_matrix == canonical.pruned_matrix
+    assert other.canonical().pruned_ops == canonical.pruned_ops
+    again = canonical.canonical()
+    assert (again.pruned_matrix, again.pruned_ops) == (canonical.pruned_matrix, canonical.pruned_ops)
+
+
+def _full_dags(size: int):
+    """Every DAG on ``size`` vertices whose vertices all lie on an input→output path."""
+    pairs = [(a, b) for b in range(size) for a in range(b)]
+    for bits in range(1 << len(pairs)):
+        matrix = [[0] * size for _ in range(size)]
+        for i, (a, b) in enumerate(pairs):
+            if bits >> i & 1:
+                matrix[a][b] = 1
+        if len(graph.reachable_vertices(matrix)) == size and sum(map(sum, matrix)) <= 9:
+            yield matrix
+
+
+@pytest.mark.parametrize(("size", "expected"), [(2, 1), (3, 6), (4, 84), (5, 2441)])
+def test_unique_cells_per_vertex_count_match_nasbench(size: int, expected: int) -> None:
+    """NAS-Bench-101 has 1, 6, 84 and 2,441 unique cells with 2, 3, 4 and 5 vertices."""
+    hashes = set()
+    canonical_forms = set()
+    for matrix in _full_dags(size):
+        for labels in itertools.product(AVAILABLE_OPS, repeat=size - 2):
+            spec = ModelSpec(matrix, ["input", *labels, "output"])
+            hashes.add(spec.module_hash)
+            if spec.is_canonical():
+                canonical_forms.add((spec.pruned_matrix, spec.pruned_ops))
+    assert len(hashes) == expected
+    assert len(canonical_forms) == expected  # exactly one stored representative per hash
