@@ -16,6 +16,7 @@ from nbcompile.compiler import CompileJob, plan_job
 from nbcompile.config import NetworkConfig
 from nbcompile.errors import ConfigError, OutOfDomainError, SpecError
 from nbcompile.files import read_specs
+from nbcompile.naming import validate_module_name
 from nbcompile.report import format_info, info_json, spec_info
 
 #: Exit code for bad input (specs, options, files), as click uses for usage errors.
@@ -61,14 +62,40 @@ def _config_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def _config(options: dict[str, int | None]) -> NetworkConfig:
-    return NetworkConfig.from_kwargs(**{k: v for k, v in options.items() if v is not None})
+    """The config from the flags given; errors name the flag, not the field."""
+    try:
+        return NetworkConfig.from_kwargs(**{k: v for k, v in options.items() if v is not None})
+    except ConfigError as error:
+        message = str(error)
+        field = message.split(" ", 1)[0]
+        if field in options:
+            message = "--" + field.replace("_", "-") + message[len(field) :]
+        raise ConfigError(message) from None
 
 
 def _stdin_text(sources: tuple[str, ...]) -> str | None:
-    return click.get_text_stream("stdin").read() if "-" in sources else None
+    return sys.stdin.read() if "-" in sources else None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrorGroup(click.Group):
+    """A click group whose usage errors are one line on stderr (exit 2), like nbcompile's own."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.ClickException as error:
+            hint = ""
+            if isinstance(error, click.UsageError) and error.ctx is not None:
+                hint = f" (see '{error.ctx.command_path} --help')"
+            _fail(error.format_message().replace("\n", " ") + hint)
+        except click.Abort:
+            click.echo("nbcompile: aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group("nbcompile", cls=_OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nbcompile")
 def main() -> None:
     """Compile NAS-Bench-101 cell specs into static PyTorch modules."""
@@ -84,6 +111,8 @@ def main() -> None:
 def compile_command(specs: tuple[str, ...], out_dir: str, name: str | None, canonical: bool, **options: int | None) -> None:
     """Generate a model file for every spec in SPECS (JSON, JSON Lines, or - for stdin)."""
     config = _config(options)
+    if name is not None:
+        validate_module_name(name)
     stdin_text = _stdin_text(specs)
     located = [item for source in specs for item in read_specs(source, stdin_text)]
     if name is not None and len(located) != 1:

@@ -55,6 +55,8 @@ def parse_specs(text: str, origin: str) -> list[tuple[str, ModelSpec]]:
         raise SpecError(
             f"{origin}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
         ) from None
+    except RecursionError:
+        raise SpecError(f"{origin}: not valid JSON (nested too deeply)") from None
     if isinstance(data, list):
         if not data:
             raise SpecError(f"{origin}: no spec: the JSON array is empty")
@@ -65,7 +67,7 @@ def parse_specs(text: str, origin: str) -> list[tuple[str, ModelSpec]]:
 def _is_json_object(line: str) -> bool:
     try:
         return isinstance(json.loads(line), dict)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
 
 
@@ -74,6 +76,8 @@ def _json_line(line: str, location: str) -> Any:
         return json.loads(line)
     except json.JSONDecodeError as error:
         raise SpecError(f"{location}: not valid JSON ({error.msg} at column {error.colno})") from None
+    except RecursionError:
+        raise SpecError(f"{location}: not valid JSON (nested too deeply)") from None
 
 
 def read_specs(source: str, stdin_text: str | None = None) -> list[tuple[str, ModelSpec]]:

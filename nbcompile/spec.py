@@ -176,6 +176,8 @@ class ModelSpec:
     def domain_error(self) -> str | None:
         """Why the pruned cell is outside the NAS-Bench-101 space, or None if it is inside."""
         size = len(self._original)
+        if size < 2:
+            return "a cell needs an input and an output vertex, this one has 1 vertex"
         if not self.valid_spec:
             return f"the output (vertex {size - 1}) is not reachable from the input (vertex 0)"
         if self.num_vertices > MAX_VERTICES:
@@ -252,12 +254,14 @@ class ModelSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
         """Build from ``{"matrix", "ops"}`` or the query API's ``{"module_adjacency", "module_operations"}``."""
         for matrix_key, ops_key in (("matrix", "ops"), ("module_adjacency", "module_operations")):
-            if matrix_key in data or ops_key in data:
-                missing = [key for key in (matrix_key, ops_key) if key not in data]
-                if missing:
-                    raise SpecError(f"spec has {matrix_key!r} or {ops_key!r} but lacks {missing[0]!r}")
+            if matrix_key in data and ops_key in data:
                 return cls(data[matrix_key], data[ops_key])
-        raise SpecError("spec needs the keys 'matrix' and 'ops' (or 'module_adjacency' and 'module_operations')")
+        known = ("matrix", "ops", "module_adjacency", "module_operations")
+        present = ", ".join(repr(key) for key in known if key in data) or "none of them"
+        raise SpecError(
+            "spec needs the keys 'matrix' and 'ops' (or 'module_adjacency' and "
+            f"'module_operations'); it has {present}"
+        )
 
     def __repr__(self) -> str:
         return f"ModelSpec(matrix={[list(r) for r in self._original]}, ops={list(self._original_ops)})"

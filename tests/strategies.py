@@ -72,6 +72,9 @@ BACKEND_CELLS: dict[str, dict[str, Any]] = {
 #: Stem widths whose per-stack channel remainders (and so truncations) differ between stacks.
 SMALL_STEMS: tuple[int, ...] = (5, 6, 7, 8, 9, 12)
 
+#: Vertex counts drawn by ``cell_matrices`` (before pruning), weighted towards larger cells.
+_SIZES: tuple[int, ...] = (2, 3, 4, 5, 5, 6, 6, 7, 7, 7)
+
 
 # --------------------------------------------------------------------------------------------
 # Strategies
@@ -82,19 +85,25 @@ SMALL_STEMS: tuple[int, ...] = (5, 6, 7, 8, 9, 12)
 def cell_matrices(draw: st.DrawFn, num_vertices: int | None = None) -> list[list[int]]:
     """An upper-triangular 0/1 matrix; most draws connect every vertex input -> output.
 
-    Each interior vertex is usually *anchored* (given a random predecessor and successor), so
-    it lies on an input->output path; unanchored vertices may end up pruned. Extra random edges
-    are added while the total stays within NAS-Bench-101's 9 edges.
+    Interior vertices are *anchored* (given a random predecessor and successor when they have
+    none), so they lie on an input->output path; in about a quarter of the cells some are not,
+    and may end up pruned. Extra random edges are added while the total stays within 9.
     """
-    size = num_vertices if num_vertices is not None else draw(st.integers(2, 7))
+    # Larger cells are the interesting ones (and pruning shrinks some), so weight them up.
+    size = num_vertices if num_vertices is not None else draw(st.sampled_from(_SIZES))
     edges: set[tuple[int, int]] = set()
     if size == 2:
         edges.add((0, 1))
-    for v in range(1, size - 1):
-        if draw(st.integers(0, 4)) == 0:  # ~1 in 5 interior vertices is left to chance
-            continue
-        edges.add((draw(st.integers(0, v - 1)), v))
-        edges.add((v, draw(st.integers(v + 1, size - 1))))
+    interior = range(1, size - 1)
+    # In about one cell in four, some vertices are left to chance (and so may be pruned).
+    dangling = draw(st.integers(0, 3)) == 0
+    anchored = [v for v in interior if not (dangling and draw(st.integers(0, 2)) == 0)]
+    for v in anchored:  # a predecessor for every anchored vertex that has none yet
+        if not any((u, v) in edges for u in range(v)):
+            edges.add((draw(st.integers(0, v - 1)), v))
+    for v in reversed(anchored):  # and a successor for every one that has none yet
+        if not any((v, w) in edges for w in range(v + 1, size)):
+            edges.add((v, draw(st.integers(v + 1, size - 1))))
     candidates = [(a, b) for b in range(size) for a in range(b) if (a, b) not in edges]
     if candidates and len(edges) < 9:
         extra = draw(st.lists(st.sampled_from(candidates), unique=True, max_size=9 - len(edges)))

@@ -86,7 +86,9 @@ def test_disconnected_spec_is_invalid_not_a_crash() -> None:
 
 
 def test_single_vertex_is_invalid() -> None:
-    assert not ModelSpec([[0]], ["input"]).is_valid()
+    spec = ModelSpec([[0]], ["input"])
+    assert not spec.is_valid()
+    assert spec.domain_error() == "a cell needs an input and an output vertex, this one has 1 vertex"
 
 
 @pytest.mark.parametrize("size", [8, 9, 12])
@@ -194,10 +196,12 @@ def test_arrays_are_read_only_copies() -> None:
 def test_from_dict_accepts_query_keys_and_reports_missing_ones() -> None:
     spec = ModelSpec.from_dict({"module_adjacency": INCEPTION_MATRIX, "module_operations": INCEPTION_OPS})
     assert spec.module_hash == "28cfc7874f6d200472e1a9dcd8650aa0"
-    with pytest.raises(SpecError, match="lacks 'ops'"):
+    with pytest.raises(SpecError, match="it has 'matrix'$"):
         ModelSpec.from_dict({"matrix": INCEPTION_MATRIX})
     with pytest.raises(SpecError, match="needs the keys"):
         ModelSpec.from_dict({"adjacency": INCEPTION_MATRIX})
+    with pytest.raises(SpecError, match="it has 'ops', 'module_adjacency'"):
+        ModelSpec.from_dict({"module_adjacency": INCEPTION_MATRIX, "ops": INCEPTION_OPS})
 
 
 def test_as_model_spec_reads_upstream_style_objects() -> None:
