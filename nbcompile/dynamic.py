@@ -108,7 +108,8 @@ class DynamicNetwork(nn.Module):
         cells = [module for name, module in self.named_children() if name.startswith("stack")]
         for cell, downsample in zip(cells, self.downsample_before):
             if downsample:
-                x = F.max_pool2d(x, kernel_size=2, stride=2)
+                # ceil_mode matches TF's 'same' padding on odd sizes
+                x = F.max_pool2d(x, kernel_size=2, stride=2, ceil_mode=True)
             x = cell(x)
         x = x.mean(dim=(2, 3))
         return self.classifier(x)

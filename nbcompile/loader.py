@@ -19,7 +19,7 @@ def import_generated(path_or_module: str | os.PathLike[str] | ModuleType) -> Mod
     if isinstance(path_or_module, ModuleType):
         return path_or_module
     path = Path(path_or_module)
-    if path.suffix == ".py" or path.exists():
+    if isinstance(path_or_module, os.PathLike) or path.suffix == ".py" or path.exists():
         return _import_file(path)
     return importlib.import_module(str(path_or_module))
 
@@ -28,9 +28,12 @@ def _import_file(path: Path) -> ModuleType:
     path = path.resolve()
     if not path.is_file():
         raise FileNotFoundError(f"no generated model file at {path}")
-    # A name unique to the path, so that two files with the same stem do not clash.
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    # The name depends on the path and the content: loading the same file again returns the
+    # same module (so earlier models still pickle), a regenerated file loads afresh.
+    digest = hashlib.sha1(str(path).encode() + b"\0" + path.read_bytes()).hexdigest()[:12]
     name = f"_nbcompile_generated_{path.stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")

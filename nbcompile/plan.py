@@ -210,7 +210,7 @@ def lower(spec: ModelSpec, config: NetworkConfig | None = None, canonical: bool 
         for index in range(config.cells_per_stack):
             downsample = stack > 0 and index == 0
             if downsample:
-                side = max(1, side // 2)
+                side = (side + 1) // 2  # 2x2 max-pool with TF 'same' padding
             pair = (in_channels, out_channels)
             if pair not in bodies:
                 bodies[pair] = lower_cell(built, in_channels, out_channels)

@@ -6,6 +6,7 @@ because it has no ``__init__.py``).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,8 +183,6 @@ def write_generated(spec: Any, out_dir: Path, file_name: str = "model.py", **con
 
 def generated_module(network_class: type[nn.Module]) -> ModuleType:
     """The module a loaded generated ``Network`` class comes from."""
-    import sys
-
     return sys.modules[network_class.__module__]
 
 

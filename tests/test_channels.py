@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbcompile import ConfigError, ModelSpec, compute_vertex_channels
-from test_graph import valid_specs
+from strategies import valid_specs
 
 
 @pytest.mark.parametrize(

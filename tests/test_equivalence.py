@@ -72,12 +72,12 @@ def assert_same_training_step(pair: NetworkPair, x: torch.Tensor) -> None:
     for name, parameter in pair.generated.named_parameters():
         assert parameter.grad is not None, f"{name} got no gradient in the generated network"
         assert grads_dynamic[name] is not None, f"{name} got no gradient in the dynamic network"
-        torch.testing.assert_close(parameter.grad, grads_dynamic[name], atol=ATOL, rtol=RTOL, msg=name)
+        torch.testing.assert_close(
+            parameter.grad, grads_dynamic[name], atol=ATOL, rtol=RTOL, msg=name
+        )
 
 
-def check_equivalence(
-    spec: Any, out_dir: Path, x: torch.Tensor, **config: Any
-) -> NetworkPair:
+def check_equivalence(spec: Any, out_dir: Path, x: torch.Tensor, **config: Any) -> NetworkPair:
     """Run every generated-vs-dynamic check for ``spec`` under ``config`` on input ``x``."""
     pair = build_pair(spec, out_dir, **config)
     assert_same_structure(pair)
@@ -132,7 +132,9 @@ def _input(batch: int, in_channels: int, side: int, seed: int = 0) -> torch.Tens
     in_channels=3,
     num_labels=10,
 )
-@example(spec=ModelSpec(**TWO_VERTEX), stem_channels=6, cells_per_stack=2, in_channels=3, num_labels=10)
+@example(
+    spec=ModelSpec(**TWO_VERTEX), stem_channels=6, cells_per_stack=2, in_channels=3, num_labels=10
+)
 def test_generated_matches_dynamic_on_random_specs(
     tmp_path_factory: pytest.TempPathFactory,
     spec: ModelSpec,
@@ -193,9 +195,15 @@ def test_pruned_vertices_are_not_built(tmp_path: Path) -> None:
         [0, 0, 0, 0],
     ]
     spec = ModelSpec(matrix, ["input", "conv3x3", "conv1x1", "output"])
-    pair = check_equivalence(spec, tmp_path / "given", _input(2, 3, 8), stem_channels=6, num_stacks=2)
-    pruned = build_pair(ModelSpec(spec.pruned_matrix, spec.pruned_ops), tmp_path / "pruned",
-                        stem_channels=6, num_stacks=2)
+    pair = check_equivalence(
+        spec, tmp_path / "given", _input(2, 3, 8), stem_channels=6, num_stacks=2
+    )
+    pruned = build_pair(
+        ModelSpec(spec.pruned_matrix, spec.pruned_ops),
+        tmp_path / "pruned",
+        stem_channels=6,
+        num_stacks=2,
+    )
     assert pair.generated.state_dict().keys() == pruned.generated.state_dict().keys()
     assert pair.trainable_parameters == pruned.trainable_parameters
 

@@ -9,7 +9,8 @@ from nbcompile import ConfigError, ModelSpec, NetworkConfig, OutOfDomainError
 from nbcompile.naming import default_module_name, validate_module_name
 from nbcompile.plan import lower
 from nbcompile.report import same_network
-from test_graph import INCEPTION, valid_specs
+from strategies import valid_specs
+from test_graph import INCEPTION
 
 TWO_VERTEX = ModelSpec([[0, 1], [0, 0]], ["input", "output"])
 ONE_CONV = ModelSpec([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv3x3", "output"])

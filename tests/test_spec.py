@@ -7,16 +7,9 @@ import pytest
 
 from nbcompile import ModelSpec, OutOfDomainError, SpecError
 from nbcompile.spec import as_model_spec
+from strategies import INCEPTION
 
-INCEPTION_MATRIX = [
-    [0, 1, 1, 1, 0, 1, 0],
-    [0, 0, 0, 0, 0, 0, 1],
-    [0, 0, 0, 0, 0, 0, 1],
-    [0, 0, 0, 0, 1, 0, 0],
-    [0, 0, 0, 0, 0, 0, 1],
-    [0, 0, 0, 0, 0, 0, 1],
-    [0, 0, 0, 0, 0, 0, 0],
-]
+INCEPTION_MATRIX = INCEPTION["matrix"]
 INCEPTION_OPS = ["input", "conv1x1", "conv3x3", "conv3x3", "conv3x3", "maxpool3x3", "output"]
 
 
