@@ -36,6 +36,7 @@ FLOPs per 32x32 image: 9,536,546,816
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 __all__ = ["Network", "SPEC", "MODULE_HASH", "TRAINABLE_PARAMETERS", "FLOPS", "CONFIG"]
 
@@ -109,6 +110,12 @@ class ConvBnRelu(nn.Module):
         std = (1.0 / fan_in) ** 0.5 / 0.87962566103423978
         nn.init.trunc_normal_(self.conv.weight, std=std, a=-2.0 * std, b=2.0 * std)
         self.bn.reset_parameters()
+
+    def fuse(self) -> None:
+        """Fold the BatchNorm into the conv (inference only; changes the state_dict keys)."""
+        if isinstance(self.bn, nn.BatchNorm2d):
+            self.conv = fuse_conv_bn_eval(self.conv, self.bn)
+            self.bn = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)))
@@ -266,6 +273,19 @@ class Network(nn.Module):
         self.classifier = nn.Linear(512, num_labels)
         nn.init.xavier_uniform_(self.classifier.weight)
         nn.init.zeros_(self.classifier.bias)
+
+    def fuse(self) -> "Network":
+        """Fold every BatchNorm into its conv for faster inference; returns self.
+
+        Call after ``eval()``: the folded network uses the running statistics and can no
+        longer train. Its state_dict has conv biases and no BatchNorm entries.
+        """
+        if self.training:
+            raise RuntimeError("fuse() is for inference: call eval() first")
+        for module in self.modules():
+            if isinstance(module, ConvBnRelu):
+                module.fuse()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

@@ -1,0 +1,5 @@
+"""``python -m nbcompile``: the command line."""
+
+from nbcompile.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""Benchmark output: a rich table, the JSON file and a latency plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from nbcompile.files import write_atomic
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "" if value is None else pattern.format(value)
+
+
+def results_table(report: dict[str, Any]) -> Table:
+    """One row per (cell, batch, mode)."""
+    settings = report["settings"]
+    kind = "training step" if settings["train"] else "inference"
+    layout = ", channels_last" if settings["channels_last"] else ""
+    table = Table(title=f"{report['device']} · torch {report['torch_version']} · {settings['dtype']}{layout} · {kind}")
+    for column in ("cell", "batch", "mode", "median ms", "IQR ms", "img/s", "vs dynamic", "TFLOP/s", "setup s", "graphs/breaks", "note"):
+        table.add_column(column, justify="left" if column in ("cell", "mode", "note") else "right")
+    for r in report["results"]:
+        graphs = f"{r['graph_count']}/{r['graph_breaks']}" if "graph_count" in r else ""
+        note = r.get("error") or ""
+        table.add_row(
+            r["cell"],
+            str(r["batch_size"]),
+            r["mode"],
+            _fmt(r.get("median_ms"), "{:.2f}"),
+            _fmt(r.get("iqr_ms"), "{:.2f}"),
+            _fmt(r.get("images_per_s"), "{:,.0f}"),
+            _fmt(r.get("speedup_vs_dynamic"), "{:.2f}x"),
+            _fmt(r.get("tflops"), "{:.3f}"),
+            _fmt(r.get("setup_s"), "{:.1f}"),
+            graphs,
+            note if r.get("status") != "ok" else "",
+        )
+    return table
+
+
+def write_json(report: dict[str, Any], path: str | Path) -> None:
+    write_atomic(Path(path), json.dumps(report, indent=2) + "\n")
+
+
+def plot_latency(report: dict[str, Any], path: str | Path) -> None:
+    """Latency against batch size, one line per mode, one panel per cell (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = [cell["label"] for cell in report["cells"]]
+    figure, axes = plt.subplots(1, len(cells), figsize=(6 * len(cells), 4.5), squeeze=False)
+    for axis, cell in zip(axes[0], cells):
+        rows = [r for r in report["results"] if r["cell"] == cell and r.get("status") == "ok"]
+        for mode in dict.fromkeys(r["mode"] for r in rows):
+            points = sorted((r["batch_size"], r["median_ms"]) for r in rows if r["mode"] == mode)
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=mode)
+        axis.set(xscale="log", yscale="log", xlabel="batch size", ylabel="median latency (ms)", title=cell)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    settings = report["settings"]
+    figure.suptitle(f"{report['device']}, torch {report['torch_version']}, {settings['dtype']}, {'train step' if settings['train'] else 'inference'}")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=120)
+    plt.close(figure)
+    temporary.replace(path)

@@ -1,0 +1,142 @@
+"""nbcompile bench: tiny CPU runs that check the report's shape, never timings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nbcompile import ModelSpec, NetworkConfig
+from nbcompile.bench import modes as bench_modes
+from nbcompile.bench.modes import MODES
+from nbcompile.bench.runner import BenchSettings, run_benchmark
+from nbcompile.bench.timing import time_calls
+from nbcompile.cli import main
+from nbcompile.plan import lower
+from strategies import PER_STACK_TRUNCATION, TWO_VERTEX
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = NetworkConfig(stem_channels=4, num_stacks=2, cells_per_stack=1)
+CELLS = [("two_vertex", ModelSpec.from_dict(TWO_VERTEX)), ("truncation", ModelSpec.from_dict(PER_STACK_TRUNCATION))]
+
+
+def tiny_settings(**overrides) -> BenchSettings:
+    values = dict(
+        batch_sizes=(1, 2),
+        warmup=0,
+        iters=3,
+        max_seconds=1.0,
+        compile_backend="eager",
+        image_size=8,
+        measure_peak=False,
+        config=TINY,
+    )
+    values.update(overrides)
+    return BenchSettings(**values)
+
+
+def by_mode(report: dict, cell: str, batch: int) -> dict[str, dict]:
+    return {r["mode"]: r for r in report["results"] if r["cell"] == cell and r["batch_size"] == batch}
+
+
+def test_inference_report_has_every_mode_cell_and_batch() -> None:
+    report = run_benchmark(CELLS, tiny_settings())
+    assert len(report["results"]) == len(CELLS) * 2 * len(MODES)
+    for cell, _ in CELLS:
+        for batch in (1, 2):
+            rows = by_mode(report, cell, batch)
+            assert set(rows) == set(MODES)
+            assert rows["static-cudagraph"]["status"] == "skipped"
+            ok = {mode: row for mode, row in rows.items() if row["status"] == "ok"}
+            assert set(ok) == set(MODES) - {"static-cudagraph"}, rows
+            assert ok["dynamic"]["speedup_vs_dynamic"] == 1.0
+            assert ok["static-compile"]["graph_breaks"] == 0
+            assert ok["static-compile"]["graph_count"] == 1
+            for row in ok.values():
+                assert row["median_ms"] > 0 and row["images_per_s"] > 0 and row["calls"] == 3
+    for info, (_, spec) in zip(report["cells"], CELLS):
+        plan = lower(spec, TINY)
+        assert (info["trainable_parameters"], info["flops_per_image"]) == (plan.trainable_parameters, plan.flops)
+    assert report["device"] and report["torch_version"] and report["date"]
+
+
+def test_training_step_skips_inference_only_modes() -> None:
+    report = run_benchmark(CELLS[:1], tiny_settings(train=True, batch_sizes=(2,), modes=("dynamic", "static", "static-fused", "static-script", "static-freeze")))
+    rows = by_mode(report, "two_vertex", 2)
+    assert rows["static-fused"] == {**rows["static-fused"], "status": "skipped", "error": "inference only"}
+    assert rows["static-freeze"]["status"] == "skipped"
+    assert all(rows[m]["status"] == "ok" for m in ("dynamic", "static", "static-script"))
+
+
+def test_a_failing_mode_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_build = bench_modes.build
+
+    def broken_build(mode, module, backend):
+        if mode.name == "static-script":
+            raise RuntimeError("boom\nsecond line")
+        return real_build(mode, module, backend)
+
+    monkeypatch.setattr("nbcompile.bench.runner.build", broken_build)
+    report = run_benchmark(CELLS[:1], tiny_settings(batch_sizes=(1,), modes=("dynamic", "static-script", "static")))
+    rows = by_mode(report, "two_vertex", 1)
+    assert rows["static-script"]["status"] == "failed"
+    assert rows["static-script"]["error"] == "RuntimeError: boom"
+    assert rows["static"]["status"] == "ok"
+
+
+def test_bad_settings_are_value_errors() -> None:
+    with pytest.raises(ValueError, match="unknown mode 'fastest'"):
+        BenchSettings(modes=("fastest",))
+    with pytest.raises(ValueError, match="dtype"):
+        BenchSettings(dtype="fp8")
+
+
+def test_time_calls_counts_and_stops() -> None:
+    import torch
+
+    calls = []
+    timing = time_calls(lambda: calls.append(1), torch.device("cpu"), warmup=2, iters=7, max_seconds=60)
+    assert len(calls) == 9 and timing.calls == 7 and timing.median_ms >= 0 and timing.iqr_ms >= 0
+    calls.clear()
+    timing = time_calls(lambda: calls.append(1), torch.device("cpu"), warmup=0, iters=1000, max_seconds=0.0)
+    assert timing.calls == 3  # at least three timed calls, even past the time limit
+
+
+def test_cli_writes_json_and_plot(tmp_path: Path) -> None:
+    json_path, plot_path = tmp_path / "out" / "bench.json", tmp_path / "out" / "bench.png"
+    args = [
+        "bench", str(ROOT / "examples" / "two_vertex.json"), "--batch-sizes", "1,2",
+        "--modes", "dynamic,static,static-compile,static-cudagraph", "--warmup", "0", "--iters", "2",
+        "--compile-backend", "eager", "--image-size", "8", "--no-peak",
+        "--stem-channels", "4", "--num-stacks", "2", "--cells-per-stack", "1",
+        "--json", str(json_path), "--plot", str(plot_path),
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(json_path.read_text())
+    assert {r["mode"] for r in report["results"]} == {"dynamic", "static", "static-compile", "static-cudagraph"}
+    assert report["settings"]["config"]["stem_channels"] == 4
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "static-compile" in result.stdout and "needs a CUDA device" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--modes", "dynamic,fastest"], "unknown mode 'fastest'"),
+        (["--batch-sizes", "0"], "--batch-sizes '0' must be positive integers"),
+        (["--batch-sizes", "a,b"], "must be comma-separated integers"),
+        (["--device", "cuda"], "CUDA is not available"),
+    ],
+)
+def test_cli_bad_options_are_one_line_errors(args: list[str], fragment: str) -> None:
+    import torch
+
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = CliRunner().invoke(main, ["bench", str(ROOT / "examples" / "two_vertex.json"), *args])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
