@@ -31,10 +31,22 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 __all__ = ["Network", "SPEC", "MODULE_HASH", "TRAINABLE_PARAMETERS", "FLOPS", "CONFIG"]
 
 SPEC = {
-    "original_matrix": [[0, 1], [0, 0]],
-    "original_ops": ["input", "output"],
-    "matrix": [[0, 1], [0, 0]],
-    "ops": ["input", "output"],
+    "original_matrix": [
+        [0, 1],
+        [0, 0],
+    ],
+    "original_ops": [
+        "input",
+        "output",
+    ],
+    "matrix": [
+        [0, 1],
+        [0, 0],
+    ],
+    "ops": [
+        "input",
+        "output",
+    ],
 }
 MODULE_HASH = "043721b9c7fe8c5fad811d47d83132ec"
 TRAINABLE_PARAMETERS = 882570

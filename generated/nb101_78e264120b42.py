@@ -58,7 +58,13 @@ SPEC = {
         [0, 0, 0, 0, 1],
         [0, 0, 0, 0, 0],
     ],
-    "ops": ["input", "conv1x1-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu", "output"],
+    "ops": [
+        "input",
+        "conv1x1-bn-relu",
+        "conv3x3-bn-relu",
+        "conv3x3-bn-relu",
+        "output",
+    ],
 }
 MODULE_HASH = "78e264120b42829179e711a1bee1fd97"
 TRAINABLE_PARAMETERS = 3060912

@@ -60,14 +60,14 @@ class Header:
     given: tuple[str, ...]
     built: tuple[str, ...]
     config: str
-    config_dict: str
+    config_items: tuple[tuple[str, int], ...]
     channels: tuple[str, ...]
     parameters: str
     flops: str
-    original_matrix: str
-    original_ops: str
-    matrix: str
-    ops: str
+    original_matrix: tuple[str, ...]
+    original_ops: tuple[str, ...]
+    matrix: tuple[str, ...]
+    ops: tuple[str, ...]
 
 
 def _matrix_lines(matrix: tuple[tuple[int, ...], ...], ops: tuple[str, ...]) -> tuple[str, ...]:
@@ -97,24 +97,32 @@ def build_header(plan: NetworkPlan, name: str | None = None) -> Header:
         given=_matrix_lines(spec.original_matrix_tuple, spec.original_ops_tuple),
         built=_matrix_lines(built.pruned_matrix, built.pruned_ops),
         config=", ".join(f"{k}={v}" for k, v in plan.config.as_dict().items()),
-        config_dict=repr(plan.config.as_dict()),
+        config_items=tuple(plan.config.as_dict().items()),
         channels=tuple(f"{pair}: {list(vc)}" for pair, vc in plan.vertex_channels().items()),
         parameters=f"{plan.trainable_parameters:,}",
         flops=f"{plan.flops:,}",
-        original_matrix=repr([list(row) for row in spec.original_matrix_tuple]),
-        original_ops=repr(list(spec.original_ops_tuple)),
-        matrix=repr([list(row) for row in built.pruned_matrix]),
-        ops=repr(list(built.pruned_ops)),
+        original_matrix=tuple(repr(list(row)) for row in spec.original_matrix_tuple),
+        original_ops=spec.original_ops_tuple,
+        matrix=tuple(repr(list(row)) for row in built.pruned_matrix),
+        ops=built.pruned_ops,
     )
 
 
-def render_plan(plan: NetworkPlan, name: str | None = None) -> str:
+def render_plan(plan: NetworkPlan, name: str | None = None, *, formatter: str = "auto") -> str:
     """The formatted source of the generated module for ``plan``.
 
-    ``name`` is recorded in the regenerate command when it is not the default name.
+    ``name`` is recorded in the regenerate command when it is not the default name. The
+    template emits black-stable code, so ``formatter="auto"`` runs black only when a line is
+    longer than black's limit (a cell with a wide fan-in); ``"black"`` always runs it (the
+    result is the same, slower: the tests check that).
     """
-    raw = _environment().get_template(TEMPLATE).render(plan=plan, header=build_header(plan, name))
-    source = black.format_str(raw, mode=BLACK_MODE)
+    source = _environment().get_template(TEMPLATE).render(plan=plan, header=build_header(plan, name))
+    if formatter == "black" or (
+        formatter == "auto" and any(len(line) > BLACK_MODE.line_length for line in source.splitlines())
+    ):
+        source = black.format_str(source, mode=BLACK_MODE)
+    elif formatter not in ("auto", "black"):
+        raise ValueError(f"formatter must be 'auto' or 'black', got {formatter!r}")
     compile(source, f"<nbcompile {plan.module_hash}>", "exec")
     return source
 

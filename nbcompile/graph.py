@@ -14,10 +14,6 @@ from collections.abc import Sequence
 Matrix = tuple[tuple[int, ...], ...]
 
 
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8")).hexdigest()
-
-
 def reachable_vertices(matrix: Sequence[Sequence[int]]) -> list[int]:
     """Vertices on some path from the input (vertex 0) to the output (the last vertex), ascending."""
     size = len(matrix)
@@ -47,23 +43,28 @@ def module_hash(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> str:
     op's index in AVAILABLE_OPS otherwise.
     """
     size = len(matrix)
-    in_degree = [sum(matrix[w][v] for w in range(size)) for v in range(size)]
-    out_degree = [sum(matrix[v]) for v in range(size)]
-    hashes = [_md5(str((out_degree[v], in_degree[v], labels[v]))) for v in range(size)]
+    md5 = hashlib.md5
     predecessors = [[w for w in range(size) if matrix[w][v]] for v in range(size)]
     successors = [[w for w in range(size) if matrix[v][w]] for v in range(size)]
+    hashes = [
+        md5(str((len(successors[v]), len(predecessors[v]), labels[v])).encode()).hexdigest()
+        for v in range(size)
+    ]
+    neighbours = list(zip(range(size), predecessors, successors))
     for _ in range(size):
         hashes = [
-            _md5(
-                "".join(sorted(hashes[w] for w in predecessors[v]))
-                + "|"
-                + "".join(sorted(hashes[w] for w in successors[v]))
-                + "|"
-                + hashes[v]
-            )
-            for v in range(size)
+            md5(
+                (
+                    "".join(sorted([hashes[w] for w in into]))
+                    + "|"
+                    + "".join(sorted([hashes[w] for w in out]))
+                    + "|"
+                    + hashes[v]
+                ).encode()
+            ).hexdigest()
+            for v, into, out in neighbours
         ]
-    return _md5(str(sorted(hashes)))
+    return md5(str(sorted(hashes)).encode()).hexdigest()
 
 
 def edge_bits(matrix: Sequence[Sequence[int]]) -> int:

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import black
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from nbcompile import ConfigError, SpecError, compile_to_file, generate_source
-from nbcompile.codegen import BLACK_MODE
+from nbcompile import ConfigError, ModelSpec, NetworkConfig, SpecError, compile_to_file, generate_source
+from nbcompile.codegen import BLACK_MODE, render_plan
+from nbcompile.plan import lower
+from strategies import valid_specs
 from nbcompile.compiler import plan_job
 from nbcompile.files import read_specs
 
@@ -116,3 +120,16 @@ def test_compile_to_file_writes_an_importable_named_file(tmp_path: Path) -> None
     assert path == tmp_path / "models" / "inception_net.py"
     assert path.read_text(encoding="utf-8") == generate_source(INCEPTION, name="inception_net")
     assert [p.name for p in path.parent.iterdir()] == ["inception_net.py"]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(valid_specs(), st.sampled_from([NetworkConfig(), NetworkConfig(stem_channels=5, num_stacks=2, cells_per_stack=1)]))
+def test_template_output_is_black_stable(spec, config) -> None:
+    """The fast path (black only for over-long lines) gives exactly black's output."""
+    plan = lower(spec, config)
+    assert render_plan(plan, formatter="auto") == render_plan(plan, formatter="black")
+
+
+def test_unknown_formatter_is_rejected() -> None:
+    with pytest.raises(ValueError, match="formatter must be"):
+        render_plan(lower(ModelSpec.from_dict(INCEPTION)), formatter="ruff")
