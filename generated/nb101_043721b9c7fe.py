@@ -61,7 +61,7 @@ CONFIG = {
 
 
 class ConvBnRelu(nn.Module):
-    """Conv (no bias), BatchNorm, ReLU, with the TensorFlow conventions NAS-Bench-101 used."""
+    """Conv (no bias), BatchNorm, ReLU, with NAS-Bench-101's TensorFlow conventions."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
         super().__init__()
@@ -82,7 +82,7 @@ class ConvBnRelu(nn.Module):
         self.bn.reset_parameters()
 
     def fuse(self) -> None:
-        """Fold the BatchNorm into the conv (inference only; changes the state_dict keys)."""
+        """Fold BatchNorm into the conv, for inference (changes state_dict keys)."""
         if isinstance(self.bn, nn.BatchNorm2d):
             self.conv = fuse_conv_bn_eval(self.conv, self.bn)
             self.bn = nn.Identity()

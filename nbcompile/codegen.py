@@ -112,13 +112,14 @@ def render_plan(plan: NetworkPlan, name: str | None = None, *, formatter: str = 
     """The formatted source of the generated module for ``plan``.
 
     ``name`` is recorded in the regenerate command when it is not the default name. The
-    template emits black-stable code, so ``formatter="auto"`` runs black only when a line is
-    longer than black's limit (a cell with a wide fan-in); ``"black"`` always runs it (the
+    template emits black-stable code, so ``formatter="auto"`` runs black only when a code line
+    is longer than black's limit (a cell with a wide fan-in); ``"black"`` always runs it (the
     result is the same, slower: the tests check that).
     """
     source = _environment().get_template(TEMPLATE).render(plan=plan, header=build_header(plan, name))
+    code = source[source.index('"""', 3) + 3 :]  # black leaves long docstring lines alone
     if formatter == "black" or (
-        formatter == "auto" and any(len(line) > BLACK_MODE.line_length for line in source.splitlines())
+        formatter == "auto" and any(len(line) > BLACK_MODE.line_length for line in code.splitlines())
     ):
         source = black.format_str(source, mode=BLACK_MODE)
     elif formatter not in ("auto", "black"):

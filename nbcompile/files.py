@@ -34,9 +34,19 @@ def _spec_at(data: Any, location: str) -> tuple[str, ModelSpec]:
     if not isinstance(data, dict):
         raise SpecError(f"{location}: expected a JSON object with 'matrix' and 'ops', got {type(data).__name__}")
     try:
-        return location, ModelSpec.from_dict(data)
+        spec = ModelSpec.from_dict(data)
     except SpecError as error:
         raise SpecError(f"{location}: {error}") from None
+    _check_hash(spec, data.get("module_hash"), location)
+    return location, spec
+
+
+def _check_hash(spec: ModelSpec, expected: Any, location: str) -> None:
+    """A spec that states its module_hash (as enumeration output does) must have that hash."""
+    if expected is None or not spec.is_valid():
+        return
+    if expected != spec.module_hash:
+        raise SpecError(f"{location}: module_hash {expected!r} does not match the cell, whose hash is {spec.module_hash}")
 
 
 def parse_specs(text: str, origin: str) -> list[tuple[str, ModelSpec]]:
@@ -85,6 +95,8 @@ def read_specs(source: str, stdin_text: str | None = None) -> list[tuple[str, Mo
     if source == "-":
         return parse_specs(stdin_text or "", "<stdin>")
     path = Path(source)
+    if path.suffix == ".npz":
+        return _read_npz_specs(path, source)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -94,3 +106,21 @@ def read_specs(source: str, stdin_text: str | None = None) -> list[tuple[str, Mo
     except UnicodeDecodeError:
         raise SpecError(f"{source}: not a UTF-8 text file") from None
     return parse_specs(text, source)
+
+
+def _read_npz_specs(path: Path, source: str) -> list[tuple[str, ModelSpec]]:
+    """Specs of a cell file written by ``nbcompile enumerate --out FILE.npz``."""
+    from nbcompile.cellstore import read_npz
+
+    if not path.is_file():
+        raise SpecError(f"{source}: no such file")
+    located = []
+    for index, cell in enumerate(read_npz(path)):
+        location = f"{source}[{index}]"
+        try:
+            spec = ModelSpec(cell.matrix, cell.ops)
+        except SpecError as error:
+            raise SpecError(f"{location}: {error}") from None
+        _check_hash(spec, cell.module_hash, location)
+        located.append((location, spec))
+    return located

@@ -133,3 +133,14 @@ def test_template_output_is_black_stable(spec, config) -> None:
 def test_unknown_formatter_is_rejected() -> None:
     with pytest.raises(ValueError, match="formatter must be"):
         render_plan(lower(ModelSpec.from_dict(INCEPTION)), formatter="ruff")
+
+
+@pytest.mark.parametrize("job", example_jobs(), ids=lambda job: job.module_name)
+def test_fast_path_skips_black_for_ordinary_cells(job, monkeypatch: pytest.MonkeyPatch) -> None:
+    """black is the slow part of code generation; the examples never need it."""
+
+    def no_black(*args, **kwargs):
+        raise AssertionError("black was called")
+
+    monkeypatch.setattr(black, "format_str", no_black)
+    assert job.source() == (GENERATED / f"{job.module_name}.py").read_text(encoding="utf-8")
