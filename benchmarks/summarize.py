@@ -1,6 +1,6 @@
 """Turn benchmark JSON files into the Markdown tables of the README.
 
-Usage: python3 benchmarks/summarize.py RESULT.json [RESULT.json ...]
+Usage: python3 benchmarks/summarize.py [--compact] RESULT.json [RESULT.json ...]
 """
 
 from __future__ import annotations
@@ -40,5 +40,31 @@ def summarize(path: Path) -> str:
     return "\n".join(lines)
 
 
+def compact(path: Path) -> str:
+    """One row per (cell, batch): each mode's median ms and its speedup over dynamic eager."""
+    report = json.loads(path.read_text())
+    modes = list(dict.fromkeys(r["mode"] for r in report["results"] if r.get("status") == "ok"))
+    lines = [
+        "| cell | batch | " + " | ".join(modes) + " |",
+        "|---|---:|" + "---:|" * len(modes),
+    ]
+    rows: dict[tuple[str, int], dict[str, dict]] = {}
+    for r in report["results"]:
+        rows.setdefault((r["cell"], r["batch_size"]), {})[r["mode"]] = r
+    for (cell, batch), by_mode in rows.items():
+        cells = []
+        for mode in modes:
+            r = by_mode.get(mode, {})
+            if r.get("status") != "ok":
+                cells.append(r.get("status", ""))
+            else:
+                cells.append(f"{r['median_ms']:.1f} ms ({r['speedup_vs_dynamic']:.2f}x)")
+        lines.append(f"| {cell} | {batch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print("\n\n".join(summarize(Path(arg)) for arg in sys.argv[1:]))
+    if sys.argv[1] == "--compact":
+        print("\n\n".join(compact(Path(arg)) for arg in sys.argv[2:]))
+    else:
+        print("\n\n".join(summarize(Path(arg)) for arg in sys.argv[1:]))

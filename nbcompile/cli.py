@@ -14,12 +14,13 @@ from rich.progress import track
 
 from nbcompile import __version__
 from nbcompile.bench.modes import MODES
-from nbcompile.compiler import CompileJob, plan_job
+from nbcompile.compiler import plan_job
 from nbcompile.config import NetworkConfig
 from nbcompile.errors import ConfigError, OutOfDomainError, SpecError
 from nbcompile.files import read_specs
 from nbcompile.naming import validate_module_name
 from nbcompile.report import format_info, info_json, spec_info
+from nbcompile.spec import ModelSpec
 
 #: Exit code for bad input (specs, options, files), as click uses for usage errors.
 EXIT_BAD_INPUT = 2
@@ -122,15 +123,19 @@ def compile_command(specs: tuple[str, ...], out_dir: str, name: str | None, cano
     located = [item for source in specs for item in read_specs(source, stdin_text)]
     if name is not None and len(located) != 1:
         raise ConfigError(f"--name needs exactly one spec, got {len(located)}")
-    jobs: dict[str, CompileJob] = {}
+    # Check every spec before writing anything; keep specs, not plans, so that the whole space
+    # (423,624 cells) fits in memory. Specs that build the same file are written once.
+    unique: dict[str, ModelSpec] = {}
     for location, spec in located:
         try:
             job = plan_job(spec, name=name, canonical=canonical, config=config)
         except (OutOfDomainError, ConfigError) as error:
             raise type(error)(f"{location}: {error}") from None
-        jobs.setdefault(job.module_name, job)
+        unique.setdefault(job.module_name, spec)
     console = Console(stderr=True)
-    for job in track(jobs.values(), description="compiling", console=console, disable=len(jobs) < 2 or not console.is_terminal):
+    quiet = len(unique) < 2 or not console.is_terminal
+    for spec in track(unique.values(), description="compiling", console=console, disable=quiet):
+        job = plan_job(spec, name=name, canonical=canonical, config=config)
         click.echo(str(job.write(out_dir)))
 
 
@@ -252,8 +257,9 @@ def bench_command(
     except ValueError as error:
         raise ConfigError(str(error)) from None
     cells = []
+    stdin_text = _stdin_text(specs)
     for source in specs:
-        for location, spec in read_specs(source, _stdin_text(specs)):
+        for location, spec in read_specs(source, stdin_text):
             try:
                 spec.validate()
             except OutOfDomainError as error:
