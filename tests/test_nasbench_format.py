@@ -1,0 +1,149 @@
+"""The dataset file format: TFRecord framing, the ModelMetrics protobuf, record payloads."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nbcompile.nasbench.errors import DatasetError
+from nbcompile.nasbench.metrics import (
+    EvaluationData,
+    ModelMetrics,
+    ProtobufError,
+    decode_model_metrics,
+    encode_model_metrics,
+)
+from nbcompile.nasbench.records import Record, encode_record, parse_record
+from nbcompile.nasbench.tfrecord import frame, iter_records, masked_crc, write_records
+
+INCEPTION_ADJACENCY = "0111100" "0000001" "0000001" "0000001" "0000010" "0000001" "0000000"
+INCEPTION_OPS = ("input", "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3", "conv3x3-bn-relu", "conv3x3-bn-relu", "output")
+# The notebook's query of the Inception-like cell (one repeat at 108 epochs, reference §8).
+FINAL = EvaluationData(108.0, 1155.85302734375, 1.0, 0.9376001358032227, 0.9311898946762085, "")
+METRICS = ModelMetrics((EvaluationData(), EvaluationData(54.0, 578.0, 0.9, 0.9, 0.9, "ckpt"), FINAL), 2694282, 1769.0)
+
+
+def test_crc32c_and_mask_known_values() -> None:
+    from crc32c import crc32c
+
+    assert crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+    crc = 0xE3069283
+    assert masked_crc(b"123456789") == (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def test_protobuf_bytes_are_protobufs_encoding() -> None:
+    """Hand-checked wire bytes: field 2 varint 2694282 is 10 8a b9 a4 01; field 3 is tag 0x19."""
+    encoded = encode_model_metrics(ModelMetrics((), 2694282, 1.5))
+    assert encoded == bytes([0x10, 0x8A, 0xB9, 0xA4, 0x01, 0x19]) + struct.pack("<d", 1.5)
+    evaluation = encode_model_metrics(ModelMetrics((EvaluationData(1.0, 2.0, 3.0, 4.0, 5.0, "p"),), 0, 0.0))
+    assert evaluation[:2] == bytes([0x0A, 5 * 9 + 3])  # field 1, LEN 48: five doubles + "p"
+    assert evaluation[2] == 0x09 and evaluation[11] == 0x11 and evaluation[47:50] == b"\x32\x01p"
+
+
+def test_metrics_round_trip() -> None:
+    assert decode_model_metrics(encode_model_metrics(METRICS)) == METRICS
+
+
+def test_unknown_fields_are_skipped() -> None:
+    extra = bytes([0x20, 0x07]) + bytes([0x2A, 0x02]) + b"hi" + bytes([0x35]) + b"\0\0\0\0"  # fields 4, 5, 6
+    inner_extra = bytes([0x38, 0x01])  # field 7 varint inside EvaluationData
+    body = encode_model_metrics(ModelMetrics((), 5, 0.0))
+    evaluation = bytes([0x09]) + struct.pack("<d", 3.0) + inner_extra
+    data = bytes([0x0A, len(evaluation)]) + evaluation + extra + body
+    decoded = decode_model_metrics(data)
+    assert decoded.trainable_parameters == 5 and decoded.evaluation_data[0].current_epoch == 3.0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (bytes([0x10]), "truncated varint"),
+        (bytes([0x0A, 0x05, 0x01]), "runs past the end"),
+        (bytes([0x10]) + b"\xff" * 11, "longer than 10 bytes"),
+        (bytes([0x0B]), "unsupported wire type 3"),
+        (bytes([0x19, 0x00]), "runs past the end"),
+        (bytes([0x11]) + b"\0" * 8, None),  # unknown field 2 with I64 where varint expected: wire type check
+        (bytes([0x00]), "field number 0"),
+    ],
+)
+def test_corrupt_protobufs(data: bytes, message: str | None) -> None:
+    if message is None:
+        with pytest.raises(ProtobufError, match="trainable_parameters has wire type 1"):
+            decode_model_metrics(data)
+        return
+    with pytest.raises(ProtobufError, match=message):
+        decode_model_metrics(data)
+
+
+@settings(max_examples=100, derandomize=True, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=300), max_size=6))
+def test_framing_round_trip(payloads: list[bytes]) -> None:
+    stream = io.BytesIO()
+    assert write_records(stream, payloads) == len(payloads)
+    stream.seek(0)
+    records = list(iter_records(stream))
+    assert [p for _, _, p in records] == payloads
+    offsets = [o for _, o, _ in records]
+    assert offsets == [sum(16 + len(p) for p in payloads[:i]) for i in range(len(payloads))]
+
+
+def _file(*payloads: bytes) -> bytearray:
+    return bytearray(b"".join(frame(p) for p in payloads))
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (lambda b: b[: len(b) - 3], r"record 1 at byte 21: file ends inside the record"),
+        (lambda b: b[:25], r"record 1 at byte 21: file ends inside the record header"),
+        (lambda b: b[:21] + bytes([b[21] ^ 1]) + b[22:], r"record 1 at byte 21: bad CRC of the length field"),
+        (lambda b: b[:34] + bytes([b[34] ^ 1]) + b[35:], r"record 1 at byte 21: bad CRC of the payload"),
+    ],
+)
+def test_bad_frames_name_record_and_offset(corrupt, message: str) -> None:
+    data = bytes(corrupt(_file(b"first", b"second")))
+    with pytest.raises(DatasetError, match=message):
+        list(iter_records(io.BytesIO(data)))
+
+
+def _payload(**overrides) -> bytes:
+    fields = {
+        "module_hash": "28cfc7874f6d200472e1a9dcd8650aa0",
+        "epochs": 108,
+        "adjacency": INCEPTION_ADJACENCY,
+        "operations": ",".join(INCEPTION_OPS),
+        "metrics": base64.b64encode(encode_model_metrics(METRICS)).decode(),
+    }
+    fields.update(overrides)
+    return json.dumps(list(fields.values())).encode()
+
+
+def test_record_round_trip() -> None:
+    record = parse_record(_payload(), 3, 99)
+    assert record == Record("28cfc7874f6d200472e1a9dcd8650aa0", 108, INCEPTION_ADJACENCY, INCEPTION_OPS, METRICS)
+    assert parse_record(encode_record(record)) == record
+    assert record.metrics.evaluation_data[2].validation_accuracy == 0.9376001358032227
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"not json", "payload is not JSON"),
+        (b"[1, 2, 3]", "a JSON array of 5 fields, got 3"),
+        (_payload(module_hash="XYZ"), "module_hash 'XYZ' is not 32 lowercase hex digits"),
+        (_payload(epochs=0), "epochs 0 is not a positive integer"),
+        (_payload(operations="input,conv5x5,output"), "unknown op 'conv5x5'"),
+        (_payload(adjacency="0110"), "adjacency of 4 characters does not match 7 ops"),
+        (_payload(metrics="@@@"), "metrics is not valid base64"),
+        (_payload(metrics=base64.b64encode(b"\x0b").decode()), "not a valid ModelMetrics protobuf"),
+    ],
+)
+def test_bad_payloads_name_the_record(payload: bytes, message: str) -> None:
+    with pytest.raises(DatasetError, match=f"record 7 at byte 1234: .*{message}"):
+        parse_record(payload, 7, 1234)
