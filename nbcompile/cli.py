@@ -334,3 +334,32 @@ def enumerate_command(max_vertices: int, max_edges: int, out_path: str | None, w
         else:
             count = (write_npz if path.suffix == ".npz" else write_jsonl)(cells, path)
     click.echo(f"{count:,} cells in {time.perf_counter() - started:.1f} s", err=True)
+
+
+@main.group("data")
+def data_group() -> None:
+    """Work with NAS-Bench-101 dataset files (no TensorFlow needed)."""
+
+
+@data_group.command("fixture")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--cells", "cell_count", type=click.IntRange(1), default=100, show_default=True, help="Cells, spread over the whole space.")
+@click.option("--all", "all_cells", is_flag=True, help="Every one of the 423,624 cells.")
+@click.option("--full", is_flag=True, help="Epoch budgets 4, 12, 36 and 108 (like nasbench_full); default 108 only.")
+@_reports_bad_input
+def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool) -> None:
+    """Write OUT in the official TFRecord format with SYNTHETIC metrics.
+
+    Parameter counts are the real ones of each cell's canonical network; accuracies and times
+    are made up (deterministically). OUT's name must contain "synthetic".
+    """
+    from nbcompile.enumeration import enumerate_cells, sample_cells
+    from nbcompile.nasbench.errors import DatasetError
+    from nbcompile.nasbench.fixture import FULL, ONLY_108, write_fixture
+
+    cells = enumerate_cells() if all_cells else sample_cells(cell_count)
+    try:
+        count = write_fixture(out, cells, FULL if full else ONLY_108)
+    except DatasetError as error:
+        raise ConfigError(str(error)) from None
+    click.echo(f"wrote {count:,} records to {out}", err=True)

@@ -194,3 +194,12 @@ def _cells(chunk: list[tuple[int, int, tuple[int, ...]]], hashes: list[str]) -> 
     for (size, mask, labeling), key in zip(chunk, hashes):
         ops = (INPUT, *(AVAILABLE_OPS[label] for label in labeling), OUTPUT)
         yield EnumeratedCell(key, mask_to_matrix(mask, size), ops)
+
+
+def sample_cells(count: int, max_vertices: int = 7, max_edges: int = 9) -> list[EnumeratedCell]:
+    """``count`` cells spread evenly over the enumeration order (all vertex counts), hashed."""
+    keys = list(cell_keys(max_vertices, max_edges))
+    if count < len(keys):
+        step = len(keys) / count
+        keys = [keys[int(i * step)] for i in range(count)]
+    return list(_cells(keys, _hash_chunk(keys)))

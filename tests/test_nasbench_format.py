@@ -147,3 +147,55 @@ def test_record_round_trip() -> None:
 def test_bad_payloads_name_the_record(payload: bytes, message: str) -> None:
     with pytest.raises(DatasetError, match=f"record 7 at byte 1234: .*{message}"):
         parse_record(payload, 7, 1234)
+
+
+def test_fixture_file_is_official_format_with_real_parameter_counts(tmp_path) -> None:
+    from nbcompile.enumeration import enumerate_cells
+    from nbcompile.nasbench.fixture import FULL, write_fixture
+    from nbcompile.nasbench.tfrecord import read_records
+    from nbcompile.plan import lower
+    from nbcompile.spec import ModelSpec
+
+    cells = list(enumerate_cells(max_vertices=3, workers=1))
+    path = tmp_path / "nasbench_synthetic_full.tfrecord"
+    assert write_fixture(path, cells, FULL) == 7 * 4 * 3
+    records = [parse_record(payload, i, o) for i, o, payload in read_records(path)]
+    assert [r.epochs for r in records[:12]] == [4, 4, 4, 12, 12, 12, 36, 36, 36, 108, 108, 108]
+    by_hash = {c.module_hash: c for c in cells}
+    for record in records:
+        cell = by_hash[record.module_hash]
+        expected = lower(ModelSpec(cell.matrix, cell.ops)).trainable_parameters
+        assert record.metrics.trainable_parameters == expected
+        final = record.metrics.evaluation_data[2]
+        assert final.current_epoch == record.epochs and 0 < final.validation_accuracy < 1
+        assert final.validation_accuracy * 9984 == pytest.approx(round(final.validation_accuracy * 9984), abs=1e-3)
+    assert records[0].metrics.trainable_parameters == 882_570  # input → output only
+    # deterministic: the same bytes again
+    again = tmp_path / "again_synthetic.tfrecord"
+    write_fixture(again, cells, FULL)
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_fixture_name_must_say_synthetic(tmp_path) -> None:
+    from nbcompile.nasbench.fixture import write_fixture
+
+    with pytest.raises(DatasetError, match="must contain 'synthetic'"):
+        write_fixture(tmp_path / "nasbench_only108.tfrecord", [])
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_data_fixture(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from nbcompile.cli import main
+    from nbcompile.nasbench.tfrecord import read_records
+
+    out = tmp_path / "nasbench_synthetic_108.tfrecord"
+    result = CliRunner().invoke(main, ["data", "fixture", str(out), "--cells", "20"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 60 records" in result.stderr
+    records = [parse_record(p, i, o) for i, o, p in read_records(out)]
+    assert len({r.module_hash for r in records}) == 20
+    assert {r.num_vertices for r in records} >= {6, 7}  # spread over the space, not the first 20
+    bad = CliRunner().invoke(main, ["data", "fixture", str(tmp_path / "nasbench.tfrecord")])
+    assert bad.exit_code == 2 and "must contain 'synthetic'" in bad.stderr
