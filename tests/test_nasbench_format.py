@@ -199,3 +199,15 @@ def test_cli_data_fixture(tmp_path) -> None:
     assert {r.num_vertices for r in records} >= {6, 7}  # spread over the space, not the first 20
     bad = CliRunner().invoke(main, ["data", "fixture", str(tmp_path / "nasbench.tfrecord")])
     assert bad.exit_code == 2 and "must contain 'synthetic'" in bad.stderr
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(
+    st.tuples(*[st.floats(allow_nan=False)] * 5),
+    st.text(max_size=200),
+)
+def test_evaluation_fast_path_equals_the_general_decoder(values, path: str) -> None:
+    from nbcompile.nasbench.metrics import _decode_evaluation_fields, decode_evaluation, encode_evaluation
+
+    data = encode_evaluation(EvaluationData(*values, path))
+    assert decode_evaluation(data) == _decode_evaluation_fields(data) == EvaluationData(*values, path)

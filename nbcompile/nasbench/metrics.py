@@ -82,7 +82,26 @@ def _double(value: object, wire: int, name: str) -> float:
     return _DOUBLE.unpack(value)[0]  # type: ignore[arg-type]
 
 
+#: The layout protobuf writes for EvaluationData: five tagged doubles, then a short path.
+_CANONICAL_EVALUATION = struct.Struct("<BdBdBdBdBdBB")
+_CANONICAL_TAGS = (0x09, 0x11, 0x19, 0x21, 0x29, 0x32)
+
+
 def decode_evaluation(data: bytes) -> EvaluationData:
+    """Decode one EvaluationData; the usual byte layout takes a single struct unpack."""
+    if len(data) >= _CANONICAL_EVALUATION.size:
+        fields = _CANONICAL_EVALUATION.unpack_from(data)
+        tags = fields[0:10:2] + (fields[10],)
+        if tags == _CANONICAL_TAGS and fields[11] == len(data) - _CANONICAL_EVALUATION.size < 0x80:
+            try:
+                path = bytes(data[_CANONICAL_EVALUATION.size :]).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtobufError("checkpoint_path is not UTF-8") from None
+            return EvaluationData(*fields[1:10:2], path)
+    return _decode_evaluation_fields(data)
+
+
+def _decode_evaluation_fields(data: bytes) -> EvaluationData:
     values: dict[str, object] = {}
     for number, wire, value in _fields(data):
         if number in _EVALUATION_FIELDS:
