@@ -66,13 +66,7 @@ def write_npz(cells: Iterable[EnumeratedCell], path: Path) -> int:
     arrays = cells_to_arrays(cells)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    temporary = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        temporary.write_bytes(buffer.getvalue())
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_atomic(path, buffer.getvalue())
     return len(arrays["module_hash"])
 
 

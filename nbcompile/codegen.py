@@ -13,7 +13,7 @@ import jinja2
 
 from nbcompile import __version__
 from nbcompile.config import NetworkConfig
-from nbcompile.naming import default_module_name, validate_module_name
+from nbcompile.naming import network_module_name, validate_module_name
 from nbcompile.plan import NetworkPlan
 
 TEMPLATE = "network.py.jinja"
@@ -132,4 +132,5 @@ def module_name_for(plan: NetworkPlan, name: str | None = None) -> str:
     """The module (file stem) name the plan is written under."""
     if name is not None:
         return validate_module_name(name)
-    return default_module_name(plan.spec, plan.config, plan.canonical_labeling)
+    built_is_canonical = True if plan.canonical_labeling else None
+    return network_module_name(plan.module_hash, plan.built, plan.config, built_is_canonical)

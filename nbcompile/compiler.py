@@ -36,8 +36,8 @@ def plan_job(
 ) -> CompileJob:
     """Validate and plan one spec; every error is raised here, before anything is written."""
     plan = lower(as_model_spec(spec), config or NetworkConfig(), canonical)
-    module_name = module_name_for(plan, name)
     default_name = module_name_for(plan)
+    module_name = default_name if name is None else module_name_for(plan, name)
     return CompileJob(module_name, plan, None if module_name == default_name else module_name)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +14,33 @@ from nbcompile.errors import SpecError
 from nbcompile.spec import ModelSpec
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never a partial file."""
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write; renamed onto ``path`` if the block succeeds,
+    removed if it fails, so that ``path`` is never left partly written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        yield Path(name)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
+        os.chmod(name, 0o666 & ~umask)
+        os.replace(name, path)
     except BaseException:
         with suppress(FileNotFoundError):
-            os.unlink(temporary)
+            os.unlink(name)
         raise
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write text (UTF-8, ``\\n`` line ends) or bytes to ``path`` atomically."""
+    with atomic_output(path) as temporary:
+        if isinstance(data, bytes):
+            temporary.write_bytes(data)
+        else:
+            with os.fdopen(os.open(temporary, os.O_WRONLY), "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(data)
 
 
 def _spec_at(data: Any, location: str) -> tuple[str, ModelSpec]:

@@ -31,9 +31,19 @@ def default_module_name(spec: ModelSpec, config: NetworkConfig, canonical: bool 
     config); any other labeling or config gets a digest of what it builds, so that two different
     networks never share a file name.
     """
-    base = f"nb101_{spec.module_hash[:12]}"
-    built = spec.canonical() if canonical else spec
-    if config.is_default() and built.is_canonical():
+    if canonical:
+        return network_module_name(spec.module_hash, spec.canonical(), config, is_canonical=True)
+    return network_module_name(spec.module_hash, spec, config)
+
+
+def network_module_name(
+    module_hash: str, built: ModelSpec, config: NetworkConfig, is_canonical: bool | None = None
+) -> str:
+    """The default name of the network built from ``built`` (already in its final labeling)."""
+    base = f"nb101_{module_hash[:12]}"
+    if is_canonical is None:
+        is_canonical = built.is_canonical()
+    if config.is_default() and is_canonical:
         return base
     identity = json.dumps(
         {"matrix": built.pruned_dict(), "config": config.as_dict()}, sort_keys=True

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from nbcompile.files import write_atomic
+from nbcompile.files import atomic_output, write_atomic
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -66,9 +66,8 @@ def plot_latency(report: dict[str, Any], path: str | Path) -> None:
     settings = report["settings"]
     figure.suptitle(f"{report['device']}, torch {report['torch_version']}, {settings['dtype']}, {'train step' if settings['train'] else 'inference'}")
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    temporary.replace(path)
+    try:
+        with atomic_output(Path(path)) as temporary:
+            figure.savefig(temporary, dpi=120, format="png")
+    finally:
+        plt.close(figure)

@@ -9,12 +9,12 @@ searches and load benchmarks at the real file's scale, never for research conclu
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from nbcompile.enumeration import EnumeratedCell
+from nbcompile.files import atomic_output
 from nbcompile.nasbench.errors import DatasetError
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record, encode_record
@@ -87,12 +87,5 @@ def write_fixture(path: str | Path, cells: Iterable[EnumeratedCell], epochs: tup
     path = Path(path)
     if "synthetic" not in path.name:
         raise DatasetError(f"{path.name}: a fixture's file name must contain 'synthetic' (its metrics are made up)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temporary, "wb") as stream:
-            count = write_records(stream, (encode_record(r) for r in fixture_records(cells, epochs)))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return count
+    with atomic_output(path) as temporary, open(temporary, "wb") as stream:
+        return write_records(stream, (encode_record(r) for r in fixture_records(cells, epochs)))
