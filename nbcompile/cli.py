@@ -19,12 +19,14 @@ from nbcompile.config import NetworkConfig
 from nbcompile.errors import ConfigError, OutOfDomainError, SpecError
 from nbcompile.files import read_specs
 from nbcompile.naming import validate_module_name
+from nbcompile.nasbench.errors import DatasetError
+from nbcompile.nasbench.api import UnknownCellError
 from nbcompile.report import format_info, info_json, spec_info
 from nbcompile.spec import ModelSpec
 
 #: Exit code for bad input (specs, options, files), as click uses for usage errors.
 EXIT_BAD_INPUT = 2
-_BAD_INPUT = (SpecError, OutOfDomainError, ConfigError, OSError)
+_BAD_INPUT = (SpecError, OutOfDomainError, ConfigError, OSError, DatasetError, UnknownCellError)
 
 
 def _fail(message: str) -> None:
@@ -346,8 +348,9 @@ def data_group() -> None:
 @click.option("--cells", "cell_count", type=click.IntRange(1), default=100, show_default=True, help="Cells, spread over the whole space.")
 @click.option("--all", "all_cells", is_flag=True, help="Every one of the 423,624 cells.")
 @click.option("--full", is_flag=True, help="Epoch budgets 4, 12, 36 and 108 (like nasbench_full); default 108 only.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes [default: the CPUs available].")
 @_reports_bad_input
-def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool) -> None:
+def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, workers: int | None) -> None:
     """Write OUT in the official TFRecord format with SYNTHETIC metrics.
 
     Parameter counts are the real ones of each cell's canonical network; accuracies and times
@@ -355,11 +358,93 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool) -> N
     """
     from nbcompile.enumeration import enumerate_cells, sample_cells
     from nbcompile.nasbench.errors import DatasetError
+    from nbcompile.nasbench.convert import default_workers
     from nbcompile.nasbench.fixture import FULL, ONLY_108, write_fixture
 
     cells = enumerate_cells() if all_cells else sample_cells(cell_count)
     try:
-        count = write_fixture(out, cells, FULL if full else ONLY_108)
+        count = write_fixture(out, cells, FULL if full else ONLY_108, workers or default_workers())
     except DatasetError as error:
         raise ConfigError(str(error)) from None
     click.echo(f"wrote {count:,} records to {out}", err=True)
+
+
+def _cache_options(command: Callable[..., None]) -> Callable[..., None]:
+    command = click.option("--workers", type=click.IntRange(1, 64), default=None, help="Conversion processes [default: the CPUs available].")(command)
+    command = click.option("--no-cache", is_flag=True, help="Convert in memory; read and write no cache.")(command)
+    command = click.option(
+        "--cache-dir", type=click.Path(file_okay=False), default=None,
+        help="Cache folder [default: $NBCOMPILE_CACHE_DIR, else $XDG_CACHE_HOME/nbcompile, else ~/.cache/nbcompile].",
+    )(command)  # fmt: skip
+    return command
+
+
+def _open_dataset(path: str, cache_dir: str | None, no_cache: bool, workers: int | None, seed: int | None = None):
+    from nbcompile.nasbench.api import NASBench
+
+    return NASBench(path, seed, cache_dir=cache_dir, cache=not no_cache, workers=workers)
+
+
+@data_group.command("convert")
+@click.argument("path", type=click.Path(dir_okay=False))
+@_cache_options
+@_reports_bad_input
+def convert_command(path: str, cache_dir: str | None, no_cache: bool, workers: int | None) -> None:
+    """Convert the dataset file PATH into the cache (or find it there) and say where it is."""
+    bench = _open_dataset(path, cache_dir, no_cache, workers)
+    action = "converted" if bench.converted else "found in the cache"
+    click.echo(f"{action}: {len(bench):,} cells, {bench.tables.num_records:,} records in {bench.load_seconds:.2f} s", err=True)
+    click.echo(str(bench.cache_folder) if bench.cache_folder else "(not cached)")
+
+
+@data_group.command("info")
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_cache_options
+@_reports_bad_input
+def data_info_command(path: str, as_json: bool, cache_dir: str | None, no_cache: bool, workers: int | None) -> None:
+    """Summarise the dataset PATH (a .tfrecord or a cache folder): cells, epochs, repeats,
+    parameter range, and the best cells by mean validation and mean test accuracy."""
+    import json
+
+    from nbcompile.nasbench.summary import dataset_info, format_dataset_info
+
+    info = dataset_info(_open_dataset(path, cache_dir, no_cache, workers))
+    click.echo(json.dumps(info, indent=2) if as_json else format_dataset_info(info))
+
+
+@data_group.command("query")
+@click.argument("path", type=click.Path())
+@click.argument("spec")
+@click.option("--epochs", type=int, default=108, show_default=True, help="Epoch budget.")
+@click.option("--halfway", is_flag=True, help="Metrics at half the budget (stop_halfway).")
+@click.option("--mean", is_flag=True, help="Mean over the repeats instead of one sampled repeat.")
+@click.option("--seed", type=int, default=None, help="Seed of the repeat sampling.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_cache_options
+@_reports_bad_input
+def data_query_command(
+    path: str, spec: str, epochs: int, halfway: bool, mean: bool, seed: int | None, as_json: bool,
+    cache_dir: str | None, no_cache: bool, workers: int | None,
+) -> None:  # fmt: skip
+    """Query the dataset PATH for SPEC: a spec file (as compile reads), inline JSON, - for stdin,
+    or a 32-digit module hash."""
+    import re
+
+    from nbcompile.nasbench.summary import format_query, query_json
+
+    bench = _open_dataset(path, cache_dir, no_cache, workers, seed)
+    if re.fullmatch(r"[0-9a-f]{32}", spec):
+        model_spec = bench.spec_of(spec)
+    else:
+        located = read_specs(spec, _stdin_text((spec,)))
+        if len(located) != 1:
+            raise SpecError(f"{spec}: query takes one spec, the input holds {len(located)}")
+        location, model_spec = located[0]
+        try:
+            model_spec.validate()
+        except OutOfDomainError as error:
+            raise OutOfDomainError(f"{location}: {error}") from None
+    result = bench.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
+    module_hash = model_spec.module_hash
+    click.echo(query_json(result, module_hash) if as_json else format_query(result, module_hash))

@@ -31,6 +31,10 @@ def _parse_matrix(matrix: Any) -> graph.Matrix:
         if bad is not None:
             raise SpecError(f"matrix string has {matrix[bad]!r} at position {bad}: only '0' and '1' are allowed")
         matrix = [[int(char) for char in matrix[r * size : (r + 1) * size]] for r in range(size)]
+    if type(matrix) is list and matrix and all(type(row) is list for row in matrix):
+        fast = _plain_rows(matrix) if all(len(row) == len(matrix) for row in matrix) else None
+        if fast is not None:
+            return fast
     if isinstance(matrix, np.ndarray):
         if matrix.ndim != 2:
             raise SpecError(f"matrix must be 2-D, got {matrix.ndim} dimensions")
@@ -51,6 +55,9 @@ def _parse_matrix(matrix: Any) -> graph.Matrix:
     for r, row in enumerate(rows):
         if len(row) != size:
             raise SpecError(f"matrix must be square: it has {size} rows but row {r} has {len(row)} entries")
+    fast = _plain_rows(rows)
+    if fast is not None:
+        return fast
     parsed = []
     for r, row in enumerate(rows):
         values = []
@@ -66,6 +73,25 @@ def _parse_matrix(matrix: Any) -> graph.Matrix:
                 )
             values.append(value)
         parsed.append(tuple(values))
+    return tuple(parsed)
+
+
+_BINARY = frozenset((0, 1))
+
+
+def _plain_rows(rows: list[list[Any]]) -> graph.Matrix | None:
+    """The common case in one pass: 0/1 entries, strictly upper triangular; None otherwise.
+
+    Anything this does not accept goes through the checking loop, which names the bad entry.
+    """
+    parsed = []
+    try:
+        for r, row in enumerate(rows):
+            if not _BINARY.issuperset(row) or any(row[: r + 1]):
+                return None
+            parsed.append(tuple(map(int, row)))
+    except TypeError:  # an unhashable entry
+        return None
     return tuple(parsed)
 
 
@@ -175,6 +201,10 @@ class ModelSpec:
     # --- validity ------------------------------------------------------------------------------
     def domain_error(self) -> str | None:
         """Why the pruned cell is outside the NAS-Bench-101 space, or None if it is inside."""
+        return self._domain_error
+
+    @cached_property
+    def _domain_error(self) -> str | None:
         size = len(self._original)
         if size < 2:
             return "a cell needs an input and an output vertex, this one has 1 vertex"

@@ -8,9 +8,12 @@ searches and load benchmarks at the real file's scale, never for research conclu
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
 import random
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from nbcompile.enumeration import EnumeratedCell
@@ -18,7 +21,7 @@ from nbcompile.files import atomic_output
 from nbcompile.nasbench.errors import DatasetError
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record, encode_record
-from nbcompile.nasbench.tfrecord import write_records
+from nbcompile.nasbench.tfrecord import frame
 from nbcompile.plan import lower
 from nbcompile.spec import ModelSpec
 
@@ -30,6 +33,8 @@ REPEATS = 3
 EVALUATED_IMAGES = 9984
 #: Seconds of training per GFLOP per image for 108 epochs (the Inception-like cell: ~1156 s).
 _SECONDS_PER_GFLOP = 1440.0
+#: Cells per unit of work when several processes write a fixture.
+_BATCH_CELLS = 2000
 
 
 def _accuracy(value: float) -> float:
@@ -79,13 +84,50 @@ def fixture_records(cells: Iterable[EnumeratedCell], epochs: tuple[int, ...] = O
                 yield Record(cell.module_hash, budget, adjacency, cell.ops, metrics)
 
 
-def write_fixture(path: str | Path, cells: Iterable[EnumeratedCell], epochs: tuple[int, ...] = ONLY_108) -> int:
+def _framed_batch(cells: list[EnumeratedCell], epochs: tuple[int, ...]) -> tuple[bytes, int]:
+    records = [frame(encode_record(record)) for record in fixture_records(cells, epochs)]
+    return b"".join(records), len(records)
+
+
+def _batches(cells: Iterable[EnumeratedCell], size: int) -> Iterator[list[EnumeratedCell]]:
+    iterator = iter(cells)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def write_fixture(
+    path: str | Path,
+    cells: Iterable[EnumeratedCell],
+    epochs: tuple[int, ...] = ONLY_108,
+    workers: int = 1,
+) -> int:
     """Write a fixture file atomically; returns the number of records.
 
     The file name must contain "synthetic", so that nobody mistakes it for the real dataset.
+    With ``workers`` > 1, batches of cells are lowered and encoded in that many processes
+    (the file is the same, byte for byte).
     """
     path = Path(path)
     if "synthetic" not in path.name:
         raise DatasetError(f"{path.name}: a fixture's file name must contain 'synthetic' (its metrics are made up)")
+    count = 0
     with atomic_output(path) as temporary, open(temporary, "wb") as stream:
-        return write_records(stream, (encode_record(r) for r in fixture_records(cells, epochs)))
+        if workers <= 1:
+            for batch in _batches(cells, _BATCH_CELLS):
+                data, records = _framed_batch(batch, epochs)
+                stream.write(data)
+                count += records
+            return count
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pending: collections.deque = collections.deque()
+            for batch in _batches(cells, _BATCH_CELLS):
+                pending.append(pool.submit(_framed_batch, batch, epochs))
+                while len(pending) > 2 * workers:
+                    data, records = pending.popleft().result()
+                    stream.write(data)
+                    count += records
+            while pending:
+                data, records = pending.popleft().result()
+                stream.write(data)
+                count += records
+    return count

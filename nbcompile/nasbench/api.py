@@ -1,0 +1,339 @@
+"""``NASBench``: upstream's query API over the columnar cache, without TensorFlow.
+
+Same surface and semantics as ``nasbench.api.NASBench`` (reference §6), with its bugs fixed:
+
+* the repeat a query returns is drawn from a private ``random.Random(seed)``, never from the global
+  ``random`` module (with the same seed it draws the same repeats upstream would, when nothing else
+  touches ``random``);
+* ``is_valid`` returns False for cells of more than 7 vertices instead of raising TypeError;
+* float and bool matrices hash like int ones, so they find their cell.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nbcompile.errors import OutOfDomainError
+from nbcompile.nasbench import cache
+from nbcompile.nasbench.convert import convert_file
+from nbcompile.nasbench.errors import DatasetError
+from nbcompile.nasbench.tables import METRIC_FIELDS, QUERY_FIELDS, DatasetTables
+from nbcompile.ops import AVAILABLE_OPS
+from nbcompile.spec import ModelSpec, as_model_spec
+
+#: Upstream's ``build_config()`` defaults (reference §5): what the dataset was trained with.
+DEFAULT_CONFIG: dict[str, Any] = {
+    "train_data_files": [],
+    "valid_data_file": "",
+    "test_data_file": "",
+    "sample_data_file": "",
+    "data_format": "channels_last",
+    "num_labels": 10,
+    "module_vertices": 7,
+    "max_edges": 9,
+    "available_ops": list(AVAILABLE_OPS),
+    "stem_filter_size": 128,
+    "num_stacks": 3,
+    "num_modules_per_stack": 3,
+    "batch_size": 256,
+    "train_epochs": 108,
+    "train_seconds": 14400.0,
+    "learning_rate": 0.1,
+    "lr_decay_method": "COSINE_BY_STEP",
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "max_attempts": 5,
+    "intermediate_evaluations": ["0.5"],
+    "num_repeats": 3,
+    "use_tpu": True,
+    "tpu_iterations_per_loop": 100,
+    "tpu_num_shards": 2,
+}
+
+_HALFWAY = slice(0, 4)
+_FINAL = slice(4, 8)
+
+
+class UnknownCellError(KeyError):
+    """A valid cell whose hash is not in the dataset (a KeyError, as upstream raises)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class _StatisticsView(Mapping):
+    """Read-only, lazily built view of upstream's ``fixed_statistics``/``computed_statistics``."""
+
+    def __init__(self, bench: NASBench, item: Callable[[int], Any]) -> None:
+        self._bench = bench
+        self._item = item
+
+    def __getitem__(self, module_hash: str) -> Any:
+        return self._item(self._bench.row_of(module_hash))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bench.hash_iterator())
+
+    def __len__(self) -> int:
+        return len(self._bench)
+
+
+class NASBench:
+    """Query NAS-Bench-101 like ``nasbench.api.NASBench``, from a cached columnar copy.
+
+    ``dataset_file`` is an official ``.tfrecord`` (converted on first use and cached under
+    ``cache_dir``, by default the user's cache folder) or a cache folder itself. With
+    ``cache=False`` nothing is written. ``progress`` shows a progress bar while converting
+    (default: when stderr is a terminal).
+    """
+
+    def __init__(
+        self,
+        dataset_file: str | Path,
+        seed: int | None = None,
+        *,
+        cache_dir: str | Path | None = None,
+        cache: bool = True,
+        workers: int | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        started = time.perf_counter()
+        self.dataset_file = str(dataset_file)
+        self.config: dict[str, Any] = {key: (list(v) if isinstance(v, list) else v) for key, v in DEFAULT_CONFIG.items()}
+        self.cache_folder: Path | None = None
+        self.converted = False
+        self.tables = self._open(Path(dataset_file), cache_dir, cache, workers, progress)
+        hashes = self.tables.hashes.tobytes().decode("ascii")
+        self._rows: dict[str, int] = {hashes[i : i + 32]: row for row, i in enumerate(range(0, len(hashes), 32))}
+        self._epoch_index = {int(e): i for i, e in enumerate(self.tables.epochs.tolist())}
+        self.valid_epochs: set[int] = set(self._epoch_index)
+        self._rng = random.Random(seed)
+        self.training_time_spent = 0.0
+        self.total_epochs_spent = 0
+        self.history: dict[str, Any] = {}
+        self.fixed_statistics: Mapping[str, dict[str, Any]] = _StatisticsView(self, self._fixed)
+        self.computed_statistics: Mapping[str, dict[int, list[dict[str, float]]]] = _StatisticsView(self, self._computed)
+        self.load_seconds = time.perf_counter() - started
+
+    # --- loading -------------------------------------------------------------------------------
+    def _open(self, path: Path, cache_dir, use_cache: bool, workers, progress) -> DatasetTables:
+        if path.is_dir():
+            loaded = cache.load_tables(path)
+            if loaded is None:
+                raise DatasetError(f"{path}: not an nbcompile dataset cache (no usable manifest.json)")
+            self.cache_folder = path
+            return _plain(loaded[0])
+        if not path.exists():
+            raise DatasetError(f"{path}: no such file")
+        if use_cache:
+            key = cache.SourceKey.of(path)
+            folder = Path(cache_dir or cache.default_cache_root()) / key.folder_name()
+            loaded = cache.load_tables(folder)
+            if loaded is not None:
+                self.cache_folder = folder
+                return _plain(loaded[0])
+        started = time.perf_counter()
+        tables = _convert_with_progress(path, workers, progress)
+        self.converted = True
+        if not use_cache:
+            return tables
+        try:
+            cache.save_tables(tables, folder, path, key, {"convert_seconds": round(time.perf_counter() - started, 3)})
+        except OSError as error:  # a read-only cache folder must not stop the user
+            import warnings
+
+            warnings.warn(f"could not write the dataset cache in {folder.parent}: {error}", stacklevel=3)
+            return tables
+        self.cache_folder = folder
+        reloaded = cache.load_tables(folder)
+        return _plain(reloaded[0]) if reloaded else tables
+
+    # --- upstream surface ----------------------------------------------------------------------
+    def is_valid(self, model_spec: Any) -> bool:
+        """True if the (pruned) cell is inside the space; never raises for big cells."""
+        return as_model_spec(model_spec).is_valid()
+
+    def query(self, model_spec: Any, epochs: int = 108, stop_halfway: bool = False, reduce: str | None = None) -> dict[str, Any]:
+        """Metrics of one training run of the cell, sampled from its repeats; charges the budget.
+
+        ``reduce="mean"`` returns the mean over all repeats instead (and charges its mean time).
+        ``module_adjacency``/``module_operations`` are the dataset's stored (canonical) cell.
+        """
+        column = self._epoch_column(epochs)
+        row = self._row_of_spec(model_spec)
+        runs = self.tables.metrics[row, column]
+        if reduce is None:
+            values = runs[self._rng.randrange(self._run_count(row, column))]
+        elif reduce == "mean":
+            values = np.nanmean(runs, axis=0)
+        else:
+            raise ValueError(f"reduce must be None or 'mean', got {reduce!r}")
+        values = values[_HALFWAY if stop_halfway else _FINAL].tolist()
+        self.training_time_spent += values[0]
+        self.total_epochs_spent += epochs // 2 if stop_halfway else epochs
+        result = self._fixed(row)
+        result.update(zip(QUERY_FIELDS, values))
+        return result
+
+    def get_metrics_from_spec(self, model_spec: Any) -> tuple[dict[str, Any], dict[int, list[dict[str, float]]]]:
+        """``(fixed, computed)`` statistics of the cell; the budget is not charged."""
+        row = self._row_of_spec(model_spec)
+        return self._fixed(row), self._computed(row)
+
+    def get_metrics_from_hash(self, module_hash: str) -> tuple[dict[str, Any], dict[int, list[dict[str, float]]]]:
+        """``(fixed, computed)`` statistics for a module hash (fresh copies); UnknownCellError if absent."""
+        row = self.row_of(module_hash)
+        return self._fixed(row), self._computed(row)
+
+    def hash_iterator(self) -> Iterable[str]:
+        """Every module hash, in file order."""
+        return self._rows.keys()
+
+    def get_budget_counters(self) -> tuple[float, int]:
+        return self.training_time_spent, self.total_epochs_spent
+
+    def reset_budget_counters(self) -> None:
+        self.training_time_spent = 0.0
+        self.total_epochs_spent = 0
+
+    # --- extras --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, module_hash: object) -> bool:
+        return module_hash in self._rows
+
+    def row_of(self, module_hash: str) -> int:
+        """The table row of a module hash; UnknownCellError if the dataset does not have it."""
+        try:
+            return self._rows[module_hash]
+        except (KeyError, TypeError):
+            raise UnknownCellError(f"module hash {module_hash!r} is not in {self.dataset_file}") from None
+
+    def spec_of(self, module_hash: str) -> ModelSpec:
+        """The stored (canonical) cell of a module hash, as a ModelSpec."""
+        row = self.row_of(module_hash)
+        return ModelSpec(self.tables.cell_matrix(row).tolist(), self.tables.cell_ops(row))
+
+    def query_many(
+        self,
+        model_specs: Iterable[Any],
+        epochs: int = 108,
+        stop_halfway: bool = False,
+        reduce: str | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Vectorised :meth:`query`: arrays of ``module_hash``, ``trainable_parameters`` and the four
+        metrics, one entry per spec (specs or module hashes). Charges the budget for all of them."""
+        column = self._epoch_column(epochs)
+        rows = np.array([self._row_of_item(item) for item in model_specs], dtype=np.int64)
+        runs = self.tables.metrics[rows, column]  # (n, R, 8)
+        if reduce is None:
+            picks = np.array([self._rng.randrange(self._run_count(row, column)) for row in rows.tolist()], dtype=np.int64)
+            values = runs[np.arange(len(rows)), picks]
+        elif reduce == "mean":
+            values = np.nanmean(runs, axis=1) if len(rows) else runs[:, 0]
+        else:
+            raise ValueError(f"reduce must be None or 'mean', got {reduce!r}")
+        values = values[:, _HALFWAY if stop_halfway else _FINAL]
+        self.training_time_spent += float(values[:, 0].sum())
+        self.total_epochs_spent += (epochs // 2 if stop_halfway else epochs) * len(rows)
+        result = {"module_hash": self.tables.hashes[rows].astype(str), "trainable_parameters": self.tables.parameters[rows]}
+        result.update({name: values[:, i] for i, name in enumerate(QUERY_FIELDS)})
+        return result
+
+    def to_dataframe(self, epochs: int | None = None):
+        """Every run as a pandas DataFrame: one row per (cell, epoch budget, repeat).
+
+        Needs pandas (``pip install "nbcompile[pandas]"``).
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError('to_dataframe needs pandas: pip install "nbcompile[pandas]"') from None
+        columns = range(len(self.tables.epochs)) if epochs is None else [self._epoch_column(epochs)]
+        frames = []
+        for column in columns:
+            runs = np.asarray(self.tables.metrics[:, column])  # (N, R, 8)
+            cells, repeats = np.nonzero(np.arange(runs.shape[1]) < self.tables.repeats[:, column, None])
+            frame = {
+                "module_hash": self.tables.hashes[cells].astype(str),
+                "epochs": np.full(len(cells), self.tables.epochs[column]),
+                "repeat": repeats,
+                "num_vertices": self.tables.num_vertices[cells],
+                "trainable_parameters": self.tables.parameters[cells],
+            }
+            frame.update({name: runs[cells, repeats, i] for i, name in enumerate(METRIC_FIELDS)})
+            frames.append(pd.DataFrame(frame))
+        return pd.concat(frames, ignore_index=True)
+
+    # --- internals -----------------------------------------------------------------------------
+    def _epoch_column(self, epochs: int) -> int:
+        integral = isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool)
+        column = self._epoch_index.get(int(epochs)) if integral else None
+        if column is None:
+            raise OutOfDomainError(f"invalid number of epochs {epochs!r}, must be one of {sorted(self.valid_epochs)}")
+        return column
+
+    def _run_count(self, row: int, column: int) -> int:
+        count = int(self.tables.repeats[row, column])
+        if count == 0:
+            raise DatasetError(f"cell {self.tables.hashes[row].decode()} has no run at {self.tables.epochs[column]} epochs")
+        return count
+
+    def _row_of_spec(self, model_spec: Any) -> int:
+        spec = as_model_spec(model_spec)
+        spec.validate()
+        row = self._rows.get(spec.module_hash)
+        if row is None:
+            raise UnknownCellError(f"cell with module hash {spec.module_hash} is valid but not in {self.dataset_file}")
+        return row
+
+    def _row_of_item(self, item: Any) -> int:
+        return self.row_of(item) if isinstance(item, str) else self._row_of_spec(item)
+
+    def _fixed(self, row: int) -> dict[str, Any]:
+        return {
+            "module_adjacency": self.tables.cell_matrix(row),
+            "module_operations": self.tables.cell_ops(row),
+            "trainable_parameters": int(self.tables.parameters[row]),
+        }
+
+    def _computed(self, row: int) -> dict[int, list[dict[str, float]]]:
+        computed = {}
+        for epochs, column in self._epoch_index.items():
+            runs = self.tables.metrics[row, column, : self.tables.repeats[row, column]].tolist()
+            computed[epochs] = [dict(zip(METRIC_FIELDS, run)) for run in runs]
+        return computed
+
+
+def _plain(tables: DatasetTables) -> DatasetTables:
+    """The same arrays as plain ndarrays (memory-mapped ones index faster without the subclass)."""
+    return DatasetTables(**{name: array.view(np.ndarray) for name, array in tables.arrays().items()})
+
+
+def _convert_with_progress(path: Path, workers: int | None, progress: bool | None) -> DatasetTables:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    show = console.is_terminal if progress is None else progress
+    bar = Progress(
+        TextColumn(f"converting {path.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=not show,
+    )  # fmt: skip
+    with bar:
+        task = bar.add_task("records", total=None)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return convert_file(path, workers=workers, progress=report if show else None)
+
+
+__all__ = ["DEFAULT_CONFIG", "NASBench", "OutOfDomainError", "UnknownCellError"]

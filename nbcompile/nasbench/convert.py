@@ -1,0 +1,351 @@
+"""Convert a NAS-Bench-101 TFRecord file into :class:`DatasetTables`, on several cores.
+
+One pass over the frame headers finds the record boundaries (and a truncated file); the records
+are then split into chunks that worker processes verify (both CRCs) and decode. Each worker takes a
+fast path for the layout the official files use (one regular expression over the JSON payload,
+one struct unpack per evaluation) and hands anything else to the general, checking decoder of
+:mod:`nbcompile.nasbench.records`, which either decodes it or raises an error naming the record
+index and byte offset. No result of a file that failed is ever returned.
+"""
+
+from __future__ import annotations
+
+import binascii
+import mmap
+import os
+import re
+import struct
+from array import array
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nbcompile.nasbench.errors import DatasetError
+from nbcompile.nasbench.metrics import ModelMetrics
+from nbcompile.nasbench.records import Record, parse_record
+from nbcompile.nasbench.tables import MAX_VERTICES, METRIC_FIELDS, OP_CODE, DatasetTables
+from nbcompile.nasbench.tfrecord import masked_crc
+from nbcompile.ops import OP_ALIASES
+
+_HEADER = struct.Struct("<QI")
+_U32 = struct.Struct("<I")
+_FRAME_OVERHEAD = 16
+#: The payload as ``json.dumps`` writes it; anything else goes to the general decoder.
+_PAYLOAD = re.compile(rb'\["([0-9a-f]{32})", ([1-9][0-9]{0,5}), "([01]+)", "([a-z0-9,\-]+)", "([A-Za-z0-9+/]*={0,2})"\]')
+#: EvaluationData as protobuf writes it: five tagged doubles, then the checkpoint path's tag and length.
+_EVALUATION = struct.Struct("<BdBdBdBdBdBB")
+_EVALUATION_TAGS = (0x09, 0x11, 0x19, 0x21, 0x29, 0x32)
+_DOUBLE_AT = struct.Struct("<d")
+#: Records per chunk of work; small enough for a smooth progress bar, large enough to amortise.
+CHUNK_RECORDS = 50_000
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class _Chunk:
+    """What a worker returns for a run of consecutive records."""
+
+    first_index: int
+    unique_hashes: list[str]  # in first-seen order within the chunk
+    cell_ids: np.ndarray  # (records,) index into unique_hashes
+    epochs: np.ndarray  # (records,) int64
+    values: np.ndarray  # (records, 8) float64, METRIC_FIELDS
+    # per unique hash: adjacency bytes, op codes, parameters, record index and offset of first sight
+    cells: list[tuple[bytes, tuple[int, ...], int, int, int]]
+
+
+def record_offsets(buffer: bytes | mmap.mmap) -> np.ndarray:
+    """Byte offsets of every record, plus the end offset; DatasetError if a frame is truncated."""
+    offsets = array("q")
+    size = len(buffer)
+    position = 0
+    unpack = _HEADER.unpack_from
+    while position < size:
+        offsets.append(position)
+        if position + _HEADER.size > size:
+            raise DatasetError(f"record {len(offsets) - 1} at byte {position}: file ends inside the record header")
+        length = unpack(buffer, position)[0]
+        end = position + _FRAME_OVERHEAD + length
+        if end > size:
+            raise DatasetError(
+                f"record {len(offsets) - 1} at byte {position}: file ends inside the record "
+                f"({length} bytes of payload announced, {size - position - 12} left)"
+            )
+        position = end
+    offsets.append(position)
+    return np.frombuffer(offsets, dtype=np.int64).copy()
+
+
+def _fast_metrics(raw: bytes) -> tuple[int, tuple[float, ...]] | None:
+    """(parameters, METRIC_FIELDS values) for the usual encoding of ModelMetrics, else None."""
+    position = 0
+    evaluations = []
+    for _ in range(3):
+        if len(raw) < position + 2 + _EVALUATION.size or raw[position] != 0x0A or raw[position + 1] >= 0x80:
+            return None
+        length = raw[position + 1]
+        fields = _EVALUATION.unpack_from(raw, position + 2)
+        if fields[0:10:2] + (fields[10],) != _EVALUATION_TAGS or fields[11] != length - _EVALUATION.size:
+            return None
+        evaluations.append(fields)
+        position += 2 + length
+    if position >= len(raw) or raw[position] != 0x10:
+        return None
+    position += 1
+    parameters = shift = 0
+    while position < len(raw) and shift < 35:
+        byte = raw[position]
+        position += 1
+        parameters |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    else:
+        return None
+    if len(raw) != position + 9 or raw[position] != 0x19 or parameters >= 1 << 31:
+        return None
+    halfway, final = evaluations[1], evaluations[2]
+    return parameters, (halfway[3], halfway[5], halfway[7], halfway[9], final[3], final[5], final[7], final[9])
+
+
+def metric_values(metrics: ModelMetrics, where: str) -> tuple[float, ...]:
+    """METRIC_FIELDS of a decoded ModelMetrics (upstream reads evaluation_data[1] and [2])."""
+    if len(metrics.evaluation_data) < 3:
+        raise DatasetError(
+            f"{where}: metrics has {len(metrics.evaluation_data)} evaluations, "
+            "expected 3 (start, halfway, final)"
+        )
+    halfway, final = metrics.evaluation_data[1], metrics.evaluation_data[2]
+    return (
+        halfway.training_time,
+        halfway.train_accuracy,
+        halfway.validation_accuracy,
+        halfway.test_accuracy,
+        final.training_time,
+        final.train_accuracy,
+        final.validation_accuracy,
+        final.test_accuracy,
+    )
+
+
+def _op_codes(operations: bytes) -> tuple[int, ...] | None:
+    codes = []
+    for name in operations.decode("ascii").split(","):
+        full = OP_ALIASES.get(name)
+        if full is None:
+            return None
+        codes.append(OP_CODE[full])
+    return tuple(codes)
+
+
+def _scan(path: str, offsets: np.ndarray, first_index: int, verify: bool) -> _Chunk:
+    """Decode the records starting at ``offsets[:-1]`` (``offsets[-1]`` is where the last ends)."""
+    with open(path, "rb") as handle:
+        buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        return _scan_buffer(buffer, offsets, first_index, verify)
+    finally:
+        buffer.close()
+
+
+def _scan_buffer(buffer: mmap.mmap, offsets: np.ndarray, first_index: int, verify: bool) -> _Chunk:
+    count = len(offsets) - 1
+    cell_of: dict[str, int] = {}
+    unique: list[str] = []
+    cells: list[tuple[bytes, tuple[int, ...], int, int, int]] = []
+    ops_cache: dict[bytes, tuple[int, ...] | None] = {}
+    cell_ids = np.empty(count, dtype=np.int64)
+    epochs = np.empty(count, dtype=np.int64)
+    values = array("d")
+    match_payload = _PAYLOAD.fullmatch
+    a2b = binascii.a2b_base64
+    for i, (start, end) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist())):
+        index = first_index + i
+        payload = buffer[start + 12 : end - 4]
+        if verify:
+            if masked_crc(buffer[start : start + 8]) != _U32.unpack_from(buffer, start + 8)[0]:
+                raise DatasetError(f"record {index} at byte {start}: bad CRC of the length field")
+            if masked_crc(payload) != _U32.unpack_from(buffer, end - 4)[0]:
+                raise DatasetError(f"record {index} at byte {start}: bad CRC of the payload")
+        decoded = None
+        match = match_payload(payload)
+        if match is not None:
+            module_hash, epoch, adjacency, operations, encoded = match.groups()
+            codes = ops_cache.get(operations, ())
+            if codes == ():
+                codes = ops_cache[operations] = _op_codes(operations)
+            if codes is not None and len(adjacency) == len(codes) ** 2 and len(codes) <= MAX_VERTICES:
+                try:
+                    decoded = _fast_metrics(a2b(encoded, strict_mode=True))
+                except binascii.Error:
+                    decoded = None
+        if decoded is not None:
+            module_hash = module_hash.decode("ascii")
+            epoch = int(epoch)
+            parameters, metric_row = decoded
+        else:  # anything unusual: the checking decoder names the problem, or decodes it
+            record = parse_record(payload, index, start)
+            where = f"record {index} at byte {start}"
+            if record.num_vertices > MAX_VERTICES:
+                raise DatasetError(f"{where}: {record.num_vertices} vertices, NAS-Bench-101 cells have at most 7")
+            module_hash, epoch = record.module_hash, record.epochs
+            adjacency = record.adjacency.encode("ascii")
+            codes = tuple(OP_CODE[op] for op in record.operations)
+            parameters = record.metrics.trainable_parameters
+            metric_row = metric_values(record.metrics, where)
+        cell = cell_of.get(module_hash)
+        if cell is None:
+            cell = cell_of[module_hash] = len(unique)
+            unique.append(module_hash)
+            cells.append((adjacency, codes, parameters, index, start))
+        else:
+            first = cells[cell]
+            if first[0] != adjacency or first[1] != codes or first[2] != parameters:
+                raise DatasetError(_inconsistent(module_hash, index, start, first))
+        cell_ids[i] = cell
+        epochs[i] = epoch
+        values.extend(metric_row)
+    table = np.frombuffer(values, dtype=np.float64).reshape(count, len(METRIC_FIELDS)).copy()
+    return _Chunk(first_index, unique, cell_ids, epochs, table, cells)
+
+
+def tables_from_records(records: Iterable[Record]) -> DatasetTables:
+    """Tables from decoded records, in order (for other readers, e.g. the TensorFlow one)."""
+    cell_of: dict[str, int] = {}
+    unique: list[str] = []
+    cells: list[tuple[bytes, tuple[int, ...], int, int, int]] = []
+    cell_ids, epochs, values = [], [], []
+    for index, record in enumerate(records):
+        where = f"record {index}"
+        if record.num_vertices > MAX_VERTICES:
+            raise DatasetError(f"{where}: {record.num_vertices} vertices, NAS-Bench-101 cells have at most 7")
+        adjacency = record.adjacency.encode("ascii")
+        codes = tuple(OP_CODE[op] for op in record.operations)
+        parameters = record.metrics.trainable_parameters
+        cell = cell_of.get(record.module_hash)
+        if cell is None:
+            cell = cell_of[record.module_hash] = len(unique)
+            unique.append(record.module_hash)
+            cells.append((adjacency, codes, parameters, index, 0))
+        elif cells[cell][:3] != (adjacency, codes, parameters):
+            raise DatasetError(_inconsistent(record.module_hash, index, 0, cells[cell]))
+        cell_ids.append(cell)
+        epochs.append(record.epochs)
+        values.append(metric_values(record.metrics, where))
+    table = np.array(values, dtype=np.float64).reshape(len(values), len(METRIC_FIELDS))
+    chunk = _Chunk(0, unique, np.array(cell_ids, dtype=np.int64), np.array(epochs, dtype=np.int64), table, cells)
+    return _merge([chunk])
+
+
+def _inconsistent(module_hash: str, index: int, offset: int, first: tuple) -> str:
+    return (
+        f"record {index} at byte {offset}: cell {module_hash} has a different adjacency, ops or "
+        f"parameter count than in record {first[3]} at byte {first[4]}"
+    )
+
+
+def _merge(chunks: list[_Chunk]) -> DatasetTables:
+    row_of: dict[str, int] = {}
+    first_seen: list[tuple[bytes, tuple[int, ...], int, int, int]] = []
+    record_rows = []
+    for chunk in chunks:
+        mapping = np.empty(len(chunk.unique_hashes), dtype=np.int64)
+        for local, module_hash in enumerate(chunk.unique_hashes):
+            row = row_of.get(module_hash)
+            cell = chunk.cells[local]
+            if row is None:
+                row = row_of[module_hash] = len(first_seen)
+                first_seen.append(cell)
+            elif first_seen[row][:3] != cell[:3]:
+                raise DatasetError(_inconsistent(module_hash, cell[3], cell[4], first_seen[row]))
+            mapping[local] = row
+        record_rows.append(mapping[chunk.cell_ids])
+    if not first_seen:
+        raise DatasetError("the file holds no records")
+    rows = np.concatenate(record_rows)
+    epochs_of_record = np.concatenate([chunk.epochs for chunk in chunks])
+    values = np.concatenate([chunk.values for chunk in chunks])
+    epochs, epoch_index = np.unique(epochs_of_record, return_inverse=True)
+    num_cells, num_epochs = len(first_seen), len(epochs)
+
+    # repeat number = order in the file within each (cell, budget), as upstream appends them
+    key = rows * num_epochs + epoch_index
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    group_start = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    group_sizes = np.diff(np.r_[group_start, len(sorted_key)])
+    repeat = np.empty_like(order)
+    repeat[order] = np.arange(len(order)) - np.repeat(group_start, group_sizes)
+    counts = np.bincount(key, minlength=num_cells * num_epochs).reshape(num_cells, num_epochs)
+    if counts.max() > 255:
+        raise DatasetError(f"a cell has {counts.max()} runs for one epoch budget; at most 255 are supported")
+    metrics = np.full((num_cells, num_epochs, int(counts.max()), len(METRIC_FIELDS)), np.nan)
+    metrics[rows, epoch_index, repeat] = values
+
+    num_vertices = np.array([len(cell[1]) for cell in first_seen], dtype=np.uint8)
+    matrices = np.zeros((num_cells, MAX_VERTICES, MAX_VERTICES), dtype=np.uint8)
+    ops = np.full((num_cells, MAX_VERTICES), -1, dtype=np.int8)
+    for size in np.unique(num_vertices).tolist():
+        members = np.flatnonzero(num_vertices == size)
+        joined = b"".join(first_seen[row][0] for row in members.tolist())
+        matrices[members, :size, :size] = (np.frombuffer(joined, dtype=np.uint8) - ord("0")).reshape(-1, size, size)
+        ops[members, :size] = np.array([first_seen[row][1] for row in members.tolist()], dtype=np.int8)
+    hashes = np.array(list(row_of), dtype="S32")
+    parameters = np.array([cell[2] for cell in first_seen], dtype=np.int64)
+    return DatasetTables(hashes, num_vertices, matrices, ops, parameters, epochs.astype(np.int64),
+                         counts.astype(np.uint8), metrics)
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def convert_file(
+    path: str | Path,
+    workers: int | None = None,
+    verify: bool = True,
+    progress: Progress | None = None,
+) -> DatasetTables:
+    """Read and check the whole file at ``path``; ``progress(done, total)`` counts records."""
+    path = str(path)
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise DatasetError(f"{path}: the file is empty")
+        buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        offsets = record_offsets(buffer)
+    finally:
+        buffer.close()
+    total = len(offsets) - 1
+    bounds = list(range(0, total, CHUNK_RECORDS)) + [total]
+    pieces = [(offsets[a : b + 1], a) for a, b in zip(bounds[:-1], bounds[1:])]
+    workers = min(workers or default_workers(), len(pieces))
+    chunks: list[_Chunk] = []
+    done = 0
+    if progress:
+        progress(0, total)
+    if workers <= 1:
+        for piece, first in pieces:
+            chunks.append(_scan(path, piece, first, verify))
+            done += len(piece) - 1
+            if progress:
+                progress(done, total)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_scan, path, piece, first, verify) for piece, first in pieces]
+            try:
+                for future, (piece, _) in zip(futures, pieces):
+                    chunks.append(future.result())  # in file order: the first bad record is reported
+                    done += len(piece) - 1
+                    if progress:
+                        progress(done, total)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    return _merge(chunks)
+
