@@ -113,7 +113,13 @@ class NASBench:
         self._rows: dict[str, int] = {hashes[i : i + 32]: row for row, i in enumerate(range(0, len(hashes), 32))}
         self._epoch_index = {int(e): i for i, e in enumerate(self.tables.epochs.tolist())}
         self.valid_epochs: set[int] = set(self._epoch_index)
+        self._metrics = self.tables.metrics
+        self._repeats = _LazyRows(self.tables.repeats)
+        self._runs = _LazyRows(self.tables.metrics)  # rows already queried, as Python floats
+        self._cells: dict[int, tuple[np.ndarray, list[str], int]] = {}  # rows already queried
         self._rng = random.Random(seed)
+        # randrange(n) is _randbelow(n) after argument checks: the same draws, a third of the time
+        self._sample = getattr(self._rng, "_randbelow", self._rng.randrange)
         self.training_time_spent = 0.0
         self.total_epochs_spent = 0
         self.history: dict[str, Any] = {}
@@ -165,21 +171,35 @@ class NASBench:
         ``reduce="mean"`` returns the mean over all repeats instead (and charges its mean time).
         ``module_adjacency``/``module_operations`` are the dataset's stored (canonical) cell.
         """
-        column = self._epoch_column(epochs)
-        row = self._row_of_spec(model_spec)
-        runs = self.tables.metrics[row, column]
+        column = self._epoch_index.get(epochs) if type(epochs) is int else None
+        if column is None:
+            column = self._epoch_column(epochs)
+        if type(model_spec) is ModelSpec:  # the common case, inlined: validity and hash are cached
+            row = self._rows.get(model_spec.validate().module_hash)
+            if row is None:
+                row = self._row_of_spec(model_spec)
+        else:
+            row = self._row_of_spec(model_spec)
+        part = _HALFWAY if stop_halfway else _FINAL
         if reduce is None:
-            values = runs[self._rng.randrange(self._run_count(row, column))]
+            counts = self._repeats[row]
+            values = self._runs[row][column][self._sample(counts[column] or self._run_count(row, column))][part]
         elif reduce == "mean":
-            values = np.nanmean(runs, axis=0)
+            values = np.nanmean(self._metrics[row, column, :, part], axis=0).tolist()
         else:
             raise ValueError(f"reduce must be None or 'mean', got {reduce!r}")
-        values = values[_HALFWAY if stop_halfway else _FINAL].tolist()
         self.training_time_spent += values[0]
         self.total_epochs_spent += epochs // 2 if stop_halfway else epochs
-        result = self._fixed(row)
-        result.update(zip(QUERY_FIELDS, values))
-        return result
+        cell = self._cells.get(row) or self._cell(row)
+        return {
+            "module_adjacency": cell[0].copy(),
+            "module_operations": list(cell[1]),
+            "trainable_parameters": cell[2],
+            "training_time": values[0],
+            "train_accuracy": values[1],
+            "validation_accuracy": values[2],
+            "test_accuracy": values[3],
+        }
 
     def get_metrics_from_spec(self, model_spec: Any) -> tuple[dict[str, Any], dict[int, list[dict[str, float]]]]:
         """``(fixed, computed)`` statistics of the cell; the budget is not charged."""
@@ -194,6 +214,10 @@ class NASBench:
     def hash_iterator(self) -> Iterable[str]:
         """Every module hash, in file order."""
         return self._rows.keys()
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the repeat sampling from ``seed`` (as constructing with ``seed`` would)."""
+        self._rng.seed(seed)
 
     def get_budget_counters(self) -> tuple[float, int]:
         return self.training_time_spent, self.total_epochs_spent
@@ -234,7 +258,7 @@ class NASBench:
         rows = np.array([self._row_of_item(item) for item in model_specs], dtype=np.int64)
         runs = self.tables.metrics[rows, column]  # (n, R, 8)
         if reduce is None:
-            picks = np.array([self._rng.randrange(self._run_count(row, column)) for row in rows.tolist()], dtype=np.int64)
+            picks = np.array([self._sample(self._run_count(row, column)) for row in rows.tolist()], dtype=np.int64)
             values = runs[np.arange(len(rows)), picks]
         elif reduce == "mean":
             values = np.nanmean(runs, axis=1) if len(rows) else runs[:, 0]
@@ -274,6 +298,8 @@ class NASBench:
 
     # --- internals -----------------------------------------------------------------------------
     def _epoch_column(self, epochs: int) -> int:
+        if type(epochs) is int and epochs in self._epoch_index:
+            return self._epoch_index[epochs]
         integral = isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool)
         column = self._epoch_index.get(int(epochs)) if integral else None
         if column is None:
@@ -281,13 +307,13 @@ class NASBench:
         return column
 
     def _run_count(self, row: int, column: int) -> int:
-        count = int(self.tables.repeats[row, column])
+        count = self._repeats[row][column]
         if count == 0:
             raise DatasetError(f"cell {self.tables.hashes[row].decode()} has no run at {self.tables.epochs[column]} epochs")
         return count
 
     def _row_of_spec(self, model_spec: Any) -> int:
-        spec = as_model_spec(model_spec)
+        spec = model_spec if type(model_spec) is ModelSpec else as_model_spec(model_spec)
         spec.validate()
         row = self._rows.get(spec.module_hash)
         if row is None:
@@ -297,12 +323,13 @@ class NASBench:
     def _row_of_item(self, item: Any) -> int:
         return self.row_of(item) if isinstance(item, str) else self._row_of_spec(item)
 
+    def _cell(self, row: int) -> tuple[np.ndarray, list[str], int]:
+        cell = self._cells[row] = (self.tables.cell_matrix(row), self.tables.cell_ops(row), int(self.tables.parameters[row]))
+        return cell
+
     def _fixed(self, row: int) -> dict[str, Any]:
-        return {
-            "module_adjacency": self.tables.cell_matrix(row),
-            "module_operations": self.tables.cell_ops(row),
-            "trainable_parameters": int(self.tables.parameters[row]),
-        }
+        cell = self._cells.get(row) or self._cell(row)
+        return {"module_adjacency": cell[0].copy(), "module_operations": list(cell[1]), "trainable_parameters": cell[2]}
 
     def _computed(self, row: int) -> dict[int, list[dict[str, float]]]:
         computed = {}
@@ -310,6 +337,18 @@ class NASBench:
             runs = self.tables.metrics[row, column, : self.tables.repeats[row, column]].tolist()
             computed[epochs] = [dict(zip(METRIC_FIELDS, run)) for run in runs]
         return computed
+
+
+class _LazyRows(dict):
+    """``rows[i]``: row ``i`` of an array as (nested) Python lists, converted on first use."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        super().__init__()
+        self._array = array
+
+    def __missing__(self, row: int) -> list[int]:
+        value = self[row] = self._array[row].tolist()
+        return value
 
 
 def _plain(tables: DatasetTables) -> DatasetTables:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import binascii
 import mmap
+import operator
 import os
 import re
 import struct
@@ -31,6 +32,7 @@ from nbcompile.nasbench.tfrecord import masked_crc
 from nbcompile.ops import OP_ALIASES
 
 _HEADER = struct.Struct("<QI")
+_LENGTH = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 _FRAME_OVERHEAD = 16
 #: The payload as ``json.dumps`` writes it; anything else goes to the general decoder.
@@ -61,27 +63,65 @@ class _Chunk:
 def record_offsets(buffer: bytes | mmap.mmap) -> np.ndarray:
     """Byte offsets of every record, plus the end offset; DatasetError if a frame is truncated."""
     offsets = array("q")
+    append = offsets.append
+    unpack = _LENGTH.unpack_from
     size = len(buffer)
     position = 0
-    unpack = _HEADER.unpack_from
-    while position < size:
-        offsets.append(position)
-        if position + _HEADER.size > size:
-            raise DatasetError(f"record {len(offsets) - 1} at byte {position}: file ends inside the record header")
-        length = unpack(buffer, position)[0]
-        end = position + _FRAME_OVERHEAD + length
-        if end > size:
-            raise DatasetError(
-                f"record {len(offsets) - 1} at byte {position}: file ends inside the record "
-                f"({length} bytes of payload announced, {size - position - 12} left)"
-            )
-        position = end
-    offsets.append(position)
+    try:
+        while position < size:
+            append(position)
+            position += _FRAME_OVERHEAD + unpack(buffer, position)[0]
+    except struct.error:  # fewer than 8 bytes left
+        raise DatasetError(f"record {len(offsets) - 1} at byte {position}: file ends inside the record header") from None
+    if position > size:
+        start = offsets[-1]
+        if start + _HEADER.size > size:
+            raise DatasetError(f"record {len(offsets) - 1} at byte {start}: file ends inside the record header")
+        raise DatasetError(
+            f"record {len(offsets) - 1} at byte {start}: file ends inside the record "
+            f"({position - start - _FRAME_OVERHEAD} bytes of payload announced, {size - start - _HEADER.size} left)"
+        )
+    append(position)
     return np.frombuffer(offsets, dtype=np.int64).copy()
+
+
+#: ModelMetrics when every checkpoint path is empty (the usual case): three LEN-prefixed
+#: EvaluationData of 47 bytes, then trainable_parameters' tag; one unpack reads it all.
+_THREE = struct.Struct("<" + "BBBdBdBdBdBdBB" * 3 + "B")
+_THREE_TAGS_OF = operator.itemgetter(*[14 * e + i for e in range(3) for i in (0, 1, 2, 4, 6, 8, 10, 12, 13)], 42)
+_THREE_TAGS = tuple([0x0A, 47, 0x09, 0x11, 0x19, 0x21, 0x29, 0x32, 0] * 3 + [0x10])
+_THREE_VALUES_OF = operator.itemgetter(*[14 * e + i for e in (1, 2) for i in (5, 7, 9, 11)])
 
 
 def _fast_metrics(raw: bytes) -> tuple[int, tuple[float, ...]] | None:
     """(parameters, METRIC_FIELDS values) for the usual encoding of ModelMetrics, else None."""
+    if len(raw) >= _THREE.size + 10:
+        fields = _THREE.unpack_from(raw)
+        if _THREE_TAGS_OF(fields) == _THREE_TAGS:
+            return _parameters_and_time(raw, _THREE.size, _THREE_VALUES_OF(fields))
+    return _general_fast_metrics(raw)
+
+
+def _parameters_and_time(raw: bytes, position: int, values: tuple[float, ...]) -> tuple[int, tuple[float, ...]] | None:
+    """Read trainable_parameters' varint at ``position``, then expect total_time and the end."""
+    parameters = shift = 0
+    end = len(raw)
+    while position < end and shift < 35:
+        byte = raw[position]
+        position += 1
+        parameters |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    else:
+        return None
+    if end != position + 9 or raw[position] != 0x19 or parameters >= 1 << 31:
+        return None
+    return parameters, values
+
+
+def _general_fast_metrics(raw: bytes) -> tuple[int, tuple[float, ...]] | None:
+    """Like :func:`_fast_metrics` for any checkpoint paths shorter than 128 bytes."""
     position = 0
     evaluations = []
     for _ in range(3):
@@ -95,21 +135,9 @@ def _fast_metrics(raw: bytes) -> tuple[int, tuple[float, ...]] | None:
         position += 2 + length
     if position >= len(raw) or raw[position] != 0x10:
         return None
-    position += 1
-    parameters = shift = 0
-    while position < len(raw) and shift < 35:
-        byte = raw[position]
-        position += 1
-        parameters |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    else:
-        return None
-    if len(raw) != position + 9 or raw[position] != 0x19 or parameters >= 1 << 31:
-        return None
     halfway, final = evaluations[1], evaluations[2]
-    return parameters, (halfway[3], halfway[5], halfway[7], halfway[9], final[3], final[5], final[7], final[9])
+    values = (halfway[3], halfway[5], halfway[7], halfway[9], final[3], final[5], final[7], final[9])
+    return _parameters_and_time(raw, position + 1, values)
 
 
 def metric_values(metrics: ModelMetrics, where: str) -> tuple[float, ...]:

@@ -1,0 +1,137 @@
+"""Run searches: N repeats × algorithms, with independent seeds, on several processes.
+
+Every run gets its own seed, derived from the experiment seed, the algorithm's name and the repeat
+number, so results do not depend on the number of processes or the order runs finish in. Worker
+processes open the dataset from its cache (memory-mapped, shared through the page cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nbcompile.nasbench.api import NASBench
+from nbcompile.search.algorithms import ALGORITHMS, Budget, SearchOptions, SearchResult
+
+
+@dataclass(frozen=True)
+class Experiment:
+    dataset: str
+    algorithms: tuple[str, ...] = ("random", "evolution")
+    repeats: int = 10
+    budget: Budget = Budget()
+    seed: int = 0
+    options: SearchOptions = SearchOptions()
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.algorithms if name not in ALGORITHMS]
+        if unknown:
+            raise ValueError(f"unknown algorithm {unknown[0]!r} (choose from {', '.join(ALGORITHMS)})")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {self.repeats}")
+
+    def run_seed(self, algorithm: str, repeat: int) -> int:
+        """The seed of one run: independent across algorithms and repeats."""
+        digest = hashlib.sha256(f"{self.seed}/{algorithm}/{repeat}".encode()).digest()
+        return int.from_bytes(digest[:4], "little")
+
+    def runs(self) -> list[tuple[str, int]]:
+        return [(algorithm, repeat) for algorithm in self.algorithms for repeat in range(self.repeats)]
+
+
+_BENCH: NASBench | None = None
+
+
+def _open(dataset: str, cache_dir: str | None) -> None:
+    global _BENCH
+    _BENCH = NASBench(dataset, cache_dir=cache_dir, progress=False)
+
+
+def _run_one(algorithm: str, seed: int, budget: Budget, options: SearchOptions) -> SearchResult:
+    assert _BENCH is not None
+    return ALGORITHMS[algorithm](_BENCH, budget, seed, options)
+
+
+def run_experiment(
+    experiment: Experiment,
+    workers: int = 1,
+    on_result: Callable[[SearchResult], None] | None = None,
+) -> list[SearchResult]:
+    """All runs of ``experiment``, in (algorithm, repeat) order."""
+    _open(experiment.dataset, experiment.cache_dir)  # converts (or finds) the cache once, here
+    tasks = [(algorithm, experiment.run_seed(algorithm, repeat)) for algorithm, repeat in experiment.runs()]
+    if workers <= 1:
+        results = []
+        for algorithm, seed in tasks:
+            results.append(_run_one(algorithm, seed, experiment.budget, experiment.options))
+            if on_result:
+                on_result(results[-1])
+        return results
+    with ProcessPoolExecutor(workers, initializer=_open, initargs=(experiment.dataset, experiment.cache_dir)) as pool:
+        futures = [pool.submit(_run_one, algorithm, seed, experiment.budget, experiment.options) for algorithm, seed in tasks]
+        results = []
+        for future in futures:
+            results.append(future.result())
+            if on_result:
+                on_result(results[-1])
+        return results
+
+
+def summarize(results: Sequence[SearchResult]) -> list[dict[str, Any]]:
+    """Per algorithm: runs, queries, and the mean and IQR of the final test accuracy of the best
+    cell by validation."""
+    rows = []
+    for algorithm in dict.fromkeys(r.algorithm for r in results):
+        runs = [r for r in results if r.algorithm == algorithm]
+        finals = np.array([r.best_tests[-1] for r in runs])
+        valids = np.array([r.best_valids[-1] for r in runs])
+        q25, q75 = np.percentile(finals, [25, 75])
+        rows.append(
+            {
+                "algorithm": algorithm,
+                "runs": len(runs),
+                "mean_queries": float(np.mean([r.queries for r in runs])),
+                "final_test_mean": float(finals.mean()),
+                "final_test_q25": float(q25),
+                "final_test_q75": float(q75),
+                "final_validation_mean": float(valids.mean()),
+            }
+        )
+    return rows
+
+
+def format_summary(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [f"{'algorithm':<10} {'runs':>4} {'queries':>8}  {'test (best by validation)':<26} {'validation':>10}"]
+    for row in rows:
+        test = f"{row['final_test_mean']:.4f} [{row['final_test_q25']:.4f}, {row['final_test_q75']:.4f}]"
+        lines.append(
+            f"{row['algorithm']:<10} {row['runs']:>4} {row['mean_queries']:>8.0f}  {test:<26} {row['final_validation_mean']:>10.4f}"
+        )
+    lines.append("test: mean [25th, 75th percentile] over runs of the final best-by-validation cell")
+    return "\n".join(lines)
+
+
+def results_json(experiment: Experiment, results: Sequence[SearchResult], seconds: float) -> str:
+    data = {
+        "experiment": {**asdict(experiment), "budget": asdict(experiment.budget), "options": asdict(experiment.options)},
+        "seconds": round(seconds, 3),
+        "summary": summarize(results),
+        "runs": [r.to_json() for r in results],
+    }
+    return json.dumps(data, indent=1) + "\n"
+
+
+def write_results(out_dir: Path, experiment: Experiment, results: Sequence[SearchResult], seconds: float) -> Path:
+    from nbcompile.files import write_atomic
+
+    path = out_dir / "results.json"
+    write_atomic(path, results_json(experiment, results, seconds))
+    return path
