@@ -357,15 +357,11 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
     are made up (deterministically). OUT's name must contain "synthetic".
     """
     from nbcompile.enumeration import enumerate_cells, sample_cells
-    from nbcompile.nasbench.errors import DatasetError
     from nbcompile.nasbench.convert import default_workers
     from nbcompile.nasbench.fixture import FULL, ONLY_108, write_fixture
 
     cells = enumerate_cells() if all_cells else sample_cells(cell_count)
-    try:
-        count = write_fixture(out, cells, FULL if full else ONLY_108, workers or default_workers())
-    except DatasetError as error:
-        raise ConfigError(str(error)) from None
+    count = write_fixture(out, cells, FULL if full else ONLY_108, workers or default_workers())
     click.echo(f"wrote {count:,} records to {out}", err=True)
 
 
@@ -427,8 +423,8 @@ def data_query_command(
     path: str, spec: str, epochs: int, halfway: bool, mean: bool, seed: int | None, as_json: bool,
     cache_dir: str | None, no_cache: bool, workers: int | None,
 ) -> None:  # fmt: skip
-    """Query the dataset PATH for SPEC: a spec file (as compile reads), inline JSON, - for stdin,
-    or a 32-digit module hash."""
+    """Query the dataset PATH for SPEC: a spec file (as compile reads), - for stdin, or a
+    32-digit module hash."""
     import re
 
     from nbcompile.nasbench.summary import format_query, query_json
@@ -496,8 +492,9 @@ def search_command(
         experiment = Experiment(dataset, names, repeats, Budget(budget, budget_kind), seed, options, cache_dir)
     except ValueError as error:
         raise ConfigError(f"--algo: {error}") from None
-    bench = _open_dataset(dataset, cache_dir, False, workers)  # convert once, check epochs, before any run
-    bench.query_many([], epochs)
+    bench = _open_dataset(dataset, cache_dir, False, workers)  # convert once, before any run
+    if epochs not in bench.valid_epochs:
+        raise OutOfDomainError(f"--epochs: invalid number of epochs {epochs}, must be one of {sorted(bench.valid_epochs)}")
     out = Path(out_dir)
     console = Console(stderr=True)
     progress = Progress(

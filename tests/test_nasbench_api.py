@@ -24,7 +24,7 @@ from nbcompile.nasbench.records import Record, encode_record, parse_record
 from nbcompile.nasbench.tables import METRIC_FIELDS
 from nbcompile.nasbench.tfrecord import frame, read_records
 from nbcompile.spec import ModelSpec
-from tests.strategies import INCEPTION
+from strategies import INCEPTION
 
 INCEPTION_SPEC = ModelSpec(INCEPTION["matrix"], INCEPTION["ops"])
 

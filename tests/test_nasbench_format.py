@@ -211,3 +211,14 @@ def test_evaluation_fast_path_equals_the_general_decoder(values, path: str) -> N
 
     data = encode_evaluation(EvaluationData(*values, path))
     assert decode_evaluation(data) == _decode_evaluation_fields(data) == EvaluationData(*values, path)
+
+
+def test_fixture_written_by_several_processes_is_the_same_file(tmp_path, monkeypatch) -> None:
+    from nbcompile.enumeration import sample_cells
+    from nbcompile.nasbench import fixture
+
+    monkeypatch.setattr(fixture, "_BATCH_CELLS", 3)  # several batches, in flight at once
+    cells = sample_cells(20)
+    one, two = tmp_path / "one_synthetic.tfrecord", tmp_path / "two_synthetic.tfrecord"
+    assert fixture.write_fixture(one, cells, workers=1) == fixture.write_fixture(two, cells, workers=2) == 60
+    assert one.read_bytes() == two.read_bytes()

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from nbcompile import __version__
-from nbcompile.nasbench.errors import DatasetError
 from nbcompile.nasbench.tables import METRIC_FIELDS, OP_CODES, DatasetTables
 
 #: Bump when the arrays change meaning or layout; older caches are then ignored.
@@ -115,15 +114,3 @@ def save_tables(tables: DatasetTables, folder: Path, source: str | Path, key: So
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
 
-
-def remove_cache(folder: Path) -> None:
-    if folder.exists():
-        shutil.rmtree(folder)
-
-
-def check_writable(root: Path) -> None:
-    """DatasetError naming ``root`` if a cache cannot be written there."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DatasetError(f"cache folder {root}: {error.strerror or error}") from None
