@@ -428,3 +428,15 @@ def test_tensorflow_reader_agrees_on_other_layouts(tmp_path, cells) -> None:
         unknown.append(json.dumps(fields).encode())
     path = _write(tmp_path / "other_layouts.tfrecord", unknown)
     _assert_tables_equal(convert_file_tf(path), convert_file(path, workers=1))
+
+
+def test_cells_with_fewer_runs_sample_only_those(tmp_path, cells) -> None:
+    payloads = [encode_record(r) for r in fixture_records(cells[:2], ONLY_108)]
+    path = _write(tmp_path / "missing_run.tfrecord", payloads[:5])  # cell 1 has 2 runs, not 3
+    bench = NASBench(path, seed=0, cache_dir=tmp_path / "cache")
+    assert bench.tables.repeats.ravel().tolist() == [3, 2]
+    spec = bench.spec_of(cells[1].module_hash)
+    runs = bench.get_metrics_from_spec(spec)[1][108]
+    assert len(runs) == 2 and np.isnan(bench.tables.metrics[1, 0, 2]).all()
+    seen = {bench.query(spec)["test_accuracy"] for _ in range(30)}
+    assert seen == {r["final_test_accuracy"] for r in runs}

@@ -115,6 +115,9 @@ class NASBench:
         self.valid_epochs: set[int] = set(self._epoch_index)
         self._metrics = self.tables.metrics
         self._repeats = _LazyRows(self.tables.repeats)
+        most = int(self.tables.repeats.max()) if self.tables.repeats.size else 0
+        #: Runs per (cell, budget) when every one has the same number (the official files: 3), else 0.
+        self._all_repeats = most if most and bool((self.tables.repeats == most).all()) else 0
         self._runs = _LazyRows(self.tables.metrics)  # rows already queried, as Python floats
         self._cells: dict[int, tuple[np.ndarray, list[str], int]] = {}  # rows already queried
         self._rng = random.Random(seed)
@@ -182,8 +185,8 @@ class NASBench:
             row = self._row_of_spec(model_spec)
         part = _HALFWAY if stop_halfway else _FINAL
         if reduce is None:
-            counts = self._repeats[row]
-            values = self._runs[row][column][self._sample(counts[column] or self._run_count(row, column))][part]
+            count = self._all_repeats or self._run_count(row, column)
+            values = self._runs[row][column][self._sample(count)][part]
         elif reduce == "mean":
             values = np.nanmean(self._metrics[row, column, :, part], axis=0).tolist()
         else:
