@@ -12,7 +12,6 @@ import black
 import jinja2
 
 from nbcompile import __version__
-from nbcompile.config import NetworkConfig
 from nbcompile.naming import network_module_name, validate_module_name
 from nbcompile.plan import NetworkPlan
 
