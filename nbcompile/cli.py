@@ -357,11 +357,11 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
     are made up (deterministically). OUT's name must contain "synthetic".
     """
     from nbcompile.enumeration import enumerate_cells, sample_cells
-    from nbcompile.nasbench.convert import default_workers
+    from nbcompile.parallel import available_cpus
     from nbcompile.nasbench.fixture import FULL, ONLY_108, write_fixture
 
     cells = enumerate_cells() if all_cells else sample_cells(cell_count)
-    count = write_fixture(out, cells, FULL if full else ONLY_108, workers or default_workers())
+    count = write_fixture(out, cells, FULL if full else ONLY_108, workers or available_cpus())
     click.echo(f"wrote {count:,} records to {out}", err=True)
 
 
@@ -480,7 +480,7 @@ def search_command(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from nbcompile.nasbench.convert import default_workers
+    from nbcompile.parallel import available_cpus
     from nbcompile.search.algorithms import Budget, SearchOptions
     from nbcompile.search.experiment import Experiment, format_summary, run_experiment, summarize, write_results
 
@@ -504,7 +504,7 @@ def search_command(
     started = time.perf_counter()
     with progress:
         task = progress.add_task("runs", total=len(experiment.runs()))
-        results = run_experiment(experiment, workers or default_workers(), lambda _: progress.advance(task))
+        results = run_experiment(experiment, workers or available_cpus(), lambda _: progress.advance(task), bench)
     seconds = time.perf_counter() - started
     synthetic = "synthetic" in Path(dataset).name or "synthetic" in str(bench.cache_folder or "")
     click.echo(format_summary(summarize(results)))

@@ -18,15 +18,14 @@ Cells come out in upstream's first-seen order: by V, then bitmask, then labeling
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from nbcompile.graph import module_hash
 from nbcompile.ops import AVAILABLE_OPS, INPUT, OUTPUT
+from nbcompile.parallel import available_cpus, ordered_map
 
 #: Unique cells by vertex count in NAS-Bench-101 (V = 2..7); 423,624 in all.
 NASBENCH_COUNTS = {2: 1, 3: 6, 4: 84, 5: 2441, 6: 62010, 7: 359082}
@@ -179,15 +178,9 @@ def enumerate_cells(
     keys = cell_keys(max_vertices, max_edges)
     chunks = list(iter(lambda: list(itertools.islice(keys, chunk_size)), []))
     if workers is None:
-        workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    if workers <= 1:
-        hashed = map(_hash_chunk, chunks)
-        for chunk, hashes in zip(chunks, hashed):
-            yield from _cells(chunk, hashes)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for chunk, hashes in zip(chunks, pool.map(_hash_chunk, chunks)):
-            yield from _cells(chunk, hashes)
+        workers = min(8, available_cpus())
+    for chunk, hashes in zip(chunks, ordered_map(_hash_chunk, [(chunk,) for chunk in chunks], workers)):
+        yield from _cells(chunk, hashes)
 
 
 def _cells(chunk: list[tuple[int, int, tuple[int, ...]]], hashes: list[str]) -> Iterator[EnumeratedCell]:

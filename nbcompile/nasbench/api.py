@@ -113,8 +113,6 @@ class NASBench:
         self._rows: dict[str, int] = {hashes[i : i + 32]: row for row, i in enumerate(range(0, len(hashes), 32))}
         self._epoch_index = {int(e): i for i, e in enumerate(self.tables.epochs.tolist())}
         self.valid_epochs: set[int] = set(self._epoch_index)
-        self._metrics = self.tables.metrics
-        self._repeats = _LazyRows(self.tables.repeats)
         most = int(self.tables.repeats.max()) if self.tables.repeats.size else 0
         #: Runs per (cell, budget) when every one has the same number (the official files: 3), else 0.
         self._all_repeats = most if most and bool((self.tables.repeats == most).all()) else 0
@@ -177,32 +175,20 @@ class NASBench:
         column = self._epoch_index.get(epochs) if type(epochs) is int else None
         if column is None:
             column = self._epoch_column(epochs)
-        if type(model_spec) is ModelSpec:  # the common case, inlined: validity and hash are cached
-            row = self._rows.get(model_spec.validate().module_hash)
-            if row is None:
-                row = self._row_of_spec(model_spec)
-        else:
-            row = self._row_of_spec(model_spec)
+        row = self._row_of_spec(model_spec)
         part = _HALFWAY if stop_halfway else _FINAL
         if reduce is None:
             count = self._all_repeats or self._run_count(row, column)
             values = self._runs[row][column][self._sample(count)][part]
         elif reduce == "mean":
-            values = np.nanmean(self._metrics[row, column, :, part], axis=0).tolist()
+            values = np.nanmean(self.tables.metrics[row, column, :, part], axis=0).tolist()
         else:
             raise ValueError(f"reduce must be None or 'mean', got {reduce!r}")
         self.training_time_spent += values[0]
         self.total_epochs_spent += epochs // 2 if stop_halfway else epochs
-        cell = self._cells.get(row) or self._cell(row)
-        return {
-            "module_adjacency": cell[0].copy(),
-            "module_operations": list(cell[1]),
-            "trainable_parameters": cell[2],
-            "training_time": values[0],
-            "train_accuracy": values[1],
-            "validation_accuracy": values[2],
-            "test_accuracy": values[3],
-        }
+        result = self._fixed(row)
+        result.update(zip(QUERY_FIELDS, values))
+        return result
 
     def get_metrics_from_spec(self, model_spec: Any) -> tuple[dict[str, Any], dict[int, list[dict[str, float]]]]:
         """``(fixed, computed)`` statistics of the cell; the budget is not charged."""
@@ -261,7 +247,7 @@ class NASBench:
         rows = np.array([self._row_of_item(item) for item in model_specs], dtype=np.int64)
         runs = self.tables.metrics[rows, column]  # (n, R, 8)
         if reduce is None:
-            picks = np.array([self._sample(self._run_count(row, column)) for row in rows.tolist()], dtype=np.int64)
+            picks = np.array([self._sample(self._all_repeats or self._run_count(row, column)) for row in rows.tolist()], dtype=np.int64)
             values = runs[np.arange(len(rows)), picks]
         elif reduce == "mean":
             values = np.nanmean(runs, axis=1) if len(rows) else runs[:, 0]
@@ -301,8 +287,6 @@ class NASBench:
 
     # --- internals -----------------------------------------------------------------------------
     def _epoch_column(self, epochs: int) -> int:
-        if type(epochs) is int and epochs in self._epoch_index:
-            return self._epoch_index[epochs]
         integral = isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool)
         column = self._epoch_index.get(int(epochs)) if integral else None
         if column is None:
@@ -310,7 +294,7 @@ class NASBench:
         return column
 
     def _run_count(self, row: int, column: int) -> int:
-        count = self._repeats[row][column]
+        count = int(self.tables.repeats[row, column])
         if count == 0:
             raise DatasetError(f"cell {self.tables.hashes[row].decode()} has no run at {self.tables.epochs[column]} epochs")
         return count
@@ -343,7 +327,7 @@ class NASBench:
 
 
 class _LazyRows(dict):
-    """``rows[i]``: row ``i`` of an array as (nested) Python lists, converted on first use."""
+    """``rows[i]``: row ``i`` of an array as nested Python lists, converted on first use."""
 
     def __init__(self, array: np.ndarray) -> None:
         super().__init__()

@@ -61,11 +61,6 @@ def default_cache_root() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "nbcompile"
 
 
-def cache_folder(source: str | Path, root: str | Path | None = None) -> Path:
-    """Where the cache of ``source`` lives (whether or not it exists yet)."""
-    return Path(root or default_cache_root()) / SourceKey.of(source).folder_name()
-
-
 def load_tables(folder: Path) -> tuple[DatasetTables, dict[str, Any]] | None:
     """The cached tables in ``folder`` (memory-mapped) and its manifest; None if absent or stale."""
     try:

@@ -11,6 +11,7 @@ index and byte offset. No result of a file that failed is ever returned.
 from __future__ import annotations
 
 import binascii
+import itertools
 import mmap
 import operator
 import os
@@ -18,18 +19,18 @@ import re
 import struct
 from array import array
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from nbcompile.nasbench.errors import DatasetError
-from nbcompile.nasbench.metrics import ModelMetrics
+from nbcompile.nasbench.metrics import EVALUATION_LAYOUT, EVALUATION_TAGS, ModelMetrics
 from nbcompile.nasbench.records import Record, parse_record
 from nbcompile.nasbench.tables import MAX_VERTICES, METRIC_FIELDS, OP_CODE, DatasetTables
 from nbcompile.nasbench.tfrecord import masked_crc
 from nbcompile.ops import OP_ALIASES
+from nbcompile.parallel import available_cpus, ordered_map
 
 _HEADER = struct.Struct("<QI")
 _LENGTH = struct.Struct("<Q")
@@ -37,9 +38,6 @@ _U32 = struct.Struct("<I")
 _FRAME_OVERHEAD = 16
 #: The payload as ``json.dumps`` writes it; anything else goes to the general decoder.
 _PAYLOAD = re.compile(rb'\["([0-9a-f]{32})", ([1-9][0-9]{0,5}), "([01]+)", "([a-z0-9,\-]+)", "([A-Za-z0-9+/]*={0,2})"\]')
-#: EvaluationData as protobuf writes it: five tagged doubles, then the checkpoint path's tag and length.
-_EVALUATION = struct.Struct("<BdBdBdBdBdBB")
-_EVALUATION_TAGS = (0x09, 0x11, 0x19, 0x21, 0x29, 0x32)
 _DOUBLE_AT = struct.Struct("<d")
 #: Records per chunk of work; small enough for a smooth progress bar, large enough to amortise.
 CHUNK_RECORDS = 50_000
@@ -125,11 +123,11 @@ def _general_fast_metrics(raw: bytes) -> tuple[int, tuple[float, ...]] | None:
     position = 0
     evaluations = []
     for _ in range(3):
-        if len(raw) < position + 2 + _EVALUATION.size or raw[position] != 0x0A or raw[position + 1] >= 0x80:
+        if len(raw) < position + 2 + EVALUATION_LAYOUT.size or raw[position] != 0x0A or raw[position + 1] >= 0x80:
             return None
         length = raw[position + 1]
-        fields = _EVALUATION.unpack_from(raw, position + 2)
-        if fields[0:10:2] + (fields[10],) != _EVALUATION_TAGS or fields[11] != length - _EVALUATION.size:
+        fields = EVALUATION_LAYOUT.unpack_from(raw, position + 2)
+        if fields[0:10:2] + (fields[10],) != EVALUATION_TAGS or fields[11] != length - EVALUATION_LAYOUT.size:
             return None
         evaluations.append(fields)
         position += 2 + length
@@ -180,19 +178,55 @@ def _scan(path: str, offsets: np.ndarray, first_index: int, verify: bool) -> _Ch
         buffer.close()
 
 
+class _ChunkBuilder:
+    """Collects consecutive records into a :class:`_Chunk`, checking that every record of a
+    module hash stores the same graph and parameter count."""
+
+    def __init__(self, first_index: int) -> None:
+        self.first_index = first_index
+        self.cell_of: dict[str, int] = {}
+        self.unique: list[str] = []
+        self.cells: list[tuple[bytes, tuple[int, ...], int, int, int]] = []
+        self.cell_ids = array("q")
+        self.epochs = array("q")
+        self.values = array("d")
+
+    def add(self, index: int, offset: int, module_hash: str, epochs: int, adjacency: bytes,
+            codes: tuple[int, ...], parameters: int, metric_row: tuple[float, ...]) -> None:  # fmt: skip
+        cell = self.cell_of.get(module_hash)
+        if cell is None:
+            cell = self.cell_of[module_hash] = len(self.unique)
+            self.unique.append(module_hash)
+            self.cells.append((adjacency, codes, parameters, index, offset))
+        else:
+            first = self.cells[cell]
+            if first[0] != adjacency or first[1] != codes or first[2] != parameters:
+                raise DatasetError(_inconsistent(module_hash, index, offset, first))
+        self.cell_ids.append(cell)
+        self.epochs.append(epochs)
+        self.values.extend(metric_row)
+
+    def add_record(self, record: Record, index: int, offset: int, where: str) -> None:
+        if record.num_vertices > MAX_VERTICES:
+            raise DatasetError(f"{where}: {record.num_vertices} vertices, NAS-Bench-101 cells have at most 7")
+        codes = tuple(OP_CODE[op] for op in record.operations)
+        self.add(index, offset, record.module_hash, record.epochs, record.adjacency.encode("ascii"), codes,
+                 record.metrics.trainable_parameters, metric_values(record.metrics, where))  # fmt: skip
+
+    def chunk(self) -> _Chunk:
+        values = np.frombuffer(self.values, dtype=np.float64).reshape(-1, len(METRIC_FIELDS)).copy()
+        cell_ids = np.frombuffer(self.cell_ids, dtype=np.int64).copy()
+        epochs = np.frombuffer(self.epochs, dtype=np.int64).copy()
+        return _Chunk(self.first_index, self.unique, cell_ids, epochs, values, self.cells)
+
+
 def _scan_buffer(buffer: mmap.mmap, offsets: np.ndarray, first_index: int, verify: bool) -> _Chunk:
-    count = len(offsets) - 1
-    cell_of: dict[str, int] = {}
-    unique: list[str] = []
-    cells: list[tuple[bytes, tuple[int, ...], int, int, int]] = []
+    builder = _ChunkBuilder(first_index)
+    add = builder.add
     ops_cache: dict[bytes, tuple[int, ...] | None] = {}
-    cell_ids = np.empty(count, dtype=np.int64)
-    epochs = np.empty(count, dtype=np.int64)
-    values = array("d")
     match_payload = _PAYLOAD.fullmatch
     a2b = binascii.a2b_base64
-    for i, (start, end) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist())):
-        index = first_index + i
+    for index, start, end in zip(itertools.count(first_index), offsets[:-1].tolist(), offsets[1:].tolist()):
         payload = buffer[start + 12 : end - 4]
         if verify:
             if masked_crc(buffer[start : start + 8]) != _U32.unpack_from(buffer, start + 8)[0]:
@@ -202,7 +236,7 @@ def _scan_buffer(buffer: mmap.mmap, offsets: np.ndarray, first_index: int, verif
         decoded = None
         match = match_payload(payload)
         if match is not None:
-            module_hash, epoch, adjacency, operations, encoded = match.groups()
+            module_hash, epochs, adjacency, operations, encoded = match.groups()
             codes = ops_cache.get(operations, ())
             if codes == ():
                 codes = ops_cache[operations] = _op_codes(operations)
@@ -212,61 +246,18 @@ def _scan_buffer(buffer: mmap.mmap, offsets: np.ndarray, first_index: int, verif
                 except binascii.Error:
                     decoded = None
         if decoded is not None:
-            module_hash = module_hash.decode("ascii")
-            epoch = int(epoch)
-            parameters, metric_row = decoded
+            add(index, start, module_hash.decode("ascii"), int(epochs), adjacency, codes, *decoded)
         else:  # anything unusual: the checking decoder names the problem, or decodes it
-            record = parse_record(payload, index, start)
-            where = f"record {index} at byte {start}"
-            if record.num_vertices > MAX_VERTICES:
-                raise DatasetError(f"{where}: {record.num_vertices} vertices, NAS-Bench-101 cells have at most 7")
-            module_hash, epoch = record.module_hash, record.epochs
-            adjacency = record.adjacency.encode("ascii")
-            codes = tuple(OP_CODE[op] for op in record.operations)
-            parameters = record.metrics.trainable_parameters
-            metric_row = metric_values(record.metrics, where)
-        cell = cell_of.get(module_hash)
-        if cell is None:
-            cell = cell_of[module_hash] = len(unique)
-            unique.append(module_hash)
-            cells.append((adjacency, codes, parameters, index, start))
-        else:
-            first = cells[cell]
-            if first[0] != adjacency or first[1] != codes or first[2] != parameters:
-                raise DatasetError(_inconsistent(module_hash, index, start, first))
-        cell_ids[i] = cell
-        epochs[i] = epoch
-        values.extend(metric_row)
-    table = np.frombuffer(values, dtype=np.float64).reshape(count, len(METRIC_FIELDS)).copy()
-    return _Chunk(first_index, unique, cell_ids, epochs, table, cells)
+            builder.add_record(parse_record(payload, index, start), index, start, f"record {index} at byte {start}")
+    return builder.chunk()
 
 
 def tables_from_records(records: Iterable[Record]) -> DatasetTables:
     """Tables from decoded records, in order (for other readers, e.g. the TensorFlow one)."""
-    cell_of: dict[str, int] = {}
-    unique: list[str] = []
-    cells: list[tuple[bytes, tuple[int, ...], int, int, int]] = []
-    cell_ids, epochs, values = [], [], []
+    builder = _ChunkBuilder(0)
     for index, record in enumerate(records):
-        where = f"record {index}"
-        if record.num_vertices > MAX_VERTICES:
-            raise DatasetError(f"{where}: {record.num_vertices} vertices, NAS-Bench-101 cells have at most 7")
-        adjacency = record.adjacency.encode("ascii")
-        codes = tuple(OP_CODE[op] for op in record.operations)
-        parameters = record.metrics.trainable_parameters
-        cell = cell_of.get(record.module_hash)
-        if cell is None:
-            cell = cell_of[record.module_hash] = len(unique)
-            unique.append(record.module_hash)
-            cells.append((adjacency, codes, parameters, index, 0))
-        elif cells[cell][:3] != (adjacency, codes, parameters):
-            raise DatasetError(_inconsistent(record.module_hash, index, 0, cells[cell]))
-        cell_ids.append(cell)
-        epochs.append(record.epochs)
-        values.append(metric_values(record.metrics, where))
-    table = np.array(values, dtype=np.float64).reshape(len(values), len(METRIC_FIELDS))
-    chunk = _Chunk(0, unique, np.array(cell_ids, dtype=np.int64), np.array(epochs, dtype=np.int64), table, cells)
-    return _merge([chunk])
+        builder.add_record(record, index, 0, f"record {index}")
+    return _merge([builder.chunk()])
 
 
 def _inconsistent(module_hash: str, index: int, offset: int, first: tuple) -> str:
@@ -328,10 +319,6 @@ def _merge(chunks: list[_Chunk]) -> DatasetTables:
                          counts.astype(np.uint8), metrics)
 
 
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
 def convert_file(
     path: str | Path,
     workers: int | None = None,
@@ -351,29 +338,14 @@ def convert_file(
     total = len(offsets) - 1
     bounds = list(range(0, total, CHUNK_RECORDS)) + [total]
     pieces = [(offsets[a : b + 1], a) for a, b in zip(bounds[:-1], bounds[1:])]
-    workers = min(workers or default_workers(), len(pieces))
+    workers = min(workers or available_cpus(), len(pieces))
     chunks: list[_Chunk] = []
-    done = 0
     if progress:
         progress(0, total)
-    if workers <= 1:
-        for piece, first in pieces:
-            chunks.append(_scan(path, piece, first, verify))
-            done += len(piece) - 1
-            if progress:
-                progress(done, total)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_scan, path, piece, first, verify) for piece, first in pieces]
-            try:
-                for future, (piece, _) in zip(futures, pieces):
-                    chunks.append(future.result())  # in file order: the first bad record is reported
-                    done += len(piece) - 1
-                    if progress:
-                        progress(done, total)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+    # in file order, so that the first bad record is the one reported
+    for chunk in ordered_map(_scan, [(path, piece, first, verify) for piece, first in pieces], workers):
+        chunks.append(chunk)
+        if progress:
+            progress(chunk.first_index + len(chunk.cell_ids), total)
     return _merge(chunks)
 

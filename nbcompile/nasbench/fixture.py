@@ -8,12 +8,10 @@ searches and load benchmarks at the real file's scale, never for research conclu
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import itertools
 import random
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from nbcompile.enumeration import EnumeratedCell
@@ -22,6 +20,7 @@ from nbcompile.nasbench.errors import DatasetError
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record, encode_record
 from nbcompile.nasbench.tfrecord import frame
+from nbcompile.parallel import ordered_map
 from nbcompile.plan import lower
 from nbcompile.spec import ModelSpec
 
@@ -111,23 +110,9 @@ def write_fixture(
     if "synthetic" not in path.name:
         raise DatasetError(f"{path.name}: a fixture's file name must contain 'synthetic' (its metrics are made up)")
     count = 0
+    tasks = ((batch, epochs) for batch in _batches(cells, _BATCH_CELLS))
     with atomic_output(path) as temporary, open(temporary, "wb") as stream:
-        if workers <= 1:
-            for batch in _batches(cells, _BATCH_CELLS):
-                data, records = _framed_batch(batch, epochs)
-                stream.write(data)
-                count += records
-            return count
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            pending: collections.deque = collections.deque()
-            for batch in _batches(cells, _BATCH_CELLS):
-                pending.append(pool.submit(_framed_batch, batch, epochs))
-                while len(pending) > 2 * workers:
-                    data, records = pending.popleft().result()
-                    stream.write(data)
-                    count += records
-            while pending:
-                data, records = pending.popleft().result()
-                stream.write(data)
-                count += records
+        for data, records in ordered_map(_framed_batch, tasks, workers):
+            stream.write(data)
+            count += records
     return count

@@ -82,19 +82,20 @@ def _double(value: object, wire: int, name: str) -> float:
     return _DOUBLE.unpack(value)[0]  # type: ignore[arg-type]
 
 
-#: The layout protobuf writes for EvaluationData: five tagged doubles, then a short path.
-_CANONICAL_EVALUATION = struct.Struct("<BdBdBdBdBdBB")
-_CANONICAL_TAGS = (0x09, 0x11, 0x19, 0x21, 0x29, 0x32)
+#: The layout protobuf writes for EvaluationData: five tagged doubles, then a short path
+#: (its tag and one-byte length; the path bytes follow).
+EVALUATION_LAYOUT = struct.Struct("<BdBdBdBdBdBB")
+EVALUATION_TAGS = (0x09, 0x11, 0x19, 0x21, 0x29, 0x32)
 
 
 def decode_evaluation(data: bytes) -> EvaluationData:
     """Decode one EvaluationData; the usual byte layout takes a single struct unpack."""
-    if len(data) >= _CANONICAL_EVALUATION.size:
-        fields = _CANONICAL_EVALUATION.unpack_from(data)
+    if len(data) >= EVALUATION_LAYOUT.size:
+        fields = EVALUATION_LAYOUT.unpack_from(data)
         tags = fields[0:10:2] + (fields[10],)
-        if tags == _CANONICAL_TAGS and fields[11] == len(data) - _CANONICAL_EVALUATION.size < 0x80:
+        if tags == EVALUATION_TAGS and fields[11] == len(data) - EVALUATION_LAYOUT.size < 0x80:
             try:
-                path = bytes(data[_CANONICAL_EVALUATION.size :]).decode("utf-8")
+                path = bytes(data[EVALUATION_LAYOUT.size :]).decode("utf-8")
             except UnicodeDecodeError:
                 raise ProtobufError("checkpoint_path is not UTF-8") from None
             return EvaluationData(*fields[1:10:2], path)

@@ -47,7 +47,7 @@ def dataset_info(bench: NASBench) -> dict[str, Any]:
         "cells": tables.num_cells,
         "records": tables.num_records,
         "epochs": tables.epochs.tolist(),
-        "repeats": sorted(set(np.unique(tables.repeats).tolist())),
+        "repeats": np.unique(tables.repeats).tolist(),
         "parameters": {"min": int(tables.parameters.min()), "max": int(tables.parameters.max())},
         "budgets": budgets,
     }

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from nbcompile.nasbench.api import NASBench
+from nbcompile.parallel import ordered_map
 from nbcompile.search.algorithms import ALGORITHMS, Budget, SearchOptions, SearchResult
 
 
@@ -64,25 +64,22 @@ def run_experiment(
     experiment: Experiment,
     workers: int = 1,
     on_result: Callable[[SearchResult], None] | None = None,
+    bench: NASBench | None = None,
 ) -> list[SearchResult]:
-    """All runs of ``experiment``, in (algorithm, repeat) order."""
-    _open(experiment.dataset, experiment.cache_dir)  # converts (or finds) the cache once, here
-    tasks = [(algorithm, experiment.run_seed(algorithm, repeat)) for algorithm, repeat in experiment.runs()]
-    if workers <= 1:
-        results = []
-        for algorithm, seed in tasks:
-            results.append(_run_one(algorithm, seed, experiment.budget, experiment.options))
-            if on_result:
-                on_result(results[-1])
-        return results
-    with ProcessPoolExecutor(workers, initializer=_open, initargs=(experiment.dataset, experiment.cache_dir)) as pool:
-        futures = [pool.submit(_run_one, algorithm, seed, experiment.budget, experiment.options) for algorithm, seed in tasks]
-        results = []
-        for future in futures:
-            results.append(future.result())
-            if on_result:
-                on_result(results[-1])
-        return results
+    """All runs of ``experiment``, in (algorithm, repeat) order. ``bench``: the dataset, if the
+    caller has it open already (otherwise it is opened here, converting it once if needed)."""
+    global _BENCH
+    _BENCH = bench if bench is not None else NASBench(experiment.dataset, cache_dir=experiment.cache_dir, progress=False)
+    tasks = [
+        (algorithm, experiment.run_seed(algorithm, repeat), experiment.budget, experiment.options)
+        for algorithm, repeat in experiment.runs()
+    ]
+    results = []
+    for result in ordered_map(_run_one, tasks, workers, initializer=_open, initargs=(experiment.dataset, experiment.cache_dir)):
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
 
 
 def summarize(results: Sequence[SearchResult]) -> list[dict[str, Any]]:
