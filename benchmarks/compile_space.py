@@ -23,11 +23,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from nbcompile import __version__
-from nbcompile.codegen import render_plan
-from nbcompile.enumeration import enumerate_cells
-from nbcompile.plan import lower
-from nbcompile.spec import ModelSpec
+from nbcompile._version import __version__
+from nbcompile.compiler.render import render_plan
+from nbcompile.space.enumeration import enumerate_cells
+from nbcompile.compiler.lower import lower
+from nbcompile.space.spec import ModelSpec
 
 
 def _sources(cells: list[tuple[tuple, tuple]]) -> tuple[int, int]:
@@ -81,7 +81,7 @@ def main() -> None:
 
     import torch
 
-    from nbcompile.loader import load_model_class
+    from nbcompile.runtime.loader import load_model_class
 
     sample = _sample(cells, args.import_sample)
     wrong = 0

@@ -56,10 +56,10 @@ def main() -> None:
 
     import numpy as np
 
-    from nbcompile import graph
+    from nbcompile.space import graph
     from nbcompile.nasbench import NASBench
     from nbcompile.search.specs import random_spec
-    from nbcompile.spec import ModelSpec
+    from nbcompile.space.spec import ModelSpec
 
     results: dict = {
         "dataset": args.dataset,

@@ -1,38 +1,46 @@
-"""nbcompile: compile NAS-Bench-101 cell specs into static, standalone PyTorch modules."""
+"""nbcompile: compile NAS-Bench-101 cell specs into static, standalone PyTorch modules.
+
+The package is layered (see the README's architecture section): ``space`` (the search space),
+``compiler`` (spec → plan → source), ``runtime`` (torch layers, the graph-walking oracle, the
+loader), ``nasbench`` (the dataset, on ``space`` only), and ``search``, ``bench`` and ``cli`` on
+top. The names below are imported on first use, so that ``import nbcompile.nasbench`` loads
+neither the compiler nor torch.
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import Any
 
-from nbcompile.channels import compute_vertex_channels
-from nbcompile.compiler import compile_to_file, generate_source
-from nbcompile.config import NetworkConfig
-from nbcompile.errors import ConfigError, OutOfDomainError, SpecError
-from nbcompile.spec import ModelSpec
+from nbcompile._version import __version__
 
-__all__ = [
-    "ConfigError",
-    "DynamicNetwork",
-    "ModelSpec",
-    "NetworkConfig",
-    "OutOfDomainError",
-    "SpecError",
-    "__version__",
-    "compile_to_file",
-    "compute_vertex_channels",
-    "generate_source",
-    "load_model",
-    "load_model_class",
-]
+#: Public name → the module that defines it.
+_EXPORTS = {
+    "NbcompileError": "nbcompile.errors",
+    "ConfigError": "nbcompile.errors",
+    "OutOfDomainError": "nbcompile.errors",
+    "SpecError": "nbcompile.errors",
+    "ModelSpec": "nbcompile.space.spec",
+    "NetworkConfig": "nbcompile.compiler.config",
+    "compute_vertex_channels": "nbcompile.compiler.channels",
+    "compile_to_file": "nbcompile.compiler.driver",
+    "generate_source": "nbcompile.compiler.driver",
+    "DynamicNetwork": "nbcompile.runtime.dynamic",
+    "load_model": "nbcompile.runtime.loader",
+    "load_model_class": "nbcompile.runtime.loader",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str):  # torch is imported only when a torch-facing name is used
-    if name == "DynamicNetwork":
-        from nbcompile.dynamic import DynamicNetwork
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbcompile' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return DynamicNetwork
-    if name in ("load_model", "load_model_class"):
-        from nbcompile import loader
 
-        return getattr(loader, name)
-    raise AttributeError(f"module 'nbcompile' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

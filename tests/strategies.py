@@ -6,6 +6,8 @@ because it has no ``__init__.py``).
 
 from __future__ import annotations
 
+from nbcompile.compiler.channels import compute_vertex_channels
+
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -224,7 +226,7 @@ def stack_truncations(spec: ModelSpec, stem_channels: int, num_stacks: int) -> l
     in_channels = stem_channels
     for stack in range(num_stacks):
         out_channels = stem_channels * 2**stack
-        channels = spec.vertex_channels(in_channels, out_channels)
+        channels = compute_vertex_channels(spec.pruned_matrix, in_channels, out_channels)
         result.append(
             any(
                 matrix[s][t] and channels[s] > channels[t]

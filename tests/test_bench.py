@@ -14,7 +14,7 @@ from nbcompile.bench.modes import MODES
 from nbcompile.bench.runner import BenchSettings, run_benchmark
 from nbcompile.bench.timing import time_calls
 from nbcompile.cli import main
-from nbcompile.plan import lower
+from nbcompile.compiler.lower import lower
 from strategies import PER_STACK_TRUNCATION, TWO_VERTEX
 
 ROOT = Path(__file__).resolve().parents[1]

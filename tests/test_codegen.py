@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbcompile import ConfigError, ModelSpec, NetworkConfig, SpecError, compile_to_file, generate_source
-from nbcompile.codegen import BLACK_MODE, render_plan
-from nbcompile.plan import lower
+from nbcompile.compiler.render import BLACK_MODE, render_plan
+from nbcompile.compiler.lower import lower
 from strategies import valid_specs
-from nbcompile.compiler import plan_job
-from nbcompile.files import read_specs
+from nbcompile.compiler.driver import plan_job
+from nbcompile.space.cellfiles import read_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))

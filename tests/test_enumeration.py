@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from nbcompile import ModelSpec, graph
-from nbcompile.cellstore import read_npz, write_jsonl, write_npz
+from nbcompile import ModelSpec
+from nbcompile.space import graph
+from nbcompile.space.cellfiles import read_npz, write_jsonl, write_npz
 from nbcompile.cli import main
-from nbcompile.enumeration import NASBENCH_COUNTS, cell_keys, enumerate_cells, full_dag_masks, mask_to_matrix
-from nbcompile.ops import AVAILABLE_OPS
+from nbcompile.space.enumeration import NASBENCH_COUNTS, cell_keys, enumerate_cells, full_dag_masks, mask_to_matrix
+from nbcompile.space.ops import AVAILABLE_OPS
 
 
 def upstream_enumeration(max_vertices: int) -> list[tuple[str, tuple, tuple]]:

@@ -7,6 +7,8 @@ and train mode), BatchNorm running statistics and gradients.
 
 from __future__ import annotations
 
+from nbcompile.compiler.channels import compute_vertex_channels
+
 from pathlib import Path
 from typing import Any
 
@@ -166,9 +168,9 @@ def test_generated_matches_dynamic_on_random_specs(
 def test_per_stack_truncation_cell_default_config(tmp_path: Path) -> None:
     """At the default config the 1->2 edge is truncated (86->85) in the 256-channel stacks only."""
     spec = ModelSpec(**PER_STACK_TRUNCATION)
-    assert spec.vertex_channels(128, 128) == (128, 43, 43, 42, 128)
-    assert spec.vertex_channels(128, 256) == (128, 86, 85, 85, 256)
-    assert spec.vertex_channels(256, 512) == (256, 171, 171, 170, 512)
+    assert compute_vertex_channels(spec.pruned_matrix, 128, 128) == (128, 43, 43, 42, 128)
+    assert compute_vertex_channels(spec.pruned_matrix, 128, 256) == (128, 86, 85, 85, 256)
+    assert compute_vertex_channels(spec.pruned_matrix, 256, 512) == (256, 171, 171, 170, 512)
     assert stack_truncations(spec, 128, 3) == [False, True, False]
 
     pair = check_equivalence(spec, tmp_path, _input(2, 3, 8))

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from nbcompile import ModelSpec, graph
-from nbcompile.ops import AVAILABLE_OPS
+from nbcompile import ModelSpec
+from nbcompile.space import graph
+from nbcompile.space.ops import AVAILABLE_OPS
 from strategies import INCEPTION as INCEPTION_CELL
 from strategies import relabeled_spec_pairs
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import nbcompile
+import nbcompile.runtime.loader
 from strategies import INCEPTION, PER_STACK_TRUNCATION, TWO_VERTEX, write_generated
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ def test_load_by_relative_path(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_load_by_module_object(tmp_path: Path) -> None:
     """A module object is used as is."""
     path = write_generated(TWO_VERTEX, tmp_path, **SMALL_CONFIG)
-    module = nbcompile.loader.import_generated(path)
+    module = nbcompile.runtime.loader.import_generated(path)
     assert nbcompile.load_model_class(module) is module.Network
 
 

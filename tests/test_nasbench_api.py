@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nbcompile.enumeration import EnumeratedCell, sample_cells
+from nbcompile.space.enumeration import EnumeratedCell, sample_cells
 from nbcompile.errors import OutOfDomainError
 from nbcompile.nasbench import NASBench, UnknownCellError
 from nbcompile.nasbench import convert as convert_module
 from nbcompile.nasbench.convert import convert_file, tables_from_records
-from nbcompile.nasbench.errors import DatasetError
-from nbcompile.nasbench.fixture import FULL, ONLY_108, fixture_records, write_fixture
+from nbcompile.errors import DatasetError
+from nbcompile.fixture import FULL, ONLY_108, fixture_records, write_fixture
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record, encode_record, parse_record
 from nbcompile.nasbench.tables import METRIC_FIELDS
 from nbcompile.nasbench.tfrecord import frame, read_records
-from nbcompile.spec import ModelSpec
+from nbcompile.space.spec import ModelSpec
 from strategies import INCEPTION
 
 INCEPTION_SPEC = ModelSpec(INCEPTION["matrix"], INCEPTION["ops"])

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbcompile.nasbench.errors import DatasetError
+from nbcompile.errors import DatasetError
 from nbcompile.nasbench.metrics import (
     EvaluationData,
     ModelMetrics,
@@ -150,11 +150,11 @@ def test_bad_payloads_name_the_record(payload: bytes, message: str) -> None:
 
 
 def test_fixture_file_is_official_format_with_real_parameter_counts(tmp_path) -> None:
-    from nbcompile.enumeration import enumerate_cells
-    from nbcompile.nasbench.fixture import FULL, write_fixture
+    from nbcompile.space.enumeration import enumerate_cells
+    from nbcompile.fixture import FULL, write_fixture
     from nbcompile.nasbench.tfrecord import read_records
-    from nbcompile.plan import lower
-    from nbcompile.spec import ModelSpec
+    from nbcompile.compiler.lower import lower
+    from nbcompile.space.spec import ModelSpec
 
     cells = list(enumerate_cells(max_vertices=3, workers=1))
     path = tmp_path / "nasbench_synthetic_full.tfrecord"
@@ -177,7 +177,7 @@ def test_fixture_file_is_official_format_with_real_parameter_counts(tmp_path) ->
 
 
 def test_fixture_name_must_say_synthetic(tmp_path) -> None:
-    from nbcompile.nasbench.fixture import write_fixture
+    from nbcompile.fixture import write_fixture
 
     with pytest.raises(DatasetError, match="must contain 'synthetic'"):
         write_fixture(tmp_path / "nasbench_only108.tfrecord", [])
@@ -214,8 +214,8 @@ def test_evaluation_fast_path_equals_the_general_decoder(values, path: str) -> N
 
 
 def test_fixture_written_by_several_processes_is_the_same_file(tmp_path, monkeypatch) -> None:
-    from nbcompile.enumeration import sample_cells
-    from nbcompile.nasbench import fixture
+    from nbcompile.space.enumeration import sample_cells
+    from nbcompile import fixture
 
     monkeypatch.setattr(fixture, "_BATCH_CELLS", 3)  # several batches, in flight at once
     cells = sample_cells(20)

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 
 from nbcompile import ConfigError, ModelSpec, NetworkConfig, OutOfDomainError
-from nbcompile.naming import default_module_name, validate_module_name
-from nbcompile.plan import lower
-from nbcompile.report import same_network
+from nbcompile.compiler.naming import module_name_for, validate_module_name
+from nbcompile.compiler.lower import lower
+from nbcompile.compiler.report import same_network
 from strategies import valid_specs
 from test_graph import INCEPTION
 
@@ -146,10 +146,10 @@ def test_lowering_validates() -> None:
 
 def test_default_names() -> None:
     config = NetworkConfig()
-    assert default_module_name(INCEPTION, config) == "nb101_28cfc7874f6d_2d1790b6"
-    assert default_module_name(INCEPTION, config, canonical=True) == "nb101_28cfc7874f6d"
-    assert default_module_name(INCEPTION.canonical(), config) == "nb101_28cfc7874f6d"
-    other = default_module_name(INCEPTION, NetworkConfig(stem_channels=64), canonical=True)
+    assert module_name_for(lower(INCEPTION, config)) == "nb101_28cfc7874f6d_2d1790b6"
+    assert module_name_for(lower(INCEPTION, config, canonical=True)) == "nb101_28cfc7874f6d"
+    assert module_name_for(lower(INCEPTION.canonical(), config)) == "nb101_28cfc7874f6d"
+    other = module_name_for(lower(INCEPTION, NetworkConfig(stem_channels=64), canonical=True))
     assert other.startswith("nb101_28cfc7874f6d_") and other != "nb101_28cfc7874f6d_2d1790b6"
 
 

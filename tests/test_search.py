@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nbcompile.enumeration import sample_cells
+from nbcompile.space.enumeration import sample_cells
 from nbcompile.nasbench import NASBench
-from nbcompile.nasbench.fixture import ONLY_108, write_fixture
+from nbcompile.fixture import ONLY_108, write_fixture
 from nbcompile.search import Budget, SearchOptions, local_search, random_search, regularized_evolution
 from nbcompile.search.experiment import Experiment, run_experiment, summarize
 from nbcompile.search.specs import mutate_spec, neighbours, random_spec
-from nbcompile.spec import ModelSpec
+from nbcompile.space.spec import ModelSpec
 
 ALGORITHMS = [random_search, regularized_evolution, local_search]
 
@@ -22,7 +22,7 @@ ALGORITHMS = [random_search, regularized_evolution, local_search]
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """Every cell of up to 5 vertices (2,532) plus a spread of bigger ones: searches mostly hit."""
-    from nbcompile.enumeration import enumerate_cells
+    from nbcompile.space.enumeration import enumerate_cells
 
     cells = list(enumerate_cells(max_vertices=5, workers=1)) + sample_cells(300)
     path = tmp_path_factory.mktemp("search") / "search_synthetic.tfrecord"
@@ -142,10 +142,10 @@ def test_cli_search_emits_the_best_cell(dataset, tmp_path) -> None:
     from click.testing import CliRunner
 
     from nbcompile.cli import main
-    from nbcompile.loader import load_model_class
+    from nbcompile.runtime.loader import load_model_class
 
     cells = tmp_path / "only_known_synthetic.tfrecord"  # every query hits: only cells of <= 4 vertices
-    from nbcompile.enumeration import enumerate_cells
+    from nbcompile.space.enumeration import enumerate_cells
 
     write_fixture(cells, list(enumerate_cells(max_vertices=4, workers=1)), ONLY_108)
     out = tmp_path / "out"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nbcompile import ModelSpec, OutOfDomainError, SpecError
-from nbcompile.spec import as_model_spec
+from nbcompile.space.spec import as_model_spec
 from strategies import INCEPTION
 
 INCEPTION_MATRIX = INCEPTION["matrix"]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import nbcompile
+import nbcompile.runtime.loader
 from strategies import BACKEND_CELLS, PER_STACK_TRUNCATION, write_generated
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,7 +123,7 @@ def test_inception_parameter_count(inception: nn.Module) -> None:
     """2,694,282 trainable parameters, as NAS-Bench-101 reports for this cell."""
     count = sum(p.numel() for p in inception.parameters() if p.requires_grad)
     assert count == 2_694_282
-    module = nbcompile.loader.import_generated(INCEPTION_FILE)
+    module = nbcompile.runtime.loader.import_generated(INCEPTION_FILE)
     assert module.TRAINABLE_PARAMETERS == 2_694_282
 
 

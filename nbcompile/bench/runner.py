@@ -18,15 +18,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nbcompile import __version__
+from nbcompile._version import __version__
 from nbcompile.bench.modes import MODES, Mode, ModeSkipped, build, check_applicable
 from nbcompile.bench.timing import matmul_peak_tflops, synchronize, time_calls
-from nbcompile.codegen import render_plan
-from nbcompile.config import NetworkConfig
-from nbcompile.dynamic import DynamicNetwork
-from nbcompile.loader import load_model_class
-from nbcompile.plan import lower
-from nbcompile.spec import ModelSpec
+from nbcompile.compiler.render import render_plan
+from nbcompile.compiler.config import NetworkConfig
+from nbcompile.runtime.dynamic import DynamicNetwork
+from nbcompile.runtime.loader import load_model_class
+from nbcompile.compiler.lower import lower
+from nbcompile.space.spec import ModelSpec
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -6,7 +6,7 @@ record's JSON payload), ``convert`` (file → columnar tables, on several cores)
 the official format).
 """
 
-from nbcompile.nasbench.api import NASBench, UnknownCellError
-from nbcompile.nasbench.errors import DatasetError
+from nbcompile.errors import DatasetError, UnknownCellError
+from nbcompile.nasbench.api import NASBench
 
 __all__ = ["DatasetError", "NASBench", "UnknownCellError"]

@@ -19,13 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from nbcompile.errors import OutOfDomainError
+from nbcompile.errors import DatasetError, OutOfDomainError, UnknownCellError
 from nbcompile.nasbench import cache
 from nbcompile.nasbench.convert import convert_file
-from nbcompile.nasbench.errors import DatasetError
 from nbcompile.nasbench.tables import METRIC_FIELDS, QUERY_FIELDS, DatasetTables
-from nbcompile.ops import AVAILABLE_OPS
-from nbcompile.spec import ModelSpec, as_model_spec
+from nbcompile.space import ops
+from nbcompile.space.spec import ModelSpec, as_model_spec
 
 #: Upstream's ``build_config()`` defaults (reference §5): what the dataset was trained with.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -34,13 +33,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "test_data_file": "",
     "sample_data_file": "",
     "data_format": "channels_last",
-    "num_labels": 10,
-    "module_vertices": 7,
-    "max_edges": 9,
-    "available_ops": list(AVAILABLE_OPS),
-    "stem_filter_size": 128,
-    "num_stacks": 3,
-    "num_modules_per_stack": 3,
+    "num_labels": ops.NUM_LABELS,
+    "module_vertices": ops.MAX_VERTICES,
+    "max_edges": ops.MAX_EDGES,
+    "available_ops": list(ops.AVAILABLE_OPS),
+    "stem_filter_size": ops.STEM_CHANNELS,
+    "num_stacks": ops.NUM_STACKS,
+    "num_modules_per_stack": ops.CELLS_PER_STACK,
     "batch_size": 256,
     "train_epochs": 108,
     "train_seconds": 14400.0,
@@ -58,13 +57,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 _HALFWAY = slice(0, 4)
 _FINAL = slice(4, 8)
-
-
-class UnknownCellError(KeyError):
-    """A valid cell whose hash is not in the dataset (a KeyError, as upstream raises)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class _StatisticsView(Mapping):

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from nbcompile import __version__
-from nbcompile.nasbench.tables import METRIC_FIELDS, OP_CODES, DatasetTables
+from nbcompile._version import __version__
+from nbcompile.nasbench.tables import METRIC_FIELDS, DatasetTables
+from nbcompile.space.ops import OP_CODES
 
 #: Bump when the arrays change meaning or layout; older caches are then ignored.
 FORMAT_VERSION = 1

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from nbcompile.nasbench.errors import DatasetError
+from nbcompile.errors import DatasetError
 from nbcompile.nasbench.metrics import EVALUATION_LAYOUT, EVALUATION_TAGS, ModelMetrics
 from nbcompile.nasbench.records import Record, parse_record
-from nbcompile.nasbench.tables import MAX_VERTICES, METRIC_FIELDS, OP_CODE, DatasetTables
+from nbcompile.nasbench.tables import METRIC_FIELDS, DatasetTables
 from nbcompile.nasbench.tfrecord import masked_crc
-from nbcompile.ops import OP_ALIASES
+from nbcompile.space.ops import MAX_VERTICES, OP_ALIASES, OP_CODE, PAD_CODE
 from nbcompile.parallel import available_cpus, ordered_map
 
 _HEADER = struct.Struct("<QI")
@@ -208,7 +208,7 @@ class _ChunkBuilder:
 
     def add_record(self, record: Record, index: int, offset: int, where: str) -> None:
         if record.num_vertices > MAX_VERTICES:
-            raise DatasetError(f"{where}: {record.num_vertices} vertices, NAS-Bench-101 cells have at most 7")
+            raise DatasetError(f"{where}: {record.num_vertices} vertices, NAS-Bench-101 cells have at most {MAX_VERTICES}")
         codes = tuple(OP_CODE[op] for op in record.operations)
         self.add(index, offset, record.module_hash, record.epochs, record.adjacency.encode("ascii"), codes,
                  record.metrics.trainable_parameters, metric_values(record.metrics, where))  # fmt: skip
@@ -307,7 +307,7 @@ def _merge(chunks: list[_Chunk]) -> DatasetTables:
 
     num_vertices = np.array([len(cell[1]) for cell in first_seen], dtype=np.uint8)
     matrices = np.zeros((num_cells, MAX_VERTICES, MAX_VERTICES), dtype=np.uint8)
-    ops = np.full((num_cells, MAX_VERTICES), -1, dtype=np.int8)
+    ops = np.full((num_cells, MAX_VERTICES), PAD_CODE, dtype=np.int8)
     for size in np.unique(num_vertices).tolist():
         members = np.flatnonzero(num_vertices == size)
         joined = b"".join(first_seen[row][0] for row in members.tolist())

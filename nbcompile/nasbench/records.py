@@ -9,9 +9,9 @@ import math
 import re
 from dataclasses import dataclass
 
-from nbcompile.nasbench.errors import DatasetError
+from nbcompile.errors import DatasetError
 from nbcompile.nasbench.metrics import ModelMetrics, ProtobufError, decode_model_metrics, encode_model_metrics
-from nbcompile.ops import OP_ALIASES
+from nbcompile.space.ops import OP_ALIASES
 
 _HASH = re.compile(r"[0-9a-f]{32}")
 

@@ -11,13 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from nbcompile.ops import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT
-
-#: Op codes of the ``ops`` array (``-1`` pads cells with fewer than 7 vertices).
-OP_CODES: tuple[str, ...] = (INPUT, CONV3X3, CONV1X1, MAXPOOL3X3, OUTPUT)
-OP_CODE = {name: code for code, name in enumerate(OP_CODES)}
-#: Largest cell stored (vertices); smaller cells are padded.
-MAX_VERTICES = 7
+from nbcompile.space.ops import OP_CODES
 #: The last axis of ``metrics``: upstream's data point keys, in this order.
 METRIC_FIELDS: tuple[str, ...] = (
     "halfway_training_time",
@@ -43,7 +37,7 @@ class DatasetTables:
     num_vertices: np.ndarray
     #: (N, 7, 7) uint8: the stored (canonical) adjacency, zero-padded.
     matrices: np.ndarray
-    #: (N, 7) int8: op codes (:data:`OP_CODES`), ``-1`` padded.
+    #: (N, 7) int8: op codes (:data:`nbcompile.space.ops.OP_CODES`), ``PAD_CODE`` padded.
     ops: np.ndarray
     #: (N,) int64: trainable parameters of the cell's network.
     parameters: np.ndarray

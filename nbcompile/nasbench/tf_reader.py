@@ -18,7 +18,7 @@ from nbcompile.nasbench.convert import tables_from_records
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record
 from nbcompile.nasbench.tables import DatasetTables
-from nbcompile.ops import OP_ALIASES
+from nbcompile.space.ops import OP_ALIASES
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from crc32c import crc32c
 
-from nbcompile.nasbench.errors import DatasetError
+from nbcompile.errors import DatasetError
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")

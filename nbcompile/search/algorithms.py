@@ -17,7 +17,7 @@ import numpy as np
 
 from nbcompile.nasbench.api import NASBench
 from nbcompile.search.specs import mutate_spec, neighbours, random_spec
-from nbcompile.spec import ModelSpec
+from nbcompile.space.spec import ModelSpec
 
 #: How a run pays: the notebook's simulated training seconds, or a number of queries.
 BUDGET_KINDS = ("time", "queries")

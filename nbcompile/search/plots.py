@@ -25,7 +25,7 @@ def plot_results(results: Sequence[SearchResult], out_dir: Path, budget: float, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nbcompile.files import atomic_output
+    from nbcompile.io import atomic_output
 
     note = " (SYNTHETIC dataset: accuracies are made up)" if synthetic else ""
     algorithms = list(dict.fromkeys(r.algorithm for r in results))

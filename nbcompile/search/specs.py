@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbcompile.ops import AVAILABLE_OPS, INPUT, OUTPUT
-from nbcompile.spec import ModelSpec
+from nbcompile.space.ops import AVAILABLE_OPS, INPUT, MAX_VERTICES, OUTPUT
+from nbcompile.space.spec import ModelSpec
 
-NUM_VERTICES = 7
+NUM_VERTICES = MAX_VERTICES
 #: Interior vertices whose op can change.
 OP_SPOTS = NUM_VERTICES - 2
 _UPPER = np.triu(np.ones((NUM_VERTICES, NUM_VERTICES), dtype=bool), 1)

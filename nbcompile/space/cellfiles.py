@@ -1,46 +1,88 @@
-"""Writing generated files (atomically) and reading spec files (JSON, JSON Lines, stdin)."""
+"""Cell files: reading specs (JSON, JSON arrays, JSON Lines, stdin, .npz) and writing many cells
+(JSON Lines, and a compact .npz in the padded encoding of :mod:`nbcompile.space.ops`)."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nbcompile.errors import SpecError
-from nbcompile.spec import ModelSpec
+from nbcompile.io import write_atomic
+from nbcompile.space.enumeration import EnumeratedCell
+from nbcompile.space.ops import MAX_VERTICES, OP_CODE, OP_CODES, PAD_CODE
+from nbcompile.space.spec import ModelSpec
 
 
-@contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """A temporary file beside ``path`` to write; renamed onto ``path`` if the block succeeds,
-    removed if it fails, so that ``path`` is never left partly written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def cell_json(cell: EnumeratedCell) -> str:
+    """One JSON Lines record: module_hash, matrix, ops."""
+    return json.dumps(
+        {"module_hash": cell.module_hash, "matrix": [list(r) for r in cell.matrix], "ops": list(cell.ops)},
+        separators=(",", ":"),
+    )
+
+
+def write_jsonl(cells: Iterable[EnumeratedCell], path: Path) -> int:
+    """Write cells as JSON Lines (atomically); returns how many."""
+    lines = [cell_json(cell) for cell in cells]
+    write_atomic(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def cells_to_arrays(cells: Iterable[EnumeratedCell]) -> dict[str, np.ndarray]:
+    """``module_hash`` (S32), ``num_vertices`` (int8), ``matrix`` (uint8, N×7×7, zero padded),
+    ``ops`` (int8, N×7, :data:`~nbcompile.space.ops.OP_CODES`, ``PAD_CODE`` padded), ``op_codes``."""
+    cells = list(cells)
+    count = len(cells)
+    hashes = np.empty(count, dtype="S32")
+    sizes = np.empty(count, dtype=np.int8)
+    matrices = np.zeros((count, MAX_VERTICES, MAX_VERTICES), dtype=np.uint8)
+    ops = np.full((count, MAX_VERTICES), PAD_CODE, dtype=np.int8)
+    for i, cell in enumerate(cells):
+        size = len(cell.matrix)
+        if size > MAX_VERTICES:
+            raise ValueError(f"the .npz form holds cells of at most {MAX_VERTICES} vertices, got {size}")
+        hashes[i] = cell.module_hash.encode()
+        sizes[i] = size
+        matrices[i, :size, :size] = cell.matrix
+        ops[i, :size] = [OP_CODE[op] for op in cell.ops]
+    return {"module_hash": hashes, "num_vertices": sizes, "matrix": matrices, "ops": ops, "op_codes": np.array(OP_CODES)}
+
+
+def write_npz(cells: Iterable[EnumeratedCell], path: Path) -> int:
+    """Write cells in the compact numpy form (compressed, atomically); returns how many."""
+    arrays = cells_to_arrays(cells)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
+    return len(arrays["module_hash"])
+
+
+def read_npz(path: Path) -> list[EnumeratedCell]:
+    """Cells from a file written by :func:`write_npz`."""
     try:
-        yield Path(name)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(name, 0o666 & ~umask)
-        os.replace(name, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(name)
-        raise
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write text (UTF-8, ``\\n`` line ends) or bytes to ``path`` atomically."""
-    with atomic_output(path) as temporary:
-        if isinstance(data, bytes):
-            temporary.write_bytes(data)
-        else:
-            with os.fdopen(os.open(temporary, os.O_WRONLY), "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(data)
+        with np.load(path, allow_pickle=False) as data:
+            hashes, sizes, matrices, ops, codes = (
+                data[key] for key in ("module_hash", "num_vertices", "matrix", "ops", "op_codes")
+            )
+    except (OSError, KeyError, ValueError) as error:
+        raise SpecError(f"{path}: not a cell file written by 'nbcompile enumerate' ({error})") from None
+    if codes.tolist() != list(OP_CODES):
+        raise SpecError(f"{path}: op codes {codes.tolist()} are not nbcompile's {list(OP_CODES)}")
+    cells = []
+    for key, size, matrix, labels in zip(hashes, sizes.tolist(), matrices, ops):
+        cells.append(
+            EnumeratedCell(
+                key.decode(),
+                tuple(tuple(int(v) for v in row[:size]) for row in matrix[:size]),
+                tuple(OP_CODES[code] if 0 <= code < len(OP_CODES) else "?" for code in labels[:size].tolist()),
+            )
+        )
+    return cells
 
 
 def _spec_at(data: Any, location: str) -> tuple[str, ModelSpec]:
@@ -123,8 +165,6 @@ def read_specs(source: str, stdin_text: str | None = None) -> list[tuple[str, Mo
 
 def _read_npz_specs(path: Path, source: str) -> list[tuple[str, ModelSpec]]:
     """Specs of a cell file written by ``nbcompile enumerate --out FILE.npz``."""
-    from nbcompile.cellstore import read_npz
-
     if not path.is_file():
         raise SpecError(f"{source}: no such file")
     located = []

@@ -9,14 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from nbcompile import graph
-from nbcompile.channels import compute_vertex_channels
+from nbcompile.space import graph
 from nbcompile.errors import OutOfDomainError, SpecError
-from nbcompile.ops import AVAILABLE_OPS, HASH_LABEL, INPUT, OP_ALIASES, OUTPUT
-
-#: Search-space limits, counted after pruning (reference §2).
-MAX_VERTICES = 7
-MAX_EDGES = 9
+from nbcompile.space.ops import AVAILABLE_OPS, HASH_LABEL, INPUT, MAX_EDGES, MAX_VERTICES, OP_ALIASES, OUTPUT
 
 _OP_CHOICES = "input, output, conv3x3-bn-relu, conv1x1-bn-relu, maxpool3x3 (or conv3x3, conv1x1)"
 
@@ -265,11 +260,6 @@ class ModelSpec:
         """True if the pruned cell already is in the dataset's canonical labeling."""
         canonical = self.canonical()
         return (canonical.pruned_matrix, canonical.pruned_ops) == (self._pruned, self._pruned_ops)
-
-    def vertex_channels(self, in_channels: int, out_channels: int) -> tuple[int, ...]:
-        """Channels of each pruned vertex in a cell mapping in_channels to out_channels."""
-        self.validate()
-        return compute_vertex_channels(self._pruned, in_channels, out_channels)
 
     # --- conversion ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -11,9 +11,8 @@ from pathlib import Path
 import black
 import jinja2
 
-from nbcompile import __version__
-from nbcompile.naming import network_module_name, validate_module_name
-from nbcompile.plan import NetworkPlan
+from nbcompile._version import __version__
+from nbcompile.compiler.plan import NetworkPlan
 
 TEMPLATE = "network.py.jinja"
 #: black's mode is pinned so that output only changes with black's own style releases.
@@ -29,9 +28,10 @@ _CONFIG_FLAGS = {
 
 
 def templates_dir() -> Path:
-    """The template folder: inside the installed package, or ``templates/`` of a source checkout."""
+    """The template folder: ``templates/`` at the top of a source checkout (the one copy), which
+    the wheel ships as ``nbcompile/compiler/templates``."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
+    for candidate in (here / "templates", here.parents[1] / "templates"):
         if (candidate / TEMPLATE).is_file():
             return candidate
     raise FileNotFoundError(f"nbcompile's templates are missing (looked for {TEMPLATE} near {here})")
@@ -126,10 +126,3 @@ def render_plan(plan: NetworkPlan, name: str | None = None, *, formatter: str = 
     compile(source, f"<nbcompile {plan.module_hash}>", "exec")
     return source
 
-
-def module_name_for(plan: NetworkPlan, name: str | None = None) -> str:
-    """The module (file stem) name the plan is written under."""
-    if name is not None:
-        return validate_module_name(name)
-    built_is_canonical = True if plan.canonical_labeling else None
-    return network_module_name(plan.module_hash, plan.built, plan.config, built_is_canonical)

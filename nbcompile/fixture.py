@@ -14,15 +14,15 @@ import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from nbcompile.enumeration import EnumeratedCell
-from nbcompile.files import atomic_output
-from nbcompile.nasbench.errors import DatasetError
+from nbcompile.space.enumeration import EnumeratedCell
+from nbcompile.io import atomic_output
+from nbcompile.errors import DatasetError
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record, encode_record
 from nbcompile.nasbench.tfrecord import frame
 from nbcompile.parallel import ordered_map
-from nbcompile.plan import lower
-from nbcompile.spec import ModelSpec
+from nbcompile.compiler.lower import lower
+from nbcompile.space.spec import ModelSpec
 
 #: Epoch budgets of the official files.
 ONLY_108 = (108,)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nbcompile.graph import module_hash
-from nbcompile.ops import AVAILABLE_OPS, INPUT, OUTPUT
+from nbcompile.space.graph import module_hash
+from nbcompile.space.ops import AVAILABLE_OPS, INPUT, OUTPUT
 from nbcompile.parallel import available_cpus, ordered_map
 
 #: Unique cells by vertex count in NAS-Bench-101 (V = 2..7); 423,624 in all.

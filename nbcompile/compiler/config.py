@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbcompile.errors import ConfigError
+from nbcompile.space import ops
 
 #: Largest value accepted for any config field: keeps generated code and memory sane.
 _MAX_VALUE = {"stem_channels": 4096, "num_stacks": 6, "cells_per_stack": 16, "num_labels": 100_000, "in_channels": 64}
@@ -20,10 +21,10 @@ class NetworkConfig:
     width; ``in_channels`` the image channels.
     """
 
-    stem_channels: int = 128
-    num_stacks: int = 3
-    cells_per_stack: int = 3
-    num_labels: int = 10
+    stem_channels: int = ops.STEM_CHANNELS
+    num_stacks: int = ops.NUM_STACKS
+    cells_per_stack: int = ops.CELLS_PER_STACK
+    num_labels: int = ops.NUM_LABELS
     in_channels: int = 3
 
     def __post_init__(self) -> None:

@@ -12,17 +12,17 @@ import click
 from rich.console import Console
 from rich.progress import track
 
-from nbcompile import __version__
+from nbcompile._version import __version__
 from nbcompile.bench.modes import MODES
-from nbcompile.compiler import plan_job
-from nbcompile.config import NetworkConfig
+from nbcompile.compiler.driver import plan_job
+from nbcompile.compiler.config import NetworkConfig
 from nbcompile.errors import ConfigError, OutOfDomainError, SpecError
-from nbcompile.files import read_specs
-from nbcompile.naming import validate_module_name
-from nbcompile.nasbench.errors import DatasetError
+from nbcompile.space.cellfiles import read_specs
+from nbcompile.compiler.naming import validate_module_name
+from nbcompile.errors import DatasetError
 from nbcompile.nasbench.api import UnknownCellError
-from nbcompile.report import format_info, info_json, spec_info
-from nbcompile.spec import ModelSpec
+from nbcompile.compiler.report import format_info, info_json, spec_info
+from nbcompile.space.spec import ModelSpec
 
 #: Exit code for bad input (specs, options, files), as click uses for usage errors.
 EXIT_BAD_INPUT = 2
@@ -306,8 +306,8 @@ def enumerate_command(max_vertices: int, max_edges: int, out_path: str | None, w
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from nbcompile.cellstore import cell_json, write_jsonl, write_npz
-    from nbcompile.enumeration import NASBENCH_COUNTS, enumerate_cells
+    from nbcompile.space.cellfiles import cell_json, write_jsonl, write_npz
+    from nbcompile.space.enumeration import NASBENCH_COUNTS, enumerate_cells
 
     path = Path(out_path) if out_path else None
     if path is not None and path.suffix not in (".jsonl", ".npz"):
@@ -356,9 +356,9 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
     Parameter counts are the real ones of each cell's canonical network; accuracies and times
     are made up (deterministically). OUT's name must contain "synthetic".
     """
-    from nbcompile.enumeration import enumerate_cells, sample_cells
+    from nbcompile.space.enumeration import enumerate_cells, sample_cells
     from nbcompile.parallel import available_cpus
-    from nbcompile.nasbench.fixture import FULL, ONLY_108, write_fixture
+    from nbcompile.fixture import FULL, ONLY_108, write_fixture
 
     cells = enumerate_cells() if all_cells else sample_cells(cell_count)
     count = write_fixture(out, cells, FULL if full else ONLY_108, workers or available_cpus())
@@ -403,7 +403,7 @@ def data_info_command(path: str, as_json: bool, cache_dir: str | None, no_cache:
     parameter range, and the best cells by mean validation and mean test accuracy."""
     import json
 
-    from nbcompile.nasbench.summary import dataset_info, format_dataset_info
+    from nbcompile.nasbench.report import dataset_info, format_dataset_info
 
     info = dataset_info(_open_dataset(path, cache_dir, no_cache, workers))
     click.echo(json.dumps(info, indent=2) if as_json else format_dataset_info(info))
@@ -427,7 +427,7 @@ def data_query_command(
     32-digit module hash."""
     import re
 
-    from nbcompile.nasbench.summary import format_query, query_json
+    from nbcompile.nasbench.report import format_query, query_json
 
     bench = _open_dataset(path, cache_dir, no_cache, workers, seed)
     if re.fullmatch(r"[0-9a-f]{32}", spec):
@@ -518,7 +518,7 @@ def search_command(
         for path in plot_results(results, out, budget if budget_kind == "time" else max(r.times[-1] for r in results), synthetic):
             click.echo(f"wrote {path}", err=True)
     if emit_dir:
-        from nbcompile.compiler import compile_to_file
+        from nbcompile.compiler.driver import compile_to_file
 
         best = max(results, key=lambda r: r.best_valids[-1])
         if best.best_hash is None:

@@ -13,12 +13,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nbcompile.channels import compute_vertex_channels
-from nbcompile.config import NetworkConfig
-from nbcompile.layers import ConvBnRelu, dense_classifier
-from nbcompile.ops import KERNEL_SIZE, MAXPOOL3X3
-from nbcompile.plan import cell_attribute, op_name, projection_name
-from nbcompile.spec import as_model_spec
+from nbcompile.compiler.channels import compute_vertex_channels
+from nbcompile.compiler.config import NetworkConfig
+from nbcompile.runtime.layers import ConvBnRelu, dense_classifier
+from nbcompile.space.ops import KERNEL_SIZE, MAXPOOL3X3
+from nbcompile.compiler.naming import cell_attribute, op_name, projection_name
+from nbcompile.space.spec import as_model_spec
 
 
 def truncate(x: torch.Tensor, channels: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The NAS-Bench-101 operation vocabulary."""
+"""The NAS-Bench-101 search space's vocabulary and limits, and its one padded-array cell encoding."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ OUTPUT = "output"
 CONV3X3 = "conv3x3-bn-relu"
 CONV1X1 = "conv1x1-bn-relu"
 MAXPOOL3X3 = "maxpool3x3"
+
+#: Search-space limits, counted after pruning (reference §2).
+MAX_VERTICES = 7
+MAX_EDGES = 9
 
 #: Interior ops in the benchmark's order; the index is the op's hash label.
 AVAILABLE_OPS: tuple[str, ...] = (CONV3X3, CONV1X1, MAXPOOL3X3)
@@ -28,11 +32,15 @@ KERNEL_SIZE: dict[str, int] = {CONV3X3: 3, CONV1X1: 1}
 #: Hash label of each op (reference §1.3): -1 input, -2 output, index in AVAILABLE_OPS otherwise.
 HASH_LABEL: dict[str, int] = {INPUT: -1, OUTPUT: -2, **{op: i for i, op in enumerate(AVAILABLE_OPS)}}
 
-#: Short names, used in generated code and compact listings.
-SHORT_NAME: dict[str, str] = {
-    INPUT: INPUT,
-    OUTPUT: OUTPUT,
-    CONV3X3: "conv3x3",
-    CONV1X1: "conv1x1",
-    MAXPOOL3X3: "maxpool3x3",
-}
+#: The padded-array encoding of cells, used by the dataset tables and cache and by .npz cell
+#: files: ``ops`` arrays hold these codes, ``PAD_CODE`` past the last vertex; matrices are
+#: ``MAX_VERTICES`` square, zero padded.
+OP_CODES: tuple[str, ...] = (INPUT, CONV3X3, CONV1X1, MAXPOOL3X3, OUTPUT)
+OP_CODE: dict[str, int] = {name: code for code, name in enumerate(OP_CODES)}
+PAD_CODE = -1
+
+#: The network skeleton NAS-Bench-101 trained around every cell (reference §4.4).
+STEM_CHANNELS = 128
+NUM_STACKS = 3
+CELLS_PER_STACK = 3
+NUM_LABELS = 10

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbcompile.codegen import module_name_for, render_plan
-from nbcompile.config import NetworkConfig
-from nbcompile.files import write_atomic
-from nbcompile.plan import NetworkPlan, lower
-from nbcompile.spec import as_model_spec
+from nbcompile.compiler.naming import module_name_for
+from nbcompile.compiler.render import render_plan
+from nbcompile.compiler.config import NetworkConfig
+from nbcompile.io import write_atomic
+from nbcompile.compiler.lower import lower
+from nbcompile.compiler.plan import NetworkPlan
+from nbcompile.space.spec import as_model_spec
 
 
 @dataclass(frozen=True)

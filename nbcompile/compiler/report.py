@@ -7,11 +7,12 @@ import json
 import re
 from typing import Any
 
-from nbcompile import graph
-from nbcompile.codegen import module_name_for
-from nbcompile.config import NetworkConfig
-from nbcompile.plan import NetworkPlan, lower
-from nbcompile.spec import ModelSpec
+from nbcompile.space import graph
+from nbcompile.compiler.naming import module_name_for
+from nbcompile.compiler.config import NetworkConfig
+from nbcompile.compiler.lower import lower
+from nbcompile.compiler.plan import NetworkPlan
+from nbcompile.space.spec import ModelSpec
 
 
 def same_network(a: NetworkPlan, b: NetworkPlan) -> bool:

@@ -1,0 +1,38 @@
+"""Atomic file writes: a reader never sees a partly written file, a failure leaves none behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write; renamed onto ``path`` if the block succeeds,
+    removed if it fails, so that ``path`` is never left partly written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(name)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)
+        os.replace(name, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(name)
+        raise
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write text (UTF-8, ``\\n`` line ends) or bytes to ``path`` atomically."""
+    with atomic_output(path) as temporary:
+        if isinstance(data, bytes):
+            temporary.write_bytes(data)
+        else:
+            with os.fdopen(os.open(temporary, os.O_WRONLY), "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(data)
