@@ -31,9 +31,9 @@ class NetworkConfig:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{field.name} must be an integer, got {value!r}")
+                raise ConfigError(f"{field.name} must be an integer, got {value!r}", field.name)
             if not 1 <= value <= _MAX_VALUE[field.name]:
-                raise ConfigError(f"{field.name} = {value} is out of range 1..{_MAX_VALUE[field.name]}")
+                raise ConfigError(f"{field.name} = {value} is out of range 1..{_MAX_VALUE[field.name]}", field.name)
 
     @classmethod
     def from_kwargs(cls, **overrides: Any) -> NetworkConfig:

@@ -50,8 +50,9 @@ def validate_module_name(name: str) -> str:
     """Return ``name`` if it is a usable Python module name, else raise ConfigError."""
     if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name) or keyword.iskeyword(name):
         raise ConfigError(
-            f"--name {name!r} is not a valid Python module name "
-            "(letters, digits and underscores, not starting with a digit, at most 100 characters)"
+            f"name {name!r} is not a valid Python module name "
+            "(letters, digits and underscores, not starting with a digit, at most 100 characters)",
+            "name",
         )
     return name
 

@@ -1,0 +1,109 @@
+"""What every command shares: one-line errors with exit code 2, config and cache options."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from nbcompile.compiler.config import NetworkConfig
+from nbcompile.errors import ConfigError, NbcompileError
+
+#: Exit code for bad input (specs, options, files), as click uses for usage errors.
+EXIT_BAD_INPUT = 2
+_BAD_INPUT = (NbcompileError, OSError)
+
+
+def fail(message: str) -> None:
+    click.echo(f"nbcompile: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def error_line(error: BaseException) -> str:
+    """One line for ``error``; a ConfigError's field is named by its command-line flag."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    field = getattr(error, "field", None)
+    if field and message.startswith(field):
+        message = "--" + field.replace("_", "-") + message[len(field) :]
+    return message
+
+
+def reports_bad_input(command: Callable[..., None]) -> Callable[..., None]:
+    """Turn bad-input exceptions into one line on stderr and exit code 2, without a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        except _BAD_INPUT as error:
+            fail(error_line(error))
+
+    return wrapper
+
+
+def config_options(command: Callable[..., None]) -> Callable[..., None]:
+    defaults = NetworkConfig()
+    for field, help_text in reversed(
+        [
+            ("stem_channels", "channels after the stem (doubled at each later stack)"),
+            ("num_stacks", "stacks of cells"),
+            ("cells_per_stack", "cells in each stack"),
+            ("num_labels", "classifier outputs"),
+            ("in_channels", "image channels"),
+        ]
+    ):
+        flag = "--" + field.replace("_", "-")
+        command = click.option(
+            flag, field, type=int, default=None, help=f"{help_text.capitalize()} [default: {getattr(defaults, field)}]."
+        )(command)
+    return command
+
+
+def network_config(options: dict[str, int | None]) -> NetworkConfig:
+    """The config from the flags given; errors name the flag, not the field."""
+    return NetworkConfig.from_kwargs(**{k: v for k, v in options.items() if v is not None})
+
+
+def read_stdin(sources: tuple[str, ...]) -> str | None:
+    return sys.stdin.read() if "-" in sources else None
+
+
+class OneLineErrorGroup(click.Group):
+    """A click group whose usage errors are one line on stderr (exit 2), like nbcompile's own."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.ClickException as error:
+            hint = ""
+            if isinstance(error, click.UsageError) and error.ctx is not None:
+                hint = f" (see '{error.ctx.command_path} --help')"
+            fail(error.format_message().replace("\n", " ") + hint)
+        except click.Abort:
+            click.echo("nbcompile: aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def cache_options(command: Callable[..., None]) -> Callable[..., None]:
+    command = click.option("--workers", type=click.IntRange(1, 64), default=None, help="Conversion processes [default: the CPUs available].")(command)
+    command = click.option("--no-cache", is_flag=True, help="Convert in memory; read and write no cache.")(command)
+    command = click.option(
+        "--cache-dir", type=click.Path(file_okay=False), default=None,
+        help="Cache folder [default: $NBCOMPILE_CACHE_DIR, else $XDG_CACHE_HOME/nbcompile, else ~/.cache/nbcompile].",
+    )(command)  # fmt: skip
+    return command
+
+
+def open_dataset(path: str, cache_dir: str | None, no_cache: bool, workers: int | None, seed: int | None = None):
+    from nbcompile.nasbench.api import NASBench
+
+    return NASBench(path, seed, cache_dir=cache_dir, cache=not no_cache, workers=workers)

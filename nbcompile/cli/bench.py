@@ -1,0 +1,134 @@
+"""``nbcompile bench``."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+
+from nbcompile.bench.modes import MODES
+from nbcompile.cli._common import config_options, network_config, reports_bad_input, read_stdin
+from nbcompile.errors import ConfigError, OutOfDomainError
+from nbcompile.space.cellfiles import read_specs
+
+def _cell_label(location: str) -> str:
+    """``examples/inception.json`` → ``inception``; ``cells.jsonl:3`` → ``cells:3``."""
+    name = location.rsplit("/", 1)[-1]
+    stem, _, rest = name.partition(".")
+    suffix = "".join(char for char in rest if char in ":[]0123456789")
+    return stem + suffix
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--batch-sizes {text!r} must be comma-separated integers") from None
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"--batch-sizes {text!r} must be positive integers")
+    return sizes
+
+
+@click.command("bench")
+@click.argument("specs", nargs=-1, required=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--batch-sizes", default="1,64,256", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--modes", default="all", show_default=True, help="Comma-separated modes, or all: " + ", ".join(MODES) + ".")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, help="bf16 runs under autocast.")
+@click.option("--channels-last", is_flag=True, help="Use channels_last inputs and weights.")
+@click.option("--train", is_flag=True, help="Time a training step (forward, backward, SGD step) instead of inference.")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls before timing.")
+@click.option("--iters", type=int, default=50, show_default=True, help="Timed calls (at most).")
+@click.option("--max-seconds", type=float, default=10.0, show_default=True, help="Time limit for the timed calls of one mode.")
+@click.option("--compile-backend", default="inductor", show_default=True, help="torch.compile backend.")
+@click.option("--image-size", type=int, default=32, show_default=True, help="Input height and width.")
+@click.option("--canonical", is_flag=True, help="Build the cell in the labeling NAS-Bench-101 trained.")
+@click.option("--no-peak", is_flag=True, help="Skip the matmul peak measurement.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full results as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of latency against batch size.")
+@config_options
+@reports_bad_input
+def bench_command(
+    specs: tuple[str, ...],
+    device: str,
+    batch_sizes: str,
+    modes: str,
+    dtype: str,
+    channels_last: bool,
+    train: bool,
+    warmup: int,
+    iters: int,
+    max_seconds: float,
+    compile_backend: str,
+    image_size: int,
+    canonical: bool,
+    no_peak: bool,
+    json_path: str | None,
+    plot_path: str | None,
+    **options: int | None,
+) -> None:
+    """Time generated models against graph walking for every spec in SPECS.
+
+    Every mode runs in this process on the same weights; a mode that fails or does not
+    apply is reported in the table and the JSON, not raised.
+    """
+    import torch
+
+    from nbcompile.bench.report import plot_latency, results_table, write_json
+    from nbcompile.bench.runner import BenchSettings, iter_modes, run_benchmark
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    if plot_path is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ConfigError("--plot needs matplotlib: pip install 'nbcompile[plot]'") from None
+    try:
+        settings = BenchSettings(
+            device=device,
+            batch_sizes=_batch_sizes(batch_sizes),
+            modes=tuple(iter_modes(modes)),
+            dtype=dtype,
+            channels_last=channels_last,
+            train=train,
+            warmup=warmup,
+            iters=iters,
+            max_seconds=max_seconds,
+            compile_backend=compile_backend,
+            image_size=image_size,
+            canonical=canonical,
+            measure_peak=not no_peak,
+            config=network_config(options),
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    cells = []
+    stdin_text = read_stdin(specs)
+    for source in specs:
+        for location, spec in read_specs(source, stdin_text):
+            try:
+                spec.validate()
+            except OutOfDomainError as error:
+                raise OutOfDomainError(f"{location}: {error}") from None
+            cells.append((_cell_label(location), spec))
+    console = Console(stderr=True)
+    total = len(cells) * len(settings.batch_sizes) * len(settings.modes)
+    with console.status("benchmarking", spinner="dots") as status:
+        done = 0
+
+        def show(result: dict) -> None:
+            nonlocal done
+            done += 1
+            status.update(f"benchmarking: {done}/{total} ({result['cell']}, batch {result['batch_size']}, {result['mode']})")
+
+        report = run_benchmark(cells, settings, on_result=show)
+    output = Console()
+    if not output.is_terminal:
+        output = Console(width=200)
+    output.print(results_table(report))
+    if json_path:
+        write_json(report, json_path)
+        click.echo(f"wrote {json_path}", err=True)
+    if plot_path:
+        plot_latency(report, plot_path)
+        click.echo(f"wrote {plot_path}", err=True)

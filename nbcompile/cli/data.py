@@ -1,0 +1,100 @@
+"""``nbcompile data``: dataset files (convert, info, query) and synthetic fixtures."""
+
+from __future__ import annotations
+
+import click
+
+from nbcompile.cli._common import cache_options, open_dataset, reports_bad_input, read_stdin
+from nbcompile.errors import OutOfDomainError, SpecError
+from nbcompile.space.cellfiles import read_specs
+
+@click.group("data")
+def data_group() -> None:
+    """Work with NAS-Bench-101 dataset files (no TensorFlow needed)."""
+
+
+@data_group.command("fixture")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--cells", "cell_count", type=click.IntRange(1), default=100, show_default=True, help="Cells, spread over the whole space.")
+@click.option("--all", "all_cells", is_flag=True, help="Every one of the 423,624 cells.")
+@click.option("--full", is_flag=True, help="Epoch budgets 4, 12, 36 and 108 (like nasbench_full); default 108 only.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes [default: the CPUs available].")
+@reports_bad_input
+def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, workers: int | None) -> None:
+    """Write OUT in the official TFRecord format with SYNTHETIC metrics.
+
+    Parameter counts are the real ones of each cell's canonical network; accuracies and times
+    are made up (deterministically). OUT's name must contain "synthetic".
+    """
+    from nbcompile.space.enumeration import enumerate_cells, sample_cells
+    from nbcompile.parallel import available_cpus
+    from nbcompile.fixture import FULL, ONLY_108, write_fixture
+
+    cells = enumerate_cells() if all_cells else sample_cells(cell_count)
+    count = write_fixture(out, cells, FULL if full else ONLY_108, workers or available_cpus())
+    click.echo(f"wrote {count:,} records to {out}", err=True)
+
+
+@data_group.command("convert")
+@click.argument("path", type=click.Path(dir_okay=False))
+@cache_options
+@reports_bad_input
+def convert_command(path: str, cache_dir: str | None, no_cache: bool, workers: int | None) -> None:
+    """Convert the dataset file PATH into the cache (or find it there) and say where it is."""
+    bench = open_dataset(path, cache_dir, no_cache, workers)
+    action = "converted" if bench.converted else "found in the cache"
+    click.echo(f"{action}: {len(bench):,} cells, {bench.tables.num_records:,} records in {bench.load_seconds:.2f} s", err=True)
+    click.echo(str(bench.cache_folder) if bench.cache_folder else "(not cached)")
+
+
+@data_group.command("info")
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@cache_options
+@reports_bad_input
+def data_info_command(path: str, as_json: bool, cache_dir: str | None, no_cache: bool, workers: int | None) -> None:
+    """Summarise the dataset PATH (a .tfrecord or a cache folder): cells, epochs, repeats,
+    parameter range, and the best cells by mean validation and mean test accuracy."""
+    import json
+
+    from nbcompile.nasbench.report import dataset_info, format_dataset_info
+
+    info = dataset_info(open_dataset(path, cache_dir, no_cache, workers))
+    click.echo(json.dumps(info, indent=2) if as_json else format_dataset_info(info))
+
+
+@data_group.command("query")
+@click.argument("path", type=click.Path())
+@click.argument("spec")
+@click.option("--epochs", type=int, default=108, show_default=True, help="Epoch budget.")
+@click.option("--halfway", is_flag=True, help="Metrics at half the budget (stop_halfway).")
+@click.option("--mean", is_flag=True, help="Mean over the repeats instead of one sampled repeat.")
+@click.option("--seed", type=int, default=None, help="Seed of the repeat sampling.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@cache_options
+@reports_bad_input
+def data_query_command(
+    path: str, spec: str, epochs: int, halfway: bool, mean: bool, seed: int | None, as_json: bool,
+    cache_dir: str | None, no_cache: bool, workers: int | None,
+) -> None:  # fmt: skip
+    """Query the dataset PATH for SPEC: a spec file (as compile reads), - for stdin, or a
+    32-digit module hash."""
+    import re
+
+    from nbcompile.nasbench.report import format_query, query_json
+
+    bench = open_dataset(path, cache_dir, no_cache, workers, seed)
+    if re.fullmatch(r"[0-9a-f]{32}", spec):
+        model_spec = bench.spec_of(spec)
+    else:
+        located = read_specs(spec, read_stdin((spec,)))
+        if len(located) != 1:
+            raise SpecError(f"{spec}: query takes one spec, the input holds {len(located)}")
+        location, model_spec = located[0]
+        try:
+            model_spec.validate()
+        except OutOfDomainError as error:
+            raise OutOfDomainError(f"{location}: {error}") from None
+    result = bench.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
+    module_hash = model_spec.module_hash
+    click.echo(query_json(result, module_hash) if as_json else format_query(result, module_hash))

@@ -1,0 +1,90 @@
+"""``nbcompile search``."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+
+from nbcompile.cli._common import open_dataset, reports_bad_input
+from nbcompile.errors import ConfigError, OutOfDomainError
+
+@click.command("search")
+@click.option("--dataset", "dataset", required=True, type=click.Path(), help="NAS-Bench-101 .tfrecord (or its cache folder).")
+@click.option("--algo", "algorithms", default="random,evolution", show_default=True, help="Comma-separated: random, evolution, local.")
+@click.option("--repeats", type=click.IntRange(1), default=10, show_default=True, help="Runs of each algorithm.")
+@click.option("--budget", type=float, default=5e6, show_default=True, help="Budget of each run.")
+@click.option("--budget-kind", type=click.Choice(["time", "queries"]), default="time", show_default=True, help="Simulated training seconds, or queries.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Experiment seed; each run derives its own.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for results.json (and plots).")
+@click.option("--plot", is_flag=True, help="Also write trajectories.png and mean_iqr.png.")
+@click.option("--emit-best", "emit_dir", type=click.Path(file_okay=False), default=None, help="Compile the best cell found (by validation) into this folder.")
+@click.option("--dedupe", is_flag=True, help="Never query a cell twice in a run.")
+@click.option("--mean", "mean_of_repeats", is_flag=True, help="Score on the mean of the 3 repeats, not one sampled repeat.")
+@click.option("--epochs", type=int, default=108, show_default=True, help="Epoch budget of every query.")
+@click.option("--population-size", type=click.IntRange(1), default=50, show_default=True, help="Evolution's population.")
+@click.option("--tournament-size", type=click.IntRange(1), default=10, show_default=True, help="Evolution's tournament.")
+@click.option("--mutation-rate", type=click.FloatRange(0, 7), default=1.0, show_default=True, help="Evolution's mutation rate.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes [default: the CPUs available].")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Dataset cache folder (see 'data convert').")
+@reports_bad_input
+def search_command(
+    dataset: str, algorithms: str, repeats: int, budget: float, budget_kind: str, seed: int, out_dir: str,
+    plot: bool, emit_dir: str | None, dedupe: bool, mean_of_repeats: bool, epochs: int, population_size: int,
+    tournament_size: int, mutation_rate: float, workers: int | None, cache_dir: str | None,
+) -> None:  # fmt: skip
+    """Run dataset-backed searches (repeats × algorithms) and summarise them.
+
+    Prints the mean and interquartile range of the final test accuracy of the best cell by
+    validation, per algorithm; writes every trajectory to OUT/results.json.
+    """
+    import time
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nbcompile.parallel import available_cpus
+    from nbcompile.search.algorithms import Budget, SearchOptions
+    from nbcompile.search.experiment import Experiment, format_summary, run_experiment, summarize, write_results
+
+    if not budget > 0:
+        raise ConfigError(f"--budget {budget} must be positive")
+    names = tuple(name.strip() for name in algorithms.split(",") if name.strip())
+    options = SearchOptions(dedupe, mean_of_repeats, epochs, population_size, tournament_size, mutation_rate)
+    try:
+        experiment = Experiment(dataset, names, repeats, Budget(budget, budget_kind), seed, options, cache_dir)
+    except ValueError as error:
+        raise ConfigError(f"--algo: {error}") from None
+    bench = open_dataset(dataset, cache_dir, False, workers)  # convert once, before any run
+    if epochs not in bench.valid_epochs:
+        raise OutOfDomainError(f"--epochs: invalid number of epochs {epochs}, must be one of {sorted(bench.valid_epochs)}")
+    out = Path(out_dir)
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("searching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=not console.is_terminal,
+    )  # fmt: skip
+    started = time.perf_counter()
+    with progress:
+        task = progress.add_task("runs", total=len(experiment.runs()))
+        results = run_experiment(experiment, workers or available_cpus(), lambda _: progress.advance(task), bench)
+    seconds = time.perf_counter() - started
+    synthetic = "synthetic" in Path(dataset).name or "synthetic" in str(bench.cache_folder or "")
+    click.echo(format_summary(summarize(results)))
+    if synthetic:
+        click.echo("note: this dataset is SYNTHETIC (a fixture): its accuracies are made up")
+    click.echo(f"{len(results)} runs in {seconds:.1f} s", err=True)
+    click.echo(f"wrote {write_results(out, experiment, results, seconds)}", err=True)
+    if plot:
+        from nbcompile.search.plots import plot_results
+
+        for path in plot_results(results, out, budget if budget_kind == "time" else max(r.times[-1] for r in results), synthetic):
+            click.echo(f"wrote {path}", err=True)
+    if emit_dir:
+        from nbcompile.compiler.driver import compile_to_file
+
+        best = max(results, key=lambda r: r.best_valids[-1])
+        if best.best_hash is None:
+            raise ConfigError("no cell was queried: nothing to emit")
+        path = compile_to_file(bench.spec_of(best.best_hash), emit_dir)
+        click.echo(f"best cell {best.best_hash} (validation {best.best_valids[-1]:.4f}, {best.algorithm} run seed {best.seed})", err=True)
+        click.echo(str(path))
