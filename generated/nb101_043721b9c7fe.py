@@ -77,7 +77,7 @@ class ConvBnRelu(nn.Module):
         fan_in = (
             self.conv.in_channels * self.conv.kernel_size[0] * self.conv.kernel_size[1]
         )
-        std = (1.0 / fan_in) ** 0.5 / 0.87962566103423978
+        std = (1.0 / fan_in) ** 0.5 / 0.8796256610342398
         nn.init.trunc_normal_(self.conv.weight, std=std, a=-2.0 * std, b=2.0 * std)
         self.bn.reset_parameters()
 

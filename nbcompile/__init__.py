@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from nbcompile._version import __version__
+from nbcompile._version import __version__ as __version__
 
 #: Public name → the module that defines it.
 _EXPORTS = {

@@ -236,3 +236,10 @@ def stack_truncations(spec: ModelSpec, stem_channels: int, num_stacks: int) -> l
         )
         in_channels = out_channels
     return result
+
+
+def edge_bits(matrix: Sequence[Sequence[int]]) -> int:
+    """Upstream's enumeration bitmask of a DAG, written independently of nbcompile's: edge x→y
+    (x < y) is bit ``x + y*(y-1)/2`` (generate_graphs.py)."""
+    size = len(matrix)
+    return sum(1 << (x + y * (y - 1) // 2) for y in range(size) for x in range(y) if matrix[x][y])

@@ -21,6 +21,7 @@ from nbcompile.space.cellfiles import read_specs
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
 GENERATED = ROOT / "generated"
+REGENERATE = "review the change, then run 'python scripts/regenerate_golden.py'"
 INCEPTION = json.loads((ROOT / "examples" / "inception.json").read_text())
 
 
@@ -35,10 +36,10 @@ def test_examples_exist() -> None:
 
 @pytest.mark.parametrize("job", example_jobs(), ids=lambda job: job.module_name)
 def test_golden_files_are_up_to_date(job) -> None:
-    """Refresh with: nbcompile compile examples/*.json -o generated/"""
+    """Refresh with: python scripts/regenerate_golden.py"""
     golden = GENERATED / f"{job.module_name}.py"
-    assert golden.is_file(), f"missing {golden}: regenerate the golden files"
-    assert job.source() == golden.read_text(encoding="utf-8")
+    assert golden.is_file(), f"missing {golden}: {REGENERATE}"
+    assert job.source() == golden.read_text(encoding="utf-8"), f"{golden} is out of date: {REGENERATE}"
 
 
 def test_no_stale_generated_files() -> None:

@@ -12,10 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from nbcompile import ModelSpec
+from strategies import edge_bits
 from nbcompile.space import graph
 from nbcompile.space.cellfiles import read_npz, write_jsonl, write_npz
 from nbcompile.cli import main
-from nbcompile.space.enumeration import NASBENCH_COUNTS, cell_keys, enumerate_cells, full_dag_masks, mask_to_matrix
+from nbcompile.space.enumeration import NASBENCH_COUNTS, cell_keys, enumerate_cells, full_dag_masks
 from nbcompile.space.ops import AVAILABLE_OPS
 
 
@@ -68,7 +69,7 @@ def test_every_cell_is_valid_pruned_canonical_and_unique() -> None:
 def test_seven_vertex_sample_is_canonical_and_hashes_match() -> None:
     keys = [key for key in cell_keys() if key[0] == 7][::4000]
     for size, mask, labeling in keys:
-        matrix = mask_to_matrix(mask, size)
+        matrix = graph.matrix_from_bits(mask, size)
         spec = ModelSpec(matrix, ["input", *(AVAILABLE_OPS[v] for v in labeling), "output"])
         assert spec.is_valid() and spec.is_canonical() and spec.num_edges <= 9
 
@@ -80,7 +81,7 @@ def test_inception_cell_is_enumerated_in_its_stored_form() -> None:
         ["input", "conv1x1", "conv3x3", "conv3x3", "conv3x3", "maxpool3x3", "output"],
     )  # fmt: skip
     stored = inception.canonical()
-    bits = graph.edge_bits(stored.pruned_matrix)
+    bits = edge_bits(stored.pruned_matrix)
     labels = tuple(stored.labels[1:-1])
     assert (7, bits, labels) in set(cell_keys())
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from nbcompile import ModelSpec
 from nbcompile.space import graph
 from nbcompile.space.ops import AVAILABLE_OPS
-from strategies import INCEPTION as INCEPTION_CELL
+from strategies import edge_bits, INCEPTION as INCEPTION_CELL
 from strategies import relabeled_spec_pairs
 
 INCEPTION = ModelSpec.from_dict(INCEPTION_CELL)
@@ -83,7 +83,7 @@ def test_inception_canonical_is_what_the_dataset_stores() -> None:
 
 
 def test_canonical_is_the_minimum_of_bits_then_labels() -> None:
-    key = lambda s: (graph.edge_bits(s.pruned_matrix), s.labels[1:-1])  # noqa: E731
+    key = lambda s: (edge_bits(s.pruned_matrix), s.labels[1:-1])  # noqa: E731
     assert key(INCEPTION.canonical()) == min(key(s) for s in all_relabelings(INCEPTION))
 
 

@@ -32,8 +32,10 @@ def compile_command(specs: tuple[str, ...], out_dir: str, name: str | None, cano
     located = [item for source in specs for item in read_specs(source, stdin_text)]
     if name is not None and len(located) != 1:
         raise ConfigError(f"--name needs exactly one spec, got {len(located)}")
-    # Check every spec before writing anything; keep specs, not plans, so that the whole space
-    # (423,624 cells) fits in memory. Specs that build the same file are written once.
+    # Every spec is lowered (checked) before any file is written, and lowered again when written.
+    # Why twice: a plan of the whole network takes ~20 kB, 8.5 GB for the whole space (423,624
+    # cells), while lowering costs ~0.6 ms, 6% of rendering (measured 2026-11-28, 2-core x86_64).
+    # So only the specs are kept between the passes. Specs that build the same file are written once.
     unique: dict[str, ModelSpec] = {}
     for location, spec in located:
         try:

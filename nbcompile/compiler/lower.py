@@ -38,7 +38,7 @@ def lower_cell(spec: ModelSpec, in_channels: int, out_channels: int) -> CellPlan
         if ops[t] != MAXPOOL3X3:
             layer = op_name(t)
             layers.append(ConvLayer(layer, channels[t], channels[t], KERNEL_SIZE[ops[t]]))
-        steps.append(VertexStep(t, vertex_variable(t), ops[t], channels[t], tuple(terms), layer))
+        steps.append(VertexStep(vertex_variable(t), ops[t], tuple(terms), layer))
     output_projection = None
     if matrix[0][output]:
         output_projection = projection_name(output)
@@ -79,7 +79,7 @@ def lower(spec: ModelSpec, config: NetworkConfig | None = None, canonical: bool 
             if pair not in bodies:
                 bodies[pair] = lower_cell(built, in_channels, out_channels)
             cells.append(
-                CellInstance(cell_attribute(stack, index), bodies[pair].class_name, stack, downsample, side)
+                CellInstance(cell_attribute(stack, index), bodies[pair].class_name, downsample, side)
             )
             in_channels = out_channels
     return NetworkPlan(

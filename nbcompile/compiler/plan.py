@@ -16,6 +16,14 @@ from nbcompile.space.spec import ModelSpec
 #: Image side the FLOP count is given for (CIFAR-10).
 IMAGE_SIZE = 32
 
+# NAS-Bench-101's TensorFlow layer conventions, in PyTorch terms; the generated code and
+# nbcompile.runtime.layers both take them from here.
+#: tf.layers.batch_normalization(momentum=0.997) is PyTorch momentum 1 - 0.997.
+BN_MOMENTUM = 0.003
+BN_EPS = 1e-5
+#: Standard deviation of a unit normal truncated at ±2, which TF's variance_scaling corrects for.
+TRUNCATED_NORMAL_STD = 0.8796256610342398
+
 
 @dataclass(frozen=True)
 class ConvLayer:
@@ -47,12 +55,10 @@ class Term:
 
 @dataclass(frozen=True)
 class VertexStep:
-    """Compute vertex ``vertex`` into ``variable``: sum the terms, then apply the op."""
+    """Compute a vertex into ``variable``: sum the terms, then apply the op (``layer``, or max-pool)."""
 
-    vertex: int
     variable: str
     op: str
-    channels: int
     terms: tuple[Term, ...]
     layer: str | None
 
@@ -88,7 +94,6 @@ class CellInstance:
 
     attribute: str
     class_name: str
-    stack: int
     downsample_before: bool
     side: int
 

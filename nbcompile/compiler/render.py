@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from functools import lru_cache
@@ -12,7 +13,7 @@ import black
 import jinja2
 
 from nbcompile._version import __version__
-from nbcompile.compiler.plan import NetworkPlan
+from nbcompile.compiler.plan import BN_EPS, BN_MOMENTUM, TRUNCATED_NORMAL_STD, NetworkPlan
 
 TEMPLATE = "network.py.jinja"
 #: black's mode is pinned so that output only changes with black's own style releases.
@@ -67,6 +68,14 @@ class Header:
     original_ops: tuple[str, ...]
     matrix: tuple[str, ...]
     ops: tuple[str, ...]
+    bn_momentum: str
+    bn_eps: str
+    truncated_normal_std: str
+
+
+def _float_literal(value: float) -> str:
+    """The shortest Python literal of ``value``, with a short exponent (``1e-5``, not ``1e-05``)."""
+    return re.sub(r"e([+-])0+(\d)", r"e\1\2", repr(float(value)))
 
 
 def _matrix_lines(matrix: tuple[tuple[int, ...], ...], ops: tuple[str, ...]) -> tuple[str, ...]:
@@ -104,6 +113,9 @@ def build_header(plan: NetworkPlan, name: str | None = None) -> Header:
         original_ops=spec.original_ops_tuple,
         matrix=tuple(repr(list(row)) for row in built.pruned_matrix),
         ops=built.pruned_ops,
+        bn_momentum=_float_literal(BN_MOMENTUM),
+        bn_eps=_float_literal(BN_EPS),
+        truncated_normal_std=_float_literal(TRUNCATED_NORMAL_STD),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from typing import Any
@@ -28,8 +27,7 @@ def same_network(a: NetworkPlan, b: NetworkPlan) -> bool:
     size = len(ma)
     channels_a = [body.vertex_channels for body in a.cell_bodies]
     channels_b = [body.vertex_channels for body in b.cell_bodies]
-    for interior in itertools.permutations(range(1, size - 1)):
-        order = (0, *interior, size - 1)  # vertex i of b is vertex order[i] of a
+    for order in graph.interior_orders(size):  # vertex i of b is vertex order[i] of a
         if graph.relabel(ma, order) != mb or tuple(oa[v] for v in order) != ob:
             continue
         if all(tuple(va[v] for v in order) == vb for va, vb in zip(channels_a, channels_b)):

@@ -6,16 +6,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-#: TF batch_normalization(momentum=0.997, epsilon=1e-5) in PyTorch terms.
-BN_MOMENTUM = 1.0 - 0.997
-BN_EPS = 1e-5
-#: Standard deviation of a unit normal truncated at ±2, which TF's variance_scaling corrects for.
-_TRUNCATED_NORMAL_STD = 0.87962566103423978
+from nbcompile.compiler.plan import BN_EPS, BN_MOMENTUM, TRUNCATED_NORMAL_STD
 
 
 def tf_truncated_normal_(weight: torch.Tensor, fan_in: int) -> torch.Tensor:
     """TF ``variance_scaling()`` defaults: truncated normal (at 2σ), fan-in, scale 1."""
-    std = (1.0 / fan_in) ** 0.5 / _TRUNCATED_NORMAL_STD
+    std = (1.0 / fan_in) ** 0.5 / TRUNCATED_NORMAL_STD
     return nn.init.trunc_normal_(weight, std=std, a=-2.0 * std, b=2.0 * std)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nbcompile.space.graph import module_hash
+from nbcompile.space.graph import edge_bit, edge_pairs, interior_orders, matrix_from_bits, module_hash, positions
 from nbcompile.space.ops import AVAILABLE_OPS, INPUT, OUTPUT
 from nbcompile.parallel import available_cpus, ordered_map
 
@@ -40,30 +40,21 @@ class EnumeratedCell:
     ops: tuple[str, ...]
 
 
-def _edge_pairs(size: int) -> list[tuple[int, int]]:
-    """Edges x→y in bit order: edge (x, y) is bit ``x + y*(y-1)/2``."""
-    return [(x, y) for y in range(1, size) for x in range(y)]
-
-
-def _bit(x: int, y: int) -> int:
-    return x + y * (y - 1) // 2
-
-
 def full_dag_masks(size: int, max_edges: int) -> np.ndarray:
     """Ascending bitmasks of DAGs whose vertices all lie on an input→output path.
 
     Like upstream's ``is_full_dag``: every vertex but the last has an out-edge and every vertex
     but the first has an in-edge.
     """
-    pairs = _edge_pairs(size)
+    pairs = edge_pairs(size)
     masks = np.arange(1 << len(pairs), dtype=np.int64)
     popcount = np.zeros(masks.shape, dtype=np.int64)
     for i in range(len(pairs)):
         popcount += (masks >> i) & 1
     keep = popcount <= max_edges
     for v in range(size):
-        out_bits = sum(1 << _bit(v, w) for w in range(v + 1, size))
-        in_bits = sum(1 << _bit(u, v) for u in range(v))
+        out_bits = sum(1 << edge_bit(v, w) for w in range(v + 1, size))
+        in_bits = sum(1 << edge_bit(u, v) for u in range(v))
         if v < size - 1:
             keep &= (masks & out_bits) != 0
         if v > 0:
@@ -71,24 +62,17 @@ def full_dag_masks(size: int, max_edges: int) -> np.ndarray:
     return masks[keep]
 
 
-def _orders(size: int) -> list[tuple[int, ...]]:
-    """Every vertex order with the input first and the output last (``order[new] = old``)."""
-    return [(0, *interior, size - 1) for interior in itertools.permutations(range(1, size - 1))]
-
-
 def _relabel_masks(masks: np.ndarray, size: int, order: tuple[int, ...]) -> np.ndarray:
     """Bitmasks after renumbering by ``order``; -1 where the renumbering is not topological."""
-    position = [0] * size
-    for new, old in enumerate(order):
-        position[old] = new
+    position = positions(order)
     relabeled = np.zeros_like(masks)
     backwards = 0
-    for x, y in _edge_pairs(size):
+    for x, y in edge_pairs(size):
         a, b = position[x], position[y]
         if a < b:
-            relabeled |= ((masks >> _bit(x, y)) & 1) << _bit(a, b)
+            relabeled |= ((masks >> edge_bit(x, y)) & 1) << edge_bit(a, b)
         else:
-            backwards |= 1 << _bit(x, y)
+            backwards |= 1 << edge_bit(x, y)
     return np.where((masks & backwards) != 0, -1, relabeled)
 
 
@@ -98,7 +82,7 @@ def canonical_graphs(size: int, max_edges: int) -> np.ndarray:
     if size <= 3:
         return masks
     best = masks.copy()
-    for order in _orders(size)[1:]:
+    for order in interior_orders(size)[1:]:
         relabeled = _relabel_masks(masks, size, order)
         valid = relabeled >= 0
         best = np.where(valid & (relabeled < best), relabeled, best)
@@ -114,7 +98,7 @@ def _labeling_codes(size: int) -> np.ndarray:
 def automorphisms(masks: np.ndarray, size: int) -> list[list[tuple[int, ...]]]:
     """For each graph (bitmask), the non-identity vertex orders that map it onto itself."""
     result: list[list[tuple[int, ...]]] = [[] for _ in range(len(masks))]
-    for order in _orders(size)[1:]:
+    for order in interior_orders(size)[1:]:
         for index in np.flatnonzero(_relabel_masks(masks, size, order) == masks):
             result[index].append(order)
     return result
@@ -136,17 +120,9 @@ def canonical_labelings(size: int, automorphism_orders: list[tuple[int, ...]]) -
     return labelings[keep]
 
 
-def mask_to_matrix(mask: int, size: int) -> tuple[tuple[int, ...], ...]:
-    rows = [[0] * size for _ in range(size)]
-    for x, y in _edge_pairs(size):
-        if mask >> _bit(x, y) & 1:
-            rows[x][y] = 1
-    return tuple(tuple(row) for row in rows)
-
-
 def _cell(size: int, mask: int, labeling: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
     """The matrix and hash labels of a (V, bitmask, labeling) key."""
-    return mask_to_matrix(mask, size), (-1, *labeling, -2)
+    return matrix_from_bits(mask, size), (-1, *labeling, -2)
 
 
 def _hash_chunk(chunk: list[tuple[int, int, tuple[int, ...]]]) -> list[str]:
@@ -186,7 +162,7 @@ def enumerate_cells(
 def _cells(chunk: list[tuple[int, int, tuple[int, ...]]], hashes: list[str]) -> Iterator[EnumeratedCell]:
     for (size, mask, labeling), key in zip(chunk, hashes):
         ops = (INPUT, *(AVAILABLE_OPS[label] for label in labeling), OUTPUT)
-        yield EnumeratedCell(key, mask_to_matrix(mask, size), ops)
+        yield EnumeratedCell(key, matrix_from_bits(mask, size), ops)
 
 
 def sample_cells(count: int, max_vertices: int = 7, max_edges: int = 9) -> list[EnumeratedCell]:

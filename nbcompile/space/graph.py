@@ -83,12 +83,37 @@ def _cached_module_hash(matrix: Matrix, labels: tuple[int, ...]) -> str:
     return _md5(str(sorted(hashes)).encode()).hexdigest()
 
 
-def edge_bits(matrix: Sequence[Sequence[int]]) -> int:
-    """The enumeration bitmask of a DAG: edge x→y (x<y) is bit ``x + y*(y-1)/2``."""
-    size = len(matrix)
-    return sum(
-        1 << (x + y * (y - 1) // 2) for y in range(size) for x in range(y) if matrix[x][y]
-    )
+def edge_bit(x: int, y: int) -> int:
+    """The bit of edge x→y (x < y) in upstream's enumeration bitmask: ``x + y*(y-1)/2``."""
+    return x + y * (y - 1) // 2
+
+
+def edge_pairs(size: int) -> list[tuple[int, int]]:
+    """Every possible edge x→y of a ``size``-vertex DAG, in bit order."""
+    return [(x, y) for y in range(1, size) for x in range(y)]
+
+
+def matrix_from_bits(bits: int, size: int) -> Matrix:
+    """The adjacency matrix of an enumeration bitmask."""
+    rows = [[0] * size for _ in range(size)]
+    for x, y in edge_pairs(size):
+        if bits >> edge_bit(x, y) & 1:
+            rows[x][y] = 1
+    return tuple(tuple(row) for row in rows)
+
+
+def interior_orders(size: int) -> list[tuple[int, ...]]:
+    """Every vertex order that keeps the input first and the output last (``order[new] = old``),
+    the identity first: the relabelings that upstream's enumeration and hash range over."""
+    return [(0, *interior, size - 1) for interior in itertools.permutations(range(1, size - 1))]
+
+
+def positions(order: Sequence[int]) -> list[int]:
+    """The inverse of ``order``: ``positions(order)[old] = new``."""
+    position = [0] * len(order)
+    for new, old in enumerate(order):
+        position[old] = new
+    return position
 
 
 def canonical_order(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> tuple[int, ...]:
@@ -105,17 +130,12 @@ def canonical_order(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> t
     edges = [(a, b) for a in range(size) for b in range(a + 1, size) if matrix[a][b]]
     best_key: tuple[int, tuple[int, ...]] | None = None
     best_order: tuple[int, ...] = tuple(range(size))
-    for interior in itertools.permutations(range(1, size - 1)):
-        order = (0, *interior, size - 1)
-        position = [0] * size
-        for new, old in enumerate(order):
-            position[old] = new
+    for order in interior_orders(size):
+        position = positions(order)
         if any(position[a] > position[b] for a, b in edges):
             continue
-        bits = sum(
-            1 << (position[a] + position[b] * (position[b] - 1) // 2) for a, b in edges
-        )
-        key = (bits, tuple(labels[old] for old in interior))
+        bits = sum(1 << edge_bit(position[a], position[b]) for a, b in edges)
+        key = (bits, tuple(labels[old] for old in order[1:-1]))
         if best_key is None or key < best_key:
             best_key, best_order = key, order
     return best_order
