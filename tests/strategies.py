@@ -236,3 +236,8 @@ def stack_truncations(spec: ModelSpec, stem_channels: int, num_stacks: int) -> l
         )
         in_channels = out_channels
     return result
+
+
+def not_loading_lines(stderr: str) -> list[str]:
+    """The lines of ``stderr`` other than the two a dataset's first load prints."""
+    return [line for line in stderr.strip().splitlines() if not line.startswith(("nbcompile: loading ", "nbcompile: loaded "))]

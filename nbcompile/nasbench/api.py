@@ -387,7 +387,7 @@ class NASBench:
         return pd.concat(frames, ignore_index=True)
 
     # --- internals -----------------------------------------------------------------------------
-    def _epoch_column(self, epochs: int | float) -> int:
+    def _epoch_column(self, epochs: float) -> int:
         """The column of an epoch budget: an int, or an integral float as upstream accepts (108.0)."""
         integral = isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool)
         integral = integral or (isinstance(epochs, (float, np.floating)) and float(epochs).is_integer())
@@ -451,12 +451,22 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _bar_fits(console: Any) -> bool:
+    """Whether a live bar can be drawn: on a terminal, or in Jupyter when ipywidgets is there
+    (without it rich would only warn)."""
+    if console.is_jupyter:
+        import importlib.util
+
+        return importlib.util.find_spec("ipywidgets") is not None
+    return console.is_terminal
+
+
 def _convert_with_progress(path: Path, workers: int | None, progress: bool | None) -> DatasetTables:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
-    show = (console.is_terminal or console.is_jupyter) if progress is None else progress
+    show = _bar_fits(console) if progress is None else progress
     bar = Progress(
         TextColumn(f"converting {path.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=not show,

@@ -53,34 +53,49 @@ def plot_results(results: Sequence[SearchResult], out_dir: Path, budget: float, 
     """Write ``trajectories.png`` and ``mean_iqr.png`` into ``out_dir``; returns their paths.
 
     ``budget``: the end of the time axis (simulated training seconds)."""
-    from matplotlib.figure import Figure
-
     from nbcompile.io import atomic_output
 
-    note = "\n(SYNTHETIC dataset: accuracies are made up)" if synthetic else ""
-    algorithms = list(dict.fromkeys(r.algorithm for r in results))
-    low, high = y_range(results, budget)
-    paths = []
+    figures = {
+        "trajectories.png": trajectories_figure(results, budget, synthetic),
+        "mean_iqr.png": mean_iqr_figure(results, budget, synthetic),
+    }
+    return [_save(figure, out_dir / name, atomic_output) for name, figure in figures.items()]
 
+
+def _note(synthetic: bool) -> str:
+    return "\n(SYNTHETIC dataset: accuracies are made up)" if synthetic else ""
+
+
+def trajectories_figure(results: Sequence[SearchResult], budget: float, synthetic: bool):
+    """One panel per algorithm: each run's best validation so far (red) and its test accuracy (blue)."""
+    from matplotlib.figure import Figure
+
+    algorithms = list(dict.fromkeys(r.algorithm for r in results))
     figure = Figure(figsize=(5 * len(algorithms), 4.2))
     axes = figure.subplots(1, len(algorithms), sharey=True, squeeze=False)[0]
     for axis, algorithm in zip(axes, algorithms):
         for result in (r for r in results if r.algorithm == algorithm):
-            axis.plot(result.times, result.best_valids, color=VALIDATION_COLOR, alpha=0.5, drawstyle="steps-post")
-            axis.plot(result.times, result.best_tests, color=TEST_COLOR, alpha=0.5, drawstyle="steps-post")
-        axis.set_title(f"{algorithm} search trajectories (red=validation, blue=test){note}", fontsize=10)
+            axis.plot(result.times, result.best_valids, color=VALIDATION_COLOR, alpha=0.5, drawstyle="steps-post", label="validation")
+            axis.plot(result.times, result.best_tests, color=TEST_COLOR, alpha=0.5, drawstyle="steps-post", label="test")
+        axis.set_title(f"{algorithm} search trajectories (red=validation, blue=test){_note(synthetic)}", fontsize=10)
         axis.set_xlabel("total training time spent (seconds)")
         axis.set_xlim(0, budget)
-        axis.set_ylim(low, high)
         axis.grid(alpha=0.3)
+    axes[0].set_ylim(*y_range(results, budget))
     axes[0].set_ylabel("accuracy")
     figure.tight_layout()
-    paths.append(_save(figure, out_dir / "trajectories.png", atomic_output))
+    return figure
+
+
+def mean_iqr_figure(results: Sequence[SearchResult], budget: float, synthetic: bool):
+    """Per algorithm, the mean and interquartile range over runs of the test accuracy of the best
+    cell by validation, at each time."""
+    from matplotlib.figure import Figure
 
     grid = np.linspace(0, budget, _GRID_POINTS)
     figure = Figure(figsize=(7, 4.5))
     axis = figure.subplots()
-    for algorithm in algorithms:
+    for algorithm in dict.fromkeys(r.algorithm for r in results):
         curves = np.array([step_on_grid(r.times, r.best_tests, grid) for r in results if r.algorithm == algorithm])
         q25, q75 = np.percentile(curves, [25, 75], axis=0)
         color = ALGORITHM_COLORS.get(algorithm)
@@ -88,14 +103,13 @@ def plot_results(results: Sequence[SearchResult], out_dir: Path, budget: float, 
         axis.fill_between(grid, q25, q75, color=color, alpha=0.1, linewidth=0)
     axis.set_xlabel("total training time spent (seconds)")
     axis.set_ylabel("test accuracy of the best cell by validation")
-    axis.set_title("Mean and interquartile range over runs" + note, fontsize=10)
+    axis.set_title("Mean and interquartile range over runs" + _note(synthetic), fontsize=10)
     axis.set_xlim(0, budget)
-    axis.set_ylim(low, high)
+    axis.set_ylim(*y_range(results, budget))
     axis.grid(alpha=0.3)
     axis.legend(loc="lower right")
     figure.tight_layout()
-    paths.append(_save(figure, out_dir / "mean_iqr.png", atomic_output))
-    return paths
+    return figure
 
 
 def _save(figure, path: Path, atomic_output) -> Path:
