@@ -125,17 +125,6 @@ class _ReadOnlyList(list):
         return [copy.deepcopy(value, memo) for value in self]
 
 
-def _frozen(value: Any) -> Any:
-    """``value`` (fresh dicts, lists and arrays) made read-only all the way down."""
-    if isinstance(value, dict):
-        return _ReadOnlyDict((key, _frozen(item)) for key, item in value.items())
-    if isinstance(value, list):
-        return _ReadOnlyList(_frozen(item) for item in value)
-    if isinstance(value, np.ndarray):
-        value.setflags(write=False)
-    return value
-
-
 class _StatisticsView(Mapping):
     """Read-only, lazily built view of upstream's ``fixed_statistics``/``computed_statistics``.
 
@@ -149,7 +138,7 @@ class _StatisticsView(Mapping):
         self._name = name
 
     def __getitem__(self, module_hash: str) -> Any:
-        return _frozen(self._item(self._bench.row_of(module_hash)))
+        return self._item(self._bench.row_of(module_hash))
 
     def __setitem__(self, module_hash: str, value: Any) -> None:
         raise _read_only(self._name)
@@ -210,9 +199,9 @@ class NASBench:
         self.training_time_spent = 0.0
         self.total_epochs_spent = 0
         self.history: dict[str, Any] = {}
-        self.fixed_statistics: Mapping[str, dict[str, Any]] = _StatisticsView(self, self._fixed, "fixed_statistics")
+        self.fixed_statistics: Mapping[str, dict[str, Any]] = _StatisticsView(self, self._fixed_view, "fixed_statistics")
         self.computed_statistics: Mapping[str, dict[int, list[dict[str, float]]]] = _StatisticsView(
-            self, self._computed, "computed_statistics"
+            self, self._computed_view, "computed_statistics"
         )
         self.load_seconds = time.perf_counter() - started
 
@@ -421,12 +410,23 @@ class NASBench:
         cell = self._cells.get(row) or self._cell(row)
         return {"module_adjacency": cell[0].copy(), "module_operations": list(cell[1]), "trainable_parameters": cell[2]}
 
-    def _computed(self, row: int) -> dict[int, list[dict[str, float]]]:
-        computed = {}
-        for epochs, column in self._epoch_index.items():
-            runs = self.tables.metrics[row, column, : self.tables.repeats[row, column]].tolist()
-            computed[epochs] = [dict(zip(METRIC_FIELDS, run)) for run in runs]
-        return computed
+    def _computed(self, row: int, mapping: type[dict] = dict, sequence: type[list] = list) -> dict[int, list[dict[str, float]]]:
+        """``{epochs: [data point per run]}``, built from ``mapping`` and ``sequence`` types."""
+        metrics, repeats = self.tables.metrics, self.tables.repeats
+        return mapping(
+            (epochs, sequence(mapping(zip(METRIC_FIELDS, run)) for run in metrics[row, column, : repeats[row, column]].tolist()))
+            for epochs, column in self._epoch_index.items()
+        )
+
+    def _fixed_view(self, row: int) -> dict[str, Any]:
+        """``_fixed(row)``, read-only at every level."""
+        fixed = self._fixed(row)
+        fixed["module_adjacency"].setflags(write=False)
+        return _ReadOnlyDict(fixed, module_operations=_ReadOnlyList(fixed["module_operations"]))
+
+    def _computed_view(self, row: int) -> dict[int, list[dict[str, float]]]:
+        """``_computed(row)``, read-only at every level."""
+        return self._computed(row, _ReadOnlyDict, _ReadOnlyList)
 
 
 class _LazyRows(dict):
