@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from strategies import INCEPTION, not_loading_lines
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import INCEPTION, cell_matrices, not_loading_lines
 
 from nbcompile.cli import main
 from nbcompile.errors import MissingDependencyError, SpecError
@@ -489,3 +491,30 @@ def test_trajectories_in_the_notebooks_layout() -> None:
     mean = mean_iqr_figure(runs, 500.0, synthetic=False).axes[0]
     assert [to_rgb(line.get_color()) for line in mean.lines] == [to_rgb("red"), to_rgb("blue")]
     assert mean.lines[0].get_ydata()[-1] == pytest.approx((0.925 + 0.93) / 2) and "SYNTHETIC" not in mean.get_title()
+
+
+@settings(max_examples=150, deadline=None)
+@given(matrix=cell_matrices(), data=st.data())
+def test_api_spec_agrees_with_the_compilers_and_only_unknown_ops_differ(matrix, data) -> None:
+    """Property: on ops inside the space both specs are the same cell; an unknown op on one vertex
+    makes the API spec invalid exactly when that vertex survives pruning (upstream's rule), while
+    the compiler's spec refuses it outright."""
+    from nbcompile.nasbench import api
+    from nbcompile.space.spec import ModelSpec as StrictSpec
+
+    size = len(matrix)
+    interior = data.draw(st.lists(st.sampled_from([CONV3X3, CONV1X1, MAXPOOL3X3]), min_size=size - 2, max_size=size - 2))
+    ops = [INPUT, *interior, OUTPUT]
+    lenient, strict = api.ModelSpec(matrix, ops), StrictSpec(matrix, ops)
+    assert (lenient.pruned_matrix, lenient.pruned_ops, lenient.is_valid()) == (strict.pruned_matrix, strict.pruned_ops, strict.is_valid())
+    if strict.is_valid():
+        assert lenient.module_hash == strict.module_hash
+    if size < 3:
+        return
+    vertex = data.draw(st.integers(1, size - 2))
+    odd_ops = [*ops[:vertex], "conv5x5", *ops[vertex + 1 :]]
+    odd = api.ModelSpec(matrix, odd_ops)
+    assert odd.original_ops[vertex] == "conv5x5"
+    assert odd.is_valid() == (strict.is_valid() and vertex not in strict.kept_vertices)
+    with pytest.raises(SpecError):
+        StrictSpec(matrix, odd_ops)
