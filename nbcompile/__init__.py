@@ -20,6 +20,7 @@ _EXPORTS = {
     "ConfigError": "nbcompile.errors",
     "OutOfDomainError": "nbcompile.errors",
     "SpecError": "nbcompile.errors",
+    "MissingDependencyError": "nbcompile.errors",
     "ModelSpec": "nbcompile.space.spec",
     "NetworkConfig": "nbcompile.compiler.config",
     "compute_vertex_channels": "nbcompile.compiler.channels",

@@ -36,3 +36,7 @@ class UnknownCellError(NbcompileError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class MissingDependencyError(NbcompileError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra."""

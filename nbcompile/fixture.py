@@ -17,6 +17,7 @@ from pathlib import Path
 from nbcompile.space.enumeration import EnumeratedCell
 from nbcompile.io import atomic_output
 from nbcompile.errors import DatasetError
+from nbcompile.nasbench.api import SYNTHETIC_MARK, is_synthetic_name
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record, encode_record
 from nbcompile.nasbench.tfrecord import frame
@@ -107,8 +108,8 @@ def write_fixture(
     (the file is the same, byte for byte).
     """
     path = Path(path)
-    if "synthetic" not in path.name:
-        raise DatasetError(f"{path.name}: a fixture's file name must contain 'synthetic' (its metrics are made up)")
+    if not is_synthetic_name(path):
+        raise DatasetError(f"{path.name}: a fixture's file name must contain {SYNTHETIC_MARK!r} (its metrics are made up)")
     count = 0
     tasks = ((batch, epochs) for batch in _batches(cells, _BATCH_CELLS))
     with atomic_output(path) as temporary, open(temporary, "wb") as stream:

@@ -243,3 +243,8 @@ def edge_bits(matrix: Sequence[Sequence[int]]) -> int:
     (x < y) is bit ``x + y*(y-1)/2`` (generate_graphs.py)."""
     size = len(matrix)
     return sum(1 << (x + y * (y - 1) // 2) for y in range(size) for x in range(y) if matrix[x][y])
+
+
+def not_loading_lines(stderr: str) -> list[str]:
+    """The lines of ``stderr`` other than the two a dataset's first load prints."""
+    return [line for line in stderr.strip().splitlines() if not line.startswith(("nbcompile: loading ", "nbcompile: loaded "))]

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import track
 
-from nbcompile.cli._common import config_options, network_config, reports_bad_input, read_stdin
+from nbcompile.cli._common import cache_options, config_options, network_config, open_dataset, reports_bad_input, read_stdin
 from nbcompile.compiler.driver import plan_job
 from nbcompile.compiler.naming import validate_module_name
 from nbcompile.compiler.report import format_info, info_json, spec_info
 from nbcompile.errors import ConfigError, OutOfDomainError, SpecError
 from nbcompile.space.cellfiles import read_specs
+from nbcompile.space.graph import is_module_hash
 from nbcompile.space.spec import ModelSpec
 
 @click.command("compile")
@@ -21,15 +23,27 @@ from nbcompile.space.spec import ModelSpec
 @click.option("-o", "--out-dir", default=".", show_default=True, type=click.Path(file_okay=False), help="Folder for the generated files.")
 @click.option("--name", default=None, help="Module name of the generated file (one spec only).")
 @click.option("--canonical", is_flag=True, help="Build the cell in the labeling NAS-Bench-101 stored and trained.")
+@click.option("--dataset", type=click.Path(), default=None, help="NAS-Bench-101 .tfrecord (or its cache folder) in which to look up SPECS given as module hashes.")
+@cache_options
 @config_options
 @reports_bad_input
-def compile_command(specs: tuple[str, ...], out_dir: str, name: str | None, canonical: bool, **options: int | None) -> None:
-    """Generate a model file for every spec in SPECS (JSON, JSON Lines, or - for stdin)."""
+def compile_command(
+    specs: tuple[str, ...], out_dir: str, name: str | None, canonical: bool, dataset: str | None,
+    cache_dir: str | None, no_cache: bool, workers: int | None, **options: int | None,
+) -> None:  # fmt: skip
+    """Generate a model file for every spec in SPECS (JSON, JSON Lines, - for stdin, or a
+    32-digit module hash with --dataset)."""
     config = network_config(options)
     if name is not None:
         validate_module_name(name)
+    hashes = [source for source in specs if is_module_hash(source) and not Path(source).exists()]
+    if hashes and dataset is None:
+        raise SpecError(f"{hashes[0]}: no such file; to compile a module hash, name the dataset with --dataset FILE")
+    bench = open_dataset(dataset, cache_dir, no_cache, workers) if hashes else None
     stdin_text = read_stdin(specs)
-    located = [item for source in specs for item in read_specs(source, stdin_text)]
+    located = []
+    for source in specs:
+        located.extend([(source, bench.spec_of(source))] if source in hashes else read_specs(source, stdin_text))
     if name is not None and len(located) != 1:
         raise ConfigError(f"--name needs exactly one spec, got {len(located)}")
     # Every spec is lowered (checked) before any file is written, and lowered again when written.

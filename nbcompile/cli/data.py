@@ -79,12 +79,11 @@ def data_query_command(
 ) -> None:  # fmt: skip
     """Query the dataset PATH for SPEC: a spec file (as compile reads), - for stdin, or a
     32-digit module hash."""
-    import re
-
     from nbcompile.nasbench.report import format_query, query_json
+    from nbcompile.space.graph import is_module_hash
 
     bench = open_dataset(path, cache_dir, no_cache, workers, seed)
-    if re.fullmatch(r"[0-9a-f]{32}", spec):
+    if is_module_hash(spec):
         model_spec = bench.spec_of(spec)
     else:
         located = read_specs(spec, read_stdin((spec,)))
@@ -97,4 +96,5 @@ def data_query_command(
             raise OutOfDomainError(f"{location}: {error}") from None
     result = bench.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
     module_hash = model_spec.module_hash
-    click.echo(query_json(result, module_hash) if as_json else format_query(result, module_hash))
+    show = query_json if as_json else format_query
+    click.echo(show(result, module_hash, bench.synthetic))

@@ -42,10 +42,14 @@ def search_command(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from nbcompile.nasbench.report import SYNTHETIC_NOTE
+    from nbcompile.optional import require
     from nbcompile.parallel import available_cpus
     from nbcompile.search.algorithms import Budget, SearchOptions
     from nbcompile.search.experiment import Experiment, format_summary, run_experiment, summarize, write_results
 
+    if plot:
+        require("matplotlib", "--plot")
     if not budget > 0:
         raise ConfigError(f"--budget {budget} must be positive")
     names = tuple(name.strip() for name in algorithms.split(",") if name.strip())
@@ -68,16 +72,15 @@ def search_command(
         task = progress.add_task("runs", total=len(experiment.runs()))
         results = run_experiment(experiment, workers or available_cpus(), lambda _: progress.advance(task), bench)
     seconds = time.perf_counter() - started
-    synthetic = "synthetic" in Path(dataset).name or "synthetic" in str(bench.cache_folder or "")
     click.echo(format_summary(summarize(results)))
-    if synthetic:
-        click.echo("note: this dataset is SYNTHETIC (a fixture): its accuracies are made up")
+    if bench.synthetic:
+        click.echo(SYNTHETIC_NOTE)
     click.echo(f"{len(results)} runs in {seconds:.1f} s", err=True)
     click.echo(f"wrote {write_results(out, experiment, results, seconds)}", err=True)
     if plot:
         from nbcompile.search.plots import plot_results
 
-        for path in plot_results(results, out, budget if budget_kind == "time" else max(r.times[-1] for r in results), synthetic):
+        for path in plot_results(results, out, budget if budget_kind == "time" else max(r.times[-1] for r in results), bench.synthetic):
             click.echo(f"wrote {path}", err=True)
     if emit_dir:
         from nbcompile.compiler.driver import compile_to_file

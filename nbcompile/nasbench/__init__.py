@@ -4,9 +4,14 @@
 record's JSON payload), ``convert`` (file → columnar tables, on several cores), ``cache``
 (memory-mapped ``.npy`` folders), ``api`` (the upstream query API), ``fixture`` (synthetic files in
 the official format).
+
+A drop-in for upstream's module: ``from nasbench import api`` becomes
+``from nbcompile.nasbench import api``; ``api.NASBench``, ``api.ModelSpec`` and
+``api.OutOfDomainError`` are here too, as ``NASBench``, ``ModelSpec`` and ``OutOfDomainError``.
 """
 
-from nbcompile.errors import DatasetError, UnknownCellError
-from nbcompile.nasbench.api import NASBench
+from nbcompile.errors import DatasetError, OutOfDomainError, UnknownCellError
+from nbcompile.nasbench import api
+from nbcompile.nasbench.api import ModelSpec, NASBench
 
-__all__ = ["DatasetError", "NASBench", "UnknownCellError"]
+__all__ = ["DatasetError", "ModelSpec", "NASBench", "OutOfDomainError", "UnknownCellError", "api"]

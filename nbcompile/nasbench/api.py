@@ -7,11 +7,20 @@ Same surface and semantics as ``nasbench.api.NASBench`` (reference §6), with it
   touches ``random``);
 * ``is_valid`` returns False for cells of more than 7 vertices instead of raising TypeError;
 * float and bool matrices hash like int ones, so they find their cell.
+
+A drop-in for upstream: ``from nasbench import api`` becomes ``from nbcompile.nasbench import api``,
+and ``api.NASBench``, ``api.ModelSpec`` and ``api.OutOfDomainError`` behave as upstream's do:
+``ModelSpec`` accepts ``data_format`` and builds a cell with an op outside the space (``is_valid``
+is then False and ``query`` raises OutOfDomainError); ``query`` accepts an integral float epoch
+count. Differences: ``fixed_statistics``/``computed_statistics`` are read-only views (an assignment
+raises TypeError instead of being lost), and ``visualize()`` draws with matplotlib, not graphviz.
 """
 
 from __future__ import annotations
 
+import copy
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -24,7 +33,9 @@ from nbcompile.nasbench import cache
 from nbcompile.nasbench.convert import convert_file
 from nbcompile.nasbench.tables import METRIC_FIELDS, QUERY_FIELDS, DatasetTables
 from nbcompile.space import ops
-from nbcompile.space.spec import ModelSpec, as_model_spec
+from nbcompile.optional import require
+from nbcompile.space import spec as _spec
+from nbcompile.space.spec import as_model_spec
 
 #: Upstream's ``build_config()`` defaults (reference §5): what the dataset was trained with.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -58,16 +69,82 @@ DEFAULT_CONFIG: dict[str, Any] = {
 _HALFWAY = slice(0, 4)
 _FINAL = slice(4, 8)
 
+#: A fixture's file name contains this word (``nbcompile.fixture`` requires it): its metrics are made up.
+SYNTHETIC_MARK = "synthetic"
+
+
+def is_synthetic_name(path: str | Path) -> bool:
+    """True if ``path`` names a synthetic fixture (see :data:`SYNTHETIC_MARK`)."""
+    return SYNTHETIC_MARK in Path(path).name
+
+
+class ModelSpec(_spec.ModelSpec):
+    """Upstream's ``api.ModelSpec(matrix, ops, data_format='channels_last')``.
+
+    Like :class:`nbcompile.space.spec.ModelSpec`, except that an op outside the space is accepted,
+    as upstream accepts it: :meth:`is_valid` is then False and ``NASBench.query`` raises
+    OutOfDomainError. (The compiler's strict spec rejects such an op when it is built.)
+    """
+
+    def __init__(self, matrix: Any, ops: Any, data_format: str = "channels_last") -> None:
+        super().__init__(matrix, ops, data_format, allow_unknown_ops=True)
+
+
+def _read_only(what: str) -> TypeError:
+    return TypeError(f"{what} is a read-only view of the dataset: get_metrics_from_hash() returns copies you can change")
+
+
+class _ReadOnlyDict(dict):
+    """A dict that refuses every change (so that a write is never silently lost); copies are plain."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise _read_only("this statistics dict")
+
+    __setitem__ = __delitem__ = __ior__ = update = setdefault = pop = popitem = clear = _refuse  # type: ignore[assignment]
+
+    def __copy__(self) -> dict:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict) -> dict:
+        return {key: copy.deepcopy(value, memo) for key, value in self.items()}
+
+
+class _ReadOnlyList(list):
+    """A list that refuses every change; copies are plain lists."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise _read_only("this statistics list")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse  # type: ignore[assignment]
+
+    def __copy__(self) -> list:
+        return list(self)
+
+    def __deepcopy__(self, memo: dict) -> list:
+        return [copy.deepcopy(value, memo) for value in self]
+
 
 class _StatisticsView(Mapping):
-    """Read-only, lazily built view of upstream's ``fixed_statistics``/``computed_statistics``."""
+    """Read-only, lazily built view of upstream's ``fixed_statistics``/``computed_statistics``.
 
-    def __init__(self, bench: NASBench, item: Callable[[int], Any]) -> None:
+    Upstream's are plain dicts that a caller could change; here every level refuses a change
+    (TypeError, or numpy's ValueError for the adjacency array) instead of dropping it silently.
+    """
+
+    def __init__(self, bench: NASBench, item: Callable[[int], Any], name: str) -> None:
         self._bench = bench
         self._item = item
+        self._name = name
 
     def __getitem__(self, module_hash: str) -> Any:
         return self._item(self._bench.row_of(module_hash))
+
+    def __setitem__(self, module_hash: str, value: Any) -> None:
+        raise _read_only(self._name)
+
+    def __delitem__(self, module_hash: str) -> None:
+        raise _read_only(self._name)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._bench.hash_iterator())
@@ -81,8 +158,12 @@ class NASBench:
 
     ``dataset_file`` is an official ``.tfrecord`` (converted on first use and cached under
     ``cache_dir``, by default the user's cache folder) or a cache folder itself. With
-    ``cache=False`` nothing is written. ``progress`` shows a progress bar while converting
-    (default: when stderr is a terminal).
+    ``cache=False`` nothing is written.
+
+    A conversion (the first load of a file: 20-50 s for the official ones) prints one line to stderr
+    when it starts and one when it ends, as upstream's "Loading dataset from file..." does, and
+    shows a progress bar on a terminal or in Jupyter. ``progress=True`` always shows the bar,
+    ``progress=False`` prints nothing at all.
     """
 
     def __init__(
@@ -99,6 +180,8 @@ class NASBench:
         self.dataset_file = str(dataset_file)
         self.config: dict[str, Any] = {key: (list(v) if isinstance(v, list) else v) for key, v in DEFAULT_CONFIG.items()}
         self.cache_folder: Path | None = None
+        #: The ``.tfrecord`` the tables come from (from the cache's manifest for a cache folder).
+        self.source_file = self.dataset_file
         self.converted = False
         self.tables = self._open(Path(dataset_file), cache_dir, cache, workers, progress)
         hashes = self.tables.hashes.tobytes().decode("ascii")
@@ -116,8 +199,10 @@ class NASBench:
         self.training_time_spent = 0.0
         self.total_epochs_spent = 0
         self.history: dict[str, Any] = {}
-        self.fixed_statistics: Mapping[str, dict[str, Any]] = _StatisticsView(self, self._fixed)
-        self.computed_statistics: Mapping[str, dict[int, list[dict[str, float]]]] = _StatisticsView(self, self._computed)
+        self.fixed_statistics: Mapping[str, dict[str, Any]] = _StatisticsView(self, self._fixed_view, "fixed_statistics")
+        self.computed_statistics: Mapping[str, dict[int, list[dict[str, float]]]] = _StatisticsView(
+            self, self._computed_view, "computed_statistics"
+        )
         self.load_seconds = time.perf_counter() - started
 
     # --- loading -------------------------------------------------------------------------------
@@ -127,6 +212,7 @@ class NASBench:
             if loaded is None:
                 raise DatasetError(f"{path}: not an nbcompile dataset cache (no usable manifest.json)")
             self.cache_folder = path
+            self.source_file = str(loaded[1].get("source") or path)
             return _plain(loaded[0])
         if not path.exists():
             raise DatasetError(f"{path}: no such file")
@@ -138,8 +224,14 @@ class NASBench:
                 self.cache_folder = folder
                 return _plain(loaded[0])
         started = time.perf_counter()
+        announce = progress is not False
+        if announce:
+            where = f"; later loads read the cache in {Path(cache_dir or cache.default_cache_root())}" if use_cache else ""
+            _say(f"nbcompile: loading {path} for the first time: converting it (up to a minute for the full file){where}")
         tables = _convert_with_progress(path, workers, progress)
         self.converted = True
+        if announce:
+            _say(f"nbcompile: loaded {tables.num_cells:,} cells ({tables.num_records:,} records) in {time.perf_counter() - started:.1f} s")
         if not use_cache:
             return tables
         try:
@@ -155,8 +247,8 @@ class NASBench:
 
     # --- upstream surface ----------------------------------------------------------------------
     def is_valid(self, model_spec: Any) -> bool:
-        """True if the (pruned) cell is inside the space; never raises for big cells."""
-        return as_model_spec(model_spec).is_valid()
+        """True if the (pruned) cell is inside the space; never raises for big cells or unknown ops."""
+        return as_model_spec(model_spec, allow_unknown_ops=True).is_valid()
 
     def query(self, model_spec: Any, epochs: int = 108, stop_halfway: bool = False, reduce: str | None = None) -> dict[str, Any]:
         """Metrics of one training run of the cell, sampled from its repeats; charges the budget.
@@ -167,6 +259,7 @@ class NASBench:
         column = self._epoch_index.get(epochs) if type(epochs) is int else None
         if column is None:
             column = self._epoch_column(epochs)
+            epochs = int(epochs)  # an integral float, as upstream accepts
         row = self._row_of_spec(model_spec)
         part = _HALFWAY if stop_halfway else _FINAL
         if reduce is None:
@@ -214,6 +307,11 @@ class NASBench:
     def __contains__(self, module_hash: object) -> bool:
         return module_hash in self._rows
 
+    @property
+    def synthetic(self) -> bool:
+        """True for a synthetic fixture (made-up metrics), recognised by its source file's name."""
+        return is_synthetic_name(self.source_file)
+
     def row_of(self, module_hash: str) -> int:
         """The table row of a module hash; UnknownCellError if the dataset does not have it."""
         try:
@@ -221,10 +319,10 @@ class NASBench:
         except (KeyError, TypeError):
             raise UnknownCellError(f"module hash {module_hash!r} is not in {self.dataset_file}") from None
 
-    def spec_of(self, module_hash: str) -> ModelSpec:
+    def spec_of(self, module_hash: str) -> _spec.ModelSpec:
         """The stored (canonical) cell of a module hash, as a ModelSpec."""
         row = self.row_of(module_hash)
-        return ModelSpec(self.tables.cell_matrix(row).tolist(), self.tables.cell_ops(row))
+        return _spec.ModelSpec(self.tables.cell_matrix(row).tolist(), self.tables.cell_ops(row))
 
     def query_many(
         self,
@@ -236,6 +334,7 @@ class NASBench:
         """Vectorised :meth:`query`: arrays of ``module_hash``, ``trainable_parameters`` and the four
         metrics, one entry per spec (specs or module hashes). Charges the budget for all of them."""
         column = self._epoch_column(epochs)
+        epochs = int(epochs)
         rows = np.array([self._row_of_item(item) for item in model_specs], dtype=np.int64)
         runs = self.tables.metrics[rows, column]  # (n, R, 8)
         if reduce is None:
@@ -257,10 +356,9 @@ class NASBench:
 
         Needs pandas (``pip install "nbcompile[pandas]"``).
         """
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError('to_dataframe needs pandas: pip install "nbcompile[pandas]"') from None
+        require("pandas", "to_dataframe()")
+        import pandas as pd
+
         columns = range(len(self.tables.epochs)) if epochs is None else [self._epoch_column(epochs)]
         frames = []
         for column in columns:
@@ -278,8 +376,10 @@ class NASBench:
         return pd.concat(frames, ignore_index=True)
 
     # --- internals -----------------------------------------------------------------------------
-    def _epoch_column(self, epochs: int) -> int:
+    def _epoch_column(self, epochs: float) -> int:
+        """The column of an epoch budget: an int, or an integral float as upstream accepts (108.0)."""
         integral = isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool)
+        integral = integral or (isinstance(epochs, (float, np.floating)) and float(epochs).is_integer())
         column = self._epoch_index.get(int(epochs)) if integral else None
         if column is None:
             raise OutOfDomainError(f"invalid number of epochs {epochs!r}, must be one of {sorted(self.valid_epochs)}")
@@ -292,7 +392,7 @@ class NASBench:
         return count
 
     def _row_of_spec(self, model_spec: Any) -> int:
-        spec = model_spec if type(model_spec) is ModelSpec else as_model_spec(model_spec)
+        spec = model_spec if type(model_spec) is _spec.ModelSpec else as_model_spec(model_spec, allow_unknown_ops=True)
         spec.validate()
         row = self._rows.get(spec.module_hash)
         if row is None:
@@ -310,12 +410,23 @@ class NASBench:
         cell = self._cells.get(row) or self._cell(row)
         return {"module_adjacency": cell[0].copy(), "module_operations": list(cell[1]), "trainable_parameters": cell[2]}
 
-    def _computed(self, row: int) -> dict[int, list[dict[str, float]]]:
-        computed = {}
-        for epochs, column in self._epoch_index.items():
-            runs = self.tables.metrics[row, column, : self.tables.repeats[row, column]].tolist()
-            computed[epochs] = [dict(zip(METRIC_FIELDS, run)) for run in runs]
-        return computed
+    def _computed(self, row: int, mapping: type[dict] = dict, sequence: type[list] = list) -> dict[int, list[dict[str, float]]]:
+        """``{epochs: [data point per run]}``, built from ``mapping`` and ``sequence`` types."""
+        metrics, repeats = self.tables.metrics, self.tables.repeats
+        return mapping(
+            (epochs, sequence(mapping(zip(METRIC_FIELDS, run)) for run in metrics[row, column, : repeats[row, column]].tolist()))
+            for epochs, column in self._epoch_index.items()
+        )
+
+    def _fixed_view(self, row: int) -> dict[str, Any]:
+        """``_fixed(row)``, read-only at every level."""
+        fixed = self._fixed(row)
+        fixed["module_adjacency"].setflags(write=False)
+        return _ReadOnlyDict(fixed, module_operations=_ReadOnlyList(fixed["module_operations"]))
+
+    def _computed_view(self, row: int) -> dict[int, list[dict[str, float]]]:
+        """``_computed(row)``, read-only at every level."""
+        return self._computed(row, _ReadOnlyDict, _ReadOnlyList)
 
 
 class _LazyRows(dict):
@@ -335,12 +446,27 @@ def _plain(tables: DatasetTables) -> DatasetTables:
     return DatasetTables(**{name: array.view(np.ndarray) for name, array in tables.arrays().items()})
 
 
+def _say(line: str) -> None:
+    """One line of feedback on stderr, flushed (seen in pipes and in Jupyter alike)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _bar_fits(console: Any) -> bool:
+    """Whether a live bar can be drawn: on a terminal, or in Jupyter when ipywidgets is there
+    (without it rich would only warn)."""
+    if console.is_jupyter:
+        import importlib.util
+
+        return importlib.util.find_spec("ipywidgets") is not None
+    return console.is_terminal
+
+
 def _convert_with_progress(path: Path, workers: int | None, progress: bool | None) -> DatasetTables:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
-    show = console.is_terminal if progress is None else progress
+    show = _bar_fits(console) if progress is None else progress
     bar = Progress(
         TextColumn(f"converting {path.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=not show,
@@ -354,4 +480,4 @@ def _convert_with_progress(path: Path, workers: int | None, progress: bool | Non
         return convert_file(path, workers=workers, progress=report if show else None)
 
 
-__all__ = ["DEFAULT_CONFIG", "NASBench", "OutOfDomainError", "UnknownCellError"]
+__all__ = ["DEFAULT_CONFIG", "ModelSpec", "NASBench", "OutOfDomainError", "UnknownCellError"]

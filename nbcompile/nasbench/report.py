@@ -10,6 +10,9 @@ import numpy as np
 from nbcompile.nasbench.api import NASBench
 from nbcompile.nasbench.tables import METRIC_FIELDS
 
+#: Printed wherever a fixture's numbers are shown (``NASBench.synthetic`` says when).
+SYNTHETIC_NOTE = "note: this dataset is SYNTHETIC (a fixture): its accuracies are made up"
+
 _VALID = METRIC_FIELDS.index("final_validation_accuracy")
 _TEST = METRIC_FIELDS.index("final_test_accuracy")
 
@@ -44,6 +47,7 @@ def dataset_info(bench: NASBench) -> dict[str, Any]:
     return {
         "dataset": bench.dataset_file,
         "cache": str(bench.cache_folder) if bench.cache_folder else None,
+        "synthetic": bench.synthetic,
         "cells": tables.num_cells,
         "records": tables.num_records,
         "epochs": tables.epochs.tolist(),
@@ -70,16 +74,18 @@ def format_dataset_info(info: dict[str, Any]) -> str:
                 f"{budget['epochs']:>3} epochs, {label + ':':<22} {best['module_hash']}  "
                 f"validation {best['validation_accuracy']:.4f}  test {best['test_accuracy']:.4f}"
             )
+    if info["synthetic"]:
+        lines.append(SYNTHETIC_NOTE)
     return "\n".join(lines)
 
 
-def query_json(result: dict[str, Any], module_hash: str) -> str:
-    data = {"module_hash": module_hash, **result}
+def query_json(result: dict[str, Any], module_hash: str, synthetic: bool) -> str:
+    data = {"module_hash": module_hash, **result, "synthetic": synthetic}
     data["module_adjacency"] = result["module_adjacency"].tolist()
     return json.dumps(data, indent=2)
 
 
-def format_query(result: dict[str, Any], module_hash: str) -> str:
+def format_query(result: dict[str, Any], module_hash: str, synthetic: bool) -> str:
     matrix = result["module_adjacency"].tolist()
     lines = [
         f"module_hash           {module_hash}",
@@ -89,4 +95,6 @@ def format_query(result: dict[str, Any], module_hash: str) -> str:
     ]
     for key in ("training_time", "train_accuracy", "validation_accuracy", "test_accuracy"):
         lines.append(f"{key:<22}{result[key]:.6g}")
+    if synthetic:
+        lines.append(SYNTHETIC_NOTE)
     return "\n".join(lines)

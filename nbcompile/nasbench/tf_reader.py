@@ -18,6 +18,7 @@ from nbcompile.nasbench.convert import tables_from_records
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record
 from nbcompile.nasbench.tables import DatasetTables
+from nbcompile.optional import require
 from nbcompile.space.ops import OP_ALIASES
 
 
@@ -48,6 +49,7 @@ def _model_metrics_class():
 
 def iter_records_tf(path: str | Path) -> Iterator[Record]:
     """Every record of the file, read with TensorFlow and protobuf."""
+    require("tensorflow", "the TensorFlow reader")
     import tensorflow as tf
 
     message_class = _model_metrics_class()
@@ -66,4 +68,5 @@ def iter_records_tf(path: str | Path) -> Iterator[Record]:
 
 def convert_file_tf(path: str | Path) -> DatasetTables:
     """The tables of the file, read through TensorFlow (compare with ``convert_file``)."""
+    require("tensorflow", "the TensorFlow reader")
     return tables_from_records(iter_records_tf(path))

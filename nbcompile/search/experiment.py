@@ -106,13 +106,15 @@ def summarize(results: Sequence[SearchResult]) -> list[dict[str, Any]]:
 
 
 def format_summary(rows: Sequence[dict[str, Any]]) -> str:
-    lines = [f"{'algorithm':<10} {'runs':>4} {'queries':>8}  {'test (best by validation)':<26} {'validation':>10}"]
+    lines = [f"{'algorithm':<10} {'runs':>4} {'queries/run':>11}  {'test (best by validation)':<26} {'validation':>10}"]
     for row in rows:
         test = f"{row['final_test_mean']:.4f} [{row['final_test_q25']:.4f}, {row['final_test_q75']:.4f}]"
         lines.append(
-            f"{row['algorithm']:<10} {row['runs']:>4} {row['mean_queries']:>8.0f}  {test:<26} {row['final_validation_mean']:>10.4f}"
+            f"{row['algorithm']:<10} {row['runs']:>4} {row['mean_queries']:>11.0f}  {test:<26} {row['final_validation_mean']:>10.4f}"
         )
+    lines.append("queries/run: mean number of queries per run")
     lines.append("test: mean [25th, 75th percentile] over runs of the final best-by-validation cell")
+    lines.append("validation: mean over runs of the final best validation accuracy")
     return "\n".join(lines)
 
 

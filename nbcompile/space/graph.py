@@ -57,6 +57,11 @@ def module_hash(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> str:
     return _cached_module_hash(tuple(map(tuple, matrix)), tuple(labels))
 
 
+def is_module_hash(text: str) -> bool:
+    """True if ``text`` has the form of a module hash: 32 lowercase hexadecimal digits (an MD5)."""
+    return len(text) == 32 and all(char in "0123456789abcdef" for char in text)
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _cached_module_hash(matrix: Matrix, labels: tuple[int, ...]) -> str:
     size = len(matrix)

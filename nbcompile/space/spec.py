@@ -99,8 +99,11 @@ def _entry_value(entry: Any) -> int | None:
     return None
 
 
-def _parse_ops(ops: Any, size: int) -> tuple[str, ...]:
-    """Op names normalised to their full form, or SpecError."""
+def _parse_ops(ops: Any, size: int, allow_unknown_ops: bool = False) -> tuple[str, ...]:
+    """Op names normalised to their full form, or SpecError.
+
+    With ``allow_unknown_ops`` a name outside the space is kept as given (upstream's ModelSpec
+    accepts any op; :meth:`ModelSpec.is_valid` then says whether the pruned cell uses one)."""
     if isinstance(ops, str):
         ops = ops.split(",")
     if isinstance(ops, np.ndarray):
@@ -114,6 +117,9 @@ def _parse_ops(ops: Any, size: int) -> tuple[str, ...]:
         if not isinstance(op, str):
             raise SpecError(f"ops[{i}] = {op!r} is not a string")
         if op not in OP_ALIASES:
+            if allow_unknown_ops:
+                names.append(op)
+                continue
             raise SpecError(f"ops[{i}] = {op!r} is not a NAS-Bench-101 op (expected {_OP_CHOICES})")
         names.append(OP_ALIASES[op])
     return tuple(names)
@@ -134,12 +140,18 @@ class ModelSpec:
 
     Attributes mirror upstream ``api.ModelSpec``: ``original_matrix``/``original_ops`` (as given,
     op names in full), ``matrix``/``ops`` (pruned; ``None`` when the output is unreachable) and
-    ``valid_spec`` (whether the output is reachable from the input).
+    ``valid_spec`` (whether the output is reachable from the input). ``data_format`` is kept as
+    given, as upstream keeps it; generated PyTorch modules are always channels-first.
+
+    ``allow_unknown_ops=False`` (the compiler's default) rejects an op name outside the space with
+    SpecError. With True (the upstream-compatible :class:`nbcompile.nasbench.api.ModelSpec`) the
+    spec builds and :meth:`is_valid` is False when the pruned cell uses such an op.
     """
 
-    def __init__(self, matrix: Any, ops: Any) -> None:
+    def __init__(self, matrix: Any, ops: Any, data_format: str = "channels_last", *, allow_unknown_ops: bool = False) -> None:
         self._original = _parse_matrix(matrix)
-        self._original_ops = _parse_ops(ops, len(self._original))
+        self._original_ops = _parse_ops(ops, len(self._original), allow_unknown_ops)
+        self.data_format = data_format
         kept = graph.reachable_vertices(self._original)
         self.valid_spec = len(kept) >= 2
         self.kept_vertices: tuple[int, ...] = tuple(kept) if self.valid_spec else ()
@@ -218,8 +230,10 @@ class ModelSpec:
                 return f"ops[{vertex}] = {op!r}: the first vertex must be 'input'"
             if position == last and op != OUTPUT:
                 return f"ops[{vertex}] = {op!r}: the last vertex must be 'output'"
-            if 0 < position < last and op not in AVAILABLE_OPS:
+            if 0 < position < last and op in (INPUT, OUTPUT):
                 return f"ops[{vertex}] = {op!r}: only the first vertex is 'input' and only the last 'output'"
+            if 0 < position < last and op not in AVAILABLE_OPS:
+                return f"ops[{vertex}] = {op!r} is not a NAS-Bench-101 op (expected {', '.join(AVAILABLE_OPS)})"
         return None
 
     def is_valid(self) -> bool:
@@ -261,6 +275,17 @@ class ModelSpec:
         canonical = self.canonical()
         return (canonical.pruned_matrix, canonical.pruned_ops) == (self._pruned, self._pruned_ops)
 
+    # --- drawing -------------------------------------------------------------------------------
+    def visualize(self, ax: Any = None) -> Any:
+        """Draw the pruned cell with matplotlib and return the Figure (``ax``: draw into these axes).
+
+        Upstream returns a graphviz ``Digraph``; this needs only matplotlib
+        (``pip install "nbcompile[plot]"``). A Figure displays itself in Jupyter.
+        """
+        from nbcompile.space.drawing import draw_cell
+
+        return draw_cell(self, ax)
+
     # --- conversion ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """``{"matrix": ..., "ops": ...}`` of the spec as given (op names in full)."""
@@ -271,11 +296,13 @@ class ModelSpec:
         return {"matrix": [list(row) for row in self._pruned], "ops": list(self._pruned_ops)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
-        """Build from ``{"matrix", "ops"}`` or the query API's ``{"module_adjacency", "module_operations"}``."""
+    def from_dict(cls, data: Mapping[str, Any], **options: Any) -> ModelSpec:
+        """Build from ``{"matrix", "ops"}`` or the query API's ``{"module_adjacency", "module_operations"}``.
+
+        ``options`` go to the constructor (``allow_unknown_ops``)."""
         for matrix_key, ops_key in (("matrix", "ops"), ("module_adjacency", "module_operations")):
             if matrix_key in data and ops_key in data:
-                return cls(data[matrix_key], data[ops_key])
+                return cls(data[matrix_key], data[ops_key], **options)
         known = ("matrix", "ops", "module_adjacency", "module_operations")
         present = ", ".join(repr(key) for key in known if key in data) or "none of them"
         raise SpecError(
@@ -287,16 +314,18 @@ class ModelSpec:
         return f"ModelSpec(matrix={[list(r) for r in self._original]}, ops={list(self._original_ops)})"
 
 
-def as_model_spec(spec: Any) -> ModelSpec:
-    """Accept a ModelSpec, a mapping, or any object with matrix/ops attributes (e.g. upstream's)."""
+def as_model_spec(spec: Any, allow_unknown_ops: bool = False) -> ModelSpec:
+    """Accept a ModelSpec, a mapping, or any object with matrix/ops attributes (e.g. upstream's).
+
+    ``allow_unknown_ops``: build specs whose ops lie outside the space (see :class:`ModelSpec`)."""
     if isinstance(spec, ModelSpec):
         return spec
     if isinstance(spec, Mapping):
-        return ModelSpec.from_dict(spec)
+        return ModelSpec.from_dict(spec, allow_unknown_ops=allow_unknown_ops)
     matrix = getattr(spec, "original_matrix", None)
     ops = getattr(spec, "original_ops", None)
     if matrix is None or ops is None:
         matrix, ops = getattr(spec, "matrix", None), getattr(spec, "ops", None)
     if matrix is None or ops is None:
         raise SpecError(f"cannot read a cell spec from {type(spec).__name__}: it needs matrix and ops")
-    return ModelSpec(matrix, ops)
+    return ModelSpec(matrix, ops, getattr(spec, "data_format", "channels_last"), allow_unknown_ops=allow_unknown_ops)
