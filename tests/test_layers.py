@@ -21,7 +21,7 @@ ALLOWED = {
     "search": {"search", "nasbench", "space"},
     "bench": {"bench", "runtime", "compiler", "space"},
 }
-BASE = {"errors", "io", "parallel", "_version"}
+BASE = {"errors", "io", "optional", "parallel", "_version"}
 
 
 def _loaded_after(statement: str) -> set[str]:
