@@ -9,6 +9,13 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 @contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """A temporary file beside ``path`` to write; renamed onto ``path`` if the block succeeds,
@@ -18,9 +25,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(name)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(name, 0o666 & ~umask)
+        os.chmod(name, 0o666 & ~current_umask())
         os.replace(name, path)
     except BaseException:
         with suppress(FileNotFoundError):

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.progress import track
 
-from nbcompile.cli._common import config_options, network_config, reports_bad_input, read_stdin
+from nbcompile.cli._common import check_output_folder, config_options, network_config, reports_bad_input, read_stdin
 from nbcompile.compiler.driver import plan_job
 from nbcompile.compiler.naming import validate_module_name
 from nbcompile.compiler.report import format_info, info_json, spec_info
@@ -25,6 +25,7 @@ from nbcompile.space.spec import ModelSpec
 @reports_bad_input
 def compile_command(specs: tuple[str, ...], out_dir: str, name: str | None, canonical: bool, **options: int | None) -> None:
     """Generate a model file for every spec in SPECS (JSON, JSON Lines, or - for stdin)."""
+    check_output_folder(out_dir, "--out-dir")
     config = network_config(options)
     if name is not None:
         validate_module_name(name)

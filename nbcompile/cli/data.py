@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from nbcompile.cli._common import cache_options, open_dataset, reports_bad_input, read_stdin
+from nbcompile.cli._common import cache_options, check_output_file, open_dataset, reports_bad_input, read_stdin
 from nbcompile.errors import OutOfDomainError, SpecError
 from nbcompile.space.cellfiles import read_specs
 
@@ -28,8 +28,10 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
     """
     from nbcompile.space.enumeration import enumerate_cells, sample_cells
     from nbcompile.parallel import available_cpus
-    from nbcompile.fixture import FULL, ONLY_108, write_fixture
+    from nbcompile.fixture import FULL, ONLY_108, check_fixture_name, write_fixture
 
+    check_fixture_name(out)
+    check_output_file(out, "OUT")
     cells = enumerate_cells() if all_cells else sample_cells(cell_count)
     count = write_fixture(out, cells, FULL if full else ONLY_108, workers or available_cpus())
     click.echo(f"wrote {count:,} records to {out}", err=True)
@@ -83,10 +85,8 @@ def data_query_command(
 
     from nbcompile.nasbench.report import format_query, query_json
 
-    bench = open_dataset(path, cache_dir, no_cache, workers, seed)
-    if re.fullmatch(r"[0-9a-f]{32}", spec):
-        model_spec = bench.spec_of(spec)
-    else:
+    by_hash = re.fullmatch(r"[0-9a-f]{32}", spec) is not None
+    if not by_hash:  # read and check the spec before the dataset is opened (maybe converted)
         located = read_specs(spec, read_stdin((spec,)))
         if len(located) != 1:
             raise SpecError(f"{spec}: query takes one spec, the input holds {len(located)}")
@@ -95,6 +95,34 @@ def data_query_command(
             model_spec.validate()
         except OutOfDomainError as error:
             raise OutOfDomainError(f"{location}: {error}") from None
-    result = bench.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
+    dataset = open_dataset(path, cache_dir, no_cache, workers, seed)
+    if by_hash:
+        model_spec = dataset.spec_of(spec)
+    result = dataset.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
     module_hash = model_spec.module_hash
     click.echo(query_json(result, module_hash) if as_json else format_query(result, module_hash))
+
+
+@data_group.command("verify")
+@click.argument("path", type=click.Path())
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder, when PATH is a source file [default: as 'data convert'].")
+@reports_bad_input
+def verify_command(path: str, cache_dir: str | None) -> None:
+    """Check a dataset cache: every array against the shape, dtype and CRC-32C its manifest
+    records, and the source file (if still there) against the one converted. PATH is a cache
+    folder or a source .tfrecord (whose cache is looked up). Exits 2 on any mismatch."""
+    from pathlib import Path
+
+    from nbcompile.errors import DatasetError
+    from nbcompile.nasbench import cache
+
+    folder = Path(path)
+    if not folder.is_dir():
+        if not folder.is_file():
+            raise DatasetError(f"{path}: no such file or cache folder")
+        folder = Path(cache_dir or cache.default_cache_root()) / cache.SourceKey.of(folder).folder_name()
+        if not folder.is_dir():
+            raise DatasetError(f"{path}: not converted yet (no cache in {folder.parent})")
+    manifest = cache.verify(folder)
+    source = "source checked" if manifest["source_checked"] else "source not found, not checked"
+    click.echo(f"ok: {folder} ({manifest['cells']:,} cells, {len(manifest['arrays'])} arrays; {source})")
