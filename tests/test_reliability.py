@@ -27,7 +27,7 @@ from nbcompile.nasbench.cache import CacheWarning, StaleCacheError
 from nbcompile.nasbench.records import encode_record
 from nbcompile.nasbench.tfrecord import frame
 from nbcompile.parallel import ordered_map
-from nbcompile.search import Budget, SearchOptions, random_search
+from nbcompile.search import Budget, SearchOptions, algorithms, random_search
 from nbcompile.space.enumeration import enumerate_cells, sample_cells
 from many_cells import write_many_cells
 from strategies import INCEPTION
@@ -413,8 +413,9 @@ def test_search_refuses_a_time_budget_it_cannot_charge(tmp_path) -> None:
     assert counted.queries == 6
 
 
-def test_search_on_a_partial_dataset_ends_with_a_note(tmp_path) -> None:
+def test_search_on_a_partial_dataset_ends_with_a_note(tmp_path, monkeypatch) -> None:
     """Ten 7-vertex cells: random draws (almost) never meet one."""
+    monkeypatch.setattr(algorithms, "FRESH_ATTEMPTS", 1000)
     partial = tmp_path / "partial_synthetic.tfrecord"
     write_fixture(partial, sample_cells(400)[-10:], ONLY_108)
     out = tmp_path / "out"
@@ -422,12 +423,13 @@ def test_search_on_a_partial_dataset_ends_with_a_note(tmp_path) -> None:
                   "--budget", "50", "--budget-kind", "queries", "--repeats", "1", "--algo", "random", "--workers", "1")  # fmt: skip
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stdout.splitlines() if line.startswith("note: 1 of 1 runs ended")]
-    assert len(notes) == 1 and "no cell worth a query in 10,000 draws" in notes[0]
+    assert len(notes) == 1 and "no cell worth a query in 1,000 draws" in notes[0]
     run = json.loads((out / "results.json").read_text())["runs"][0]
     assert run["note"] and len(run["queried_hashes"]) < 51 and len(run["times"]) == len(run["queried_hashes"]) + 1
 
 
-def test_dedupe_search_that_uses_up_the_dataset_ends_with_what_it_found(tmp_path) -> None:
+def test_dedupe_search_that_uses_up_the_dataset_ends_with_what_it_found(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(algorithms, "FRESH_ATTEMPTS", 2000)
     cells = list(enumerate_cells(max_vertices=3, workers=1))
     path = tmp_path / "tiny_synthetic.tfrecord"
     write_fixture(path, cells, ONLY_108)

@@ -141,9 +141,10 @@ class _Oracle:
             raise BudgetExhausted
         return data["validation_accuracy"]
 
-    def fresh(self, draw: Callable[[], ModelSpec], attempts: int = FRESH_ATTEMPTS) -> ModelSpec:
+    def fresh(self, draw: Callable[[], ModelSpec]) -> ModelSpec:
         """A spec from ``draw`` that :meth:`is_new` accepts; drawing is free. (A dataset that holds only
         part of the space, like a small fixture, simply draws again for the cells it lacks.)"""
+        attempts = FRESH_ATTEMPTS
         for _ in range(attempts):
             spec = draw()
             if self.is_new(spec):
