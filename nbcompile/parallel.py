@@ -109,10 +109,29 @@ def _kill_workers(pool: ProcessPoolExecutor) -> None:
         process.join(5)
 
 
-#: Signals that stop a pool, the handler they must still have to be taken over, and what they raise.
-_STOPPING_SIGNALS: tuple[tuple[signal.Signals, Any, type[BaseException]], ...] = (
-    (signal.SIGTERM, signal.SIG_DFL, Terminated),
-    (signal.SIGINT, signal.default_int_handler, KeyboardInterrupt),
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGTERM raises :class:`Terminated`, so that
+    ``finally`` blocks and context managers clean up as they do on Ctrl-C; the previous handler is
+    restored after. A handler the program installed itself is left alone."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+#: Signals that stop a pool, the handlers they may have to be taken over, and what they raise.
+_STOPPING_SIGNALS: tuple[tuple[signal.Signals, tuple[Any, ...], type[BaseException]], ...] = (
+    (signal.SIGTERM, (signal.SIG_DFL, _raise_terminated), Terminated),
+    (signal.SIGINT, (signal.default_int_handler,), KeyboardInterrupt),
 )
 
 
@@ -127,14 +146,15 @@ def _signals_stop(pool: ProcessPoolExecutor) -> Iterator[None]:
         return
     taken = []
     for number, expected, raised in _STOPPING_SIGNALS:
-        if signal.getsignal(number) == expected:
+        previous = signal.getsignal(number)
+        if previous in expected:
 
             def stop(signum: int, frame: Any, raised: type[BaseException] = raised) -> None:
                 _kill(_workers_of(pool))  # no locks here: the interrupted code may hold the pool's
                 raise raised()
 
             signal.signal(number, stop)
-            taken.append((number, expected))
+            taken.append((number, previous))
     try:
         yield
     finally:

@@ -7,9 +7,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from reference_reader import frame
+
 from nbcompile.fixture import ONLY_108, fixture_records
 from nbcompile.space.enumeration import sample_cells
-from reference_reader import frame
 
 
 def write_many_cells(path: Path, cells: int, repeats: int = 3) -> Path:
@@ -18,8 +19,7 @@ def write_many_cells(path: Path, cells: int, repeats: int = 3) -> Path:
     with open(path, "wb") as stream:
         for number in range(cells):
             module_hash = hashlib.md5(str(number).encode()).hexdigest()
-            for fields in template:
-                stream.write(frame(json.dumps([module_hash, *fields[1:]]).encode()))
+            stream.writelines(frame(json.dumps([module_hash, *fields[1:]]).encode()) for fields in template)
     return path
 
 

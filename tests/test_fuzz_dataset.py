@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 import reference_reader as reference
+
 from nbcompile.errors import DatasetError
 from nbcompile.fixture import fixture_records
 from nbcompile.nasbench import NASBench

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from many_cells import write_many_cells
+from strategies import INCEPTION
 
 from nbcompile.cli import main
 from nbcompile.errors import DatasetError
@@ -29,8 +31,6 @@ from nbcompile.nasbench.tfrecord import frame
 from nbcompile.parallel import ordered_map
 from nbcompile.search import Budget, SearchOptions, algorithms, random_search
 from nbcompile.space.enumeration import enumerate_cells, sample_cells
-from many_cells import write_many_cells
-from strategies import INCEPTION
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -233,7 +233,7 @@ def test_source_edited_in_place_with_its_mtime_restored(tmp_path) -> None:
     data verify, which checks the whole source."""
     source = write_many_cells(tmp_path / "edited.tfrecord", 4000)
     assert source.stat().st_size > 3 * (1 << 20)
-    folder = _cached(source, tmp_path / "cache")
+    _cached(source, tmp_path / "cache")
     stat = source.stat()
     with open(source, "r+b") as handle:  # one hex digit of a module hash in the middle
         handle.seek(stat.st_size // 2)
@@ -582,3 +582,17 @@ def test_workers_get_the_default_sigterm_and_ignore_sigint() -> None:
 
 def _handlers() -> tuple[int, int]:
     return int(signal.getsignal(signal.SIGTERM)), int(signal.getsignal(signal.SIGINT))
+
+
+def test_sigterm_unwinds_and_restores_the_handler(tmp_path) -> None:
+    from nbcompile.io import atomic_output
+    from nbcompile.parallel import Terminated, sigterm_unwinds
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated) as caught, sigterm_unwinds(), atomic_output(tmp_path / "out.txt") as temporary:
+        temporary.write_text("partly written")
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the file is written
+        time.sleep(5)
+    assert caught.value.code == 143
+    assert list(tmp_path.iterdir()) == []  # the temporary file was removed, as on Ctrl-C
+    assert signal.getsignal(signal.SIGTERM) == before

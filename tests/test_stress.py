@@ -14,8 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from many_cells import write_many_cells
+
 from nbcompile.fixture import ONLY_108, write_fixture
 from nbcompile.nasbench import NASBench
 from nbcompile.nasbench.cache import verify

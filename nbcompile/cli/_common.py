@@ -15,6 +15,7 @@ import click
 
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.errors import ConfigError, NbcompileError
+from nbcompile.parallel import sigterm_unwinds
 
 #: Exit code for bad input (specs, options, files), as click uses for usage errors.
 EXIT_BAD_INPUT = 2
@@ -41,12 +42,13 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
 
 def reports_bad_input(command: Callable[..., None]) -> Callable[..., None]:
     """Turn bad-input exceptions into one line on stderr and exit code 2, without a traceback;
-    warnings are one line each too (``nbcompile: warning: ...``)."""
+    warnings are one line each too (``nbcompile: warning: ...``); SIGTERM unwinds like Ctrl-C
+    (temporary files are removed, worker processes killed) and exits with status 143."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), sigterm_unwinds():
                 warnings.showwarning = _warning_line
                 command(*args, **kwargs)
         except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
