@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import ctypes.util
+import multiprocessing
 import os
 import signal
 import sys
@@ -44,20 +44,21 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Make this (worker) process end when ``parent_pid`` does."""
-    libc_name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Make this (worker) process end when its parent does. ``parent_pid``: the pid the parent had
+    when it started this worker (fork), or None where a helper process started it (forkserver,
+    spawn): the current parent is then the one watched."""
+    expected = os.getppid() if parent_pid is None else parent_pid
     armed = False
-    if libc_name:
+    if sys.platform.startswith("linux"):
         try:
-            libc = ctypes.CDLL(libc_name, use_errno=True)
-            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+            armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
         except (OSError, AttributeError):
             armed = False
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+    if os.getppid() != expected:  # the parent died before the signal was armed
         os._exit(1)
     if not armed:
-        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+        threading.Thread(target=_watch_parent, args=(expected,), daemon=True).start()
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -66,7 +67,7 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-def _start_worker(parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+def _start_worker(parent_pid: int | None, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
     """Worker start-up: die with the parent, default signal handling, then the caller's initializer."""
     # a forked worker inherits the parent's handlers; Ctrl-C reaches the whole process group, and
     # the parent then kills the workers itself
@@ -181,7 +182,9 @@ def ordered_map(
         for task in tasks:
             yield function(*task)
         return
-    pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(os.getpid(), initializer, initargs))
+    context = multiprocessing.get_context()
+    parent = os.getpid() if context.get_start_method() == "fork" else None
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(parent, initializer, initargs))
     with _signals_stop(pool):
         finished = False
         try:
