@@ -596,3 +596,13 @@ def test_sigterm_unwinds_and_restores_the_handler(tmp_path) -> None:
     assert caught.value.code == 143
     assert list(tmp_path.iterdir()) == []  # the temporary file was removed, as on Ctrl-C
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_experiments_keep_no_dataset_in_the_parent(small, tmp_path) -> None:
+    from nbcompile.search import experiment as experiment_module
+
+    experiment = experiment_module.Experiment(str(small), ("random",), 2, Budget(3, "queries"), 0, SearchOptions(), str(tmp_path))
+    for workers in (1, 2):
+        results = experiment_module.run_experiment(experiment, workers)
+        assert [r.queries for r in results] == [4, 4]
+        assert experiment_module._WORKER_DATASET is None  # set only inside worker processes

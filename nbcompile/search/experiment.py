@@ -57,7 +57,7 @@ _WORKER_DATASET: NASBench | None = None
 
 def _open_in_worker(dataset: str, cache_dir: str | None) -> None:
     global _WORKER_DATASET
-    _WORKER_DATASET = NASBench(dataset, cache_dir=cache_dir, progress=False)
+    _WORKER_DATASET = NASBench(dataset, cache_dir=cache_dir, workers=1, progress=False)
 
 
 def _run_in_worker(algorithm: str, seed: int, budget: Budget, options: SearchOptions) -> SearchResult:
@@ -83,12 +83,12 @@ def run_experiment(
         (algorithm, experiment.run_seed(algorithm, repeat), experiment.budget, experiment.options)
         for algorithm, repeat in experiment.runs()
     ]
+    if dataset is None:  # converted once here, not in every worker
+        dataset = NASBench(experiment.dataset, cache_dir=experiment.cache_dir, progress=False)
     if workers > 1 and len(tasks) > 1:
-        source = str(dataset.cache_folder) if dataset is not None and dataset.cache_folder else experiment.dataset
+        source = str(dataset.cache_folder) if dataset.cache_folder else experiment.dataset
         runs = ordered_map(_run_in_worker, tasks, workers, initializer=_open_in_worker, initargs=(source, experiment.cache_dir))
     else:
-        if dataset is None:
-            dataset = NASBench(experiment.dataset, cache_dir=experiment.cache_dir, progress=False)
         runs = ordered_map(functools.partial(_run_here, dataset), tasks, 1)
     results = []
     for result in runs:
