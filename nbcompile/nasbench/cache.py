@@ -183,7 +183,8 @@ def load_tables(folder: Path, key: SourceKey | None = None, verify_content: bool
 
 
 def table_problem(tables: DatasetTables) -> str | None:
-    """What is inconsistent in ``tables`` (dtypes, shapes, value ranges), or None."""
+    """What is inconsistent in ``tables`` (dtypes, shapes, and the value ranges every converted
+    file has), or None."""
     sizes: dict[str, int] = {}
     for name, (dtype, dims) in SCHEMA.items():
         array = getattr(tables, name)
@@ -197,15 +198,13 @@ def table_problem(tables: DatasetTables) -> str | None:
                 return f"{name} has {size} entries on axis {axis}, the other arrays {expected}"
     if tables.num_cells == 0:
         return "the cache holds no cells"
-    if not (2 <= tables.num_vertices.min() and tables.num_vertices.max() <= MAX_VERTICES):
-        return f"num_vertices outside 2..{MAX_VERTICES}"
+    if not (1 <= tables.num_vertices.min() and tables.num_vertices.max() <= MAX_VERTICES):
+        return f"num_vertices outside 1..{MAX_VERTICES}"
     if tables.matrices.max() > 1:
         return "matrices hold entries other than 0 and 1"
     padding = np.arange(MAX_VERTICES) >= tables.num_vertices[:, None]
     if not np.array_equal(tables.ops == PAD_CODE, padding) or not (tables.ops < len(OP_CODES)).all():
         return "ops hold unknown op codes, or padding that does not match num_vertices"
-    if (tables.parameters < 0).any():
-        return "parameters hold negative counts"
     epochs = tables.epochs
     if (epochs <= 0).any() or (np.diff(epochs) <= 0).any():
         return "epochs are not positive and ascending"
