@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import tokenize
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+#: What ``np.load`` raises for a damaged ``.npy`` file or ``.npz`` member (its header is parsed
+#: as a Python literal), for readers to turn into one-line errors.
+NPY_ERRORS = (OSError, ValueError, EOFError, SyntaxError, TypeError, MemoryError, RecursionError, tokenize.TokenError)
 
 
 def current_umask() -> int:

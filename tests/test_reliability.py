@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from many_cells import write_many_cells
 from strategies import INCEPTION
 
@@ -606,3 +608,61 @@ def test_experiments_keep_no_dataset_in_the_parent(small, tmp_path) -> None:
         results = experiment_module.run_experiment(experiment, workers)
         assert [r.queries for r in results] == [4, 4]
         assert experiment_module._WORKER_DATASET is None  # set only inside worker processes
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["hashes", "num_vertices", "matrices", "ops", "parameters", "epochs", "repeats", "metrics", "manifest"]),
+       where=st.floats(0, 1, exclude_max=True), mask=st.integers(1, 255))  # fmt: skip
+def test_any_changed_byte_of_a_cache_is_noticed(small_cache, tmp_path_factory, name, where, mask) -> None:
+    """Property: after bits of any one byte of any file of a cache flip, loading it either fails in
+    one line or gives exactly the arrays written (a flip in a header's padding changes nothing)."""
+    folder = tmp_path_factory.mktemp("flip") / small_cache.name
+    shutil.copytree(small_cache, folder)
+    original = cache_module.load_tables(folder)[0]
+    target = folder / ("manifest.json" if name == "manifest" else f"{name}.npy")
+    data = bytearray(target.read_bytes())
+    data[int(where * len(data))] ^= mask
+    target.write_bytes(bytes(data))
+    try:
+        loaded = cache_module.load_tables(folder)
+    except StaleCacheError as error:
+        assert "\n" not in str(error)
+        return
+    assert loaded is not None
+    for array_name in original.names():
+        before, after = getattr(original, array_name), getattr(loaded[0], array_name)
+        assert before.dtype == after.dtype and np.array_equal(before, after, equal_nan=before.dtype.kind == "f"), array_name
+
+
+@pytest.fixture(scope="module")
+def small_cache(small, tmp_path_factory) -> Path:
+    return _cached(small, tmp_path_factory.mktemp("small_cache"))
+
+
+@pytest.fixture(scope="module")
+def cells_npz(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("npz") / "cells.npz"
+    assert _run("enumerate", "--max-vertices", "3", "--out", str(path)).exit_code == 0
+    return path
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.floats(0, 1, exclude_max=True), mask=st.integers(1, 255), cut=st.booleans())
+def test_damaged_cell_archives_are_refused_or_read_right(cells_npz, tmp_path_factory, where, mask, cut) -> None:
+    """Property: a .npz of cells with one byte changed (or cut there) is refused in one line, or
+    reads the very cells written (each cell's stored module hash is checked against its graph)."""
+    from nbcompile.errors import SpecError
+    from nbcompile.space.cellfiles import read_specs
+
+    data = bytearray(cells_npz.read_bytes())
+    at = int(where * len(data))
+    data[at] ^= mask
+    damaged = tmp_path_factory.mktemp("damaged") / "cells.npz"
+    damaged.write_bytes(bytes(data[:at] if cut else data))
+    expected = [spec.module_hash for _, spec in read_specs(str(cells_npz))]
+    try:
+        located = read_specs(str(damaged))
+    except SpecError as error:
+        assert "\n" not in str(error)
+        return
+    assert [spec.module_hash for _, spec in located if spec.is_valid()] == expected

@@ -34,7 +34,7 @@ import numpy as np
 
 from nbcompile._version import __version__
 from nbcompile.errors import DatasetError
-from nbcompile.io import current_umask
+from nbcompile.io import NPY_ERRORS, current_umask
 from nbcompile.nasbench.tables import METRIC_FIELDS, DatasetTables
 from nbcompile.space.ops import MAX_VERTICES, OP_CODES, PAD_CODE
 
@@ -58,6 +58,13 @@ SCHEMA: dict[str, tuple[str, tuple[str | int, ...]]] = {
     "repeats": ("|u1", ("N", "E")),
     "metrics": ("<f8", ("N", "E", "R", len(METRIC_FIELDS))),
 }
+
+
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 class StaleCacheError(DatasetError):
@@ -165,8 +172,8 @@ def load_tables(folder: Path, key: SourceKey | None = None, verify_content: bool
             raise StaleCacheError(f"{folder}: {MANIFEST} has no entry for {name}.npy")
         try:
             array = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as error:
-            raise StaleCacheError(f"{folder}: {name}.npy cannot be read ({str(error).splitlines()[0]})") from None
+        except NPY_ERRORS as error:
+            raise StaleCacheError(f"{folder}: {name}.npy cannot be read ({_first_line(error)})") from None
         if list(array.shape) != entry.get("shape") or array.dtype.str != entry.get("dtype"):
             raise StaleCacheError(
                 f"{folder}: {name}.npy is {array.dtype.str} {list(array.shape)}, the manifest says "

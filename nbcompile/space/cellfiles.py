@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from nbcompile.errors import SpecError
-from nbcompile.io import write_atomic
+
+from nbcompile.io import NPY_ERRORS, write_atomic
 from nbcompile.space.enumeration import EnumeratedCell
 from nbcompile.space.ops import MAX_VERTICES, OP_CODE, OP_CODES, PAD_CODE
 from nbcompile.space.spec import ModelSpec
@@ -75,7 +76,7 @@ def read_npz(path: Path) -> list[EnumeratedCell]:
             hashes, sizes, matrices, ops, codes = (
                 data[key] for key in ("module_hash", "num_vertices", "matrix", "ops", "op_codes")
             )
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
+    except (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
         raise SpecError(f"{not_ours} ({_first_line(error)})") from None
     count = len(hashes) if hashes.ndim == 1 else -1
     shapes_fit = (
