@@ -36,3 +36,9 @@ class UnknownCellError(NbcompileError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message, or its type's name if it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

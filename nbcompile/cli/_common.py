@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from nbcompile.compiler.config import NetworkConfig
-from nbcompile.errors import ConfigError, NbcompileError
+from nbcompile.errors import ConfigError, NbcompileError, first_line
 from nbcompile.parallel import sigterm_unwinds
 
 #: Exit code for bad input (specs, options, files), as click uses for usage errors.
@@ -29,7 +29,7 @@ def fail(message: str) -> None:
 
 def error_line(error: BaseException) -> str:
     """One line for ``error``; a ConfigError's field is named by its command-line flag."""
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    message = first_line(error)
     field = getattr(error, "field", None)
     if field and message.startswith(field):
         message = "--" + field.replace("_", "-") + message[len(field) :]
@@ -37,7 +37,7 @@ def error_line(error: BaseException) -> str:
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    click.echo(f"nbcompile: warning: {str(message).splitlines()[0] if str(message) else category.__name__}", err=True)
+    click.echo(f"nbcompile: warning: {first_line(message if isinstance(message, Warning) else Warning(message))}", err=True)
 
 
 def reports_bad_input(command: Callable[..., None]) -> Callable[..., None]:

@@ -33,7 +33,7 @@ import crc32c
 import numpy as np
 
 from nbcompile._version import __version__
-from nbcompile.errors import DatasetError
+from nbcompile.errors import DatasetError, first_line
 from nbcompile.io import NPY_ERRORS, current_umask
 from nbcompile.nasbench.tables import METRIC_FIELDS, DatasetTables
 from nbcompile.space.ops import MAX_VERTICES, OP_CODES, PAD_CODE
@@ -60,11 +60,6 @@ SCHEMA: dict[str, tuple[str, tuple[str | int, ...]]] = {
 }
 
 
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class StaleCacheError(DatasetError):
@@ -173,7 +168,7 @@ def load_tables(folder: Path, key: SourceKey | None = None, verify_content: bool
         try:
             array = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
         except NPY_ERRORS as error:
-            raise StaleCacheError(f"{folder}: {name}.npy cannot be read ({_first_line(error)})") from None
+            raise StaleCacheError(f"{folder}: {name}.npy cannot be read ({first_line(error)})") from None
         if list(array.shape) != entry.get("shape") or array.dtype.str != entry.get("dtype"):
             raise StaleCacheError(
                 f"{folder}: {name}.npy is {array.dtype.str} {list(array.shape)}, the manifest says "

@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from nbcompile.errors import SpecError
-
+from nbcompile.errors import SpecError, first_line
 from nbcompile.io import NPY_ERRORS, write_atomic
 from nbcompile.space.enumeration import EnumeratedCell
 from nbcompile.space.ops import MAX_VERTICES, OP_CODE, OP_CODES, PAD_CODE
@@ -77,7 +76,7 @@ def read_npz(path: Path) -> list[EnumeratedCell]:
                 data[key] for key in ("module_hash", "num_vertices", "matrix", "ops", "op_codes")
             )
     except (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
-        raise SpecError(f"{not_ours} ({_first_line(error)})") from None
+        raise SpecError(f"{not_ours} ({first_line(error)})") from None
     count = len(hashes) if hashes.ndim == 1 else -1
     shapes_fit = (
         count >= 0 and sizes.shape == (count,) and matrices.shape == (count, MAX_VERTICES, MAX_VERTICES)
@@ -140,7 +139,7 @@ def parse_specs(text: str, origin: str) -> list[tuple[str, ModelSpec]]:
     except RecursionError:
         raise SpecError(f"{origin}: not valid JSON (nested too deeply)") from None
     except ValueError as error:  # e.g. an integer of more digits than Python converts
-        raise SpecError(f"{origin}: not usable JSON ({_first_line(error)})") from None
+        raise SpecError(f"{origin}: not usable JSON ({first_line(error)})") from None
     if isinstance(data, list):
         if not data:
             raise SpecError(f"{origin}: no spec: the JSON array is empty")
@@ -163,11 +162,7 @@ def _json_line(line: str, location: str) -> Any:
     except RecursionError:
         raise SpecError(f"{location}: not valid JSON (nested too deeply)") from None
     except ValueError as error:
-        raise SpecError(f"{location}: not usable JSON ({_first_line(error)})") from None
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SpecError(f"{location}: not usable JSON ({first_line(error)})") from None
 
 
 def read_specs(source: str, stdin_text: str | None = None) -> list[tuple[str, ModelSpec]]:
