@@ -40,3 +40,9 @@ class UnknownCellError(NbcompileError, KeyError):
 
 class MissingDependencyError(NbcompileError, ImportError):
     """An optional package a feature needs is not installed; the message names the extra."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message, or its type's name if it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -95,6 +95,13 @@ def _batches(cells: Iterable[EnumeratedCell], size: int) -> Iterator[list[Enumer
         yield batch
 
 
+def check_fixture_name(path: str | Path) -> None:
+    """A fixture's file name must contain "synthetic" (DatasetError otherwise)."""
+    if not is_synthetic_name(path):
+        name = Path(path).name
+        raise DatasetError(f"{name}: a fixture's file name must contain {SYNTHETIC_MARK!r} (its metrics are made up)")
+
+
 def write_fixture(
     path: str | Path,
     cells: Iterable[EnumeratedCell],
@@ -108,8 +115,7 @@ def write_fixture(
     (the file is the same, byte for byte).
     """
     path = Path(path)
-    if not is_synthetic_name(path):
-        raise DatasetError(f"{path.name}: a fixture's file name must contain {SYNTHETIC_MARK!r} (its metrics are made up)")
+    check_fixture_name(path)
     count = 0
     tasks = ((batch, epochs) for batch in _batches(cells, _BATCH_CELLS))
     with atomic_output(path) as temporary, open(temporary, "wb") as stream:

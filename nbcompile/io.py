@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import os
 import tempfile
+import tokenize
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+#: What ``np.load`` raises for a damaged ``.npy`` file or ``.npz`` member (its header is parsed
+#: as a Python literal), for readers to turn into one-line errors.
+NPY_ERRORS = (OSError, ValueError, EOFError, SyntaxError, TypeError, MemoryError, RecursionError, tokenize.TokenError)
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 @contextmanager
@@ -18,9 +30,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(name)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(name, 0o666 & ~umask)
+        os.chmod(name, 0o666 & ~current_umask())
         os.replace(name, path)
     except BaseException:
         with suppress(FileNotFoundError):

@@ -126,7 +126,7 @@ def test_cli_writes_json_and_plot(tmp_path: Path) -> None:
     ("args", "fragment"),
     [
         (["--modes", "dynamic,fastest"], "unknown mode 'fastest'"),
-        (["--batch-sizes", "0"], "--batch-sizes '0' must be positive integers"),
+        (["--batch-sizes", "0"], "batch size 0 is not in 1..65536"),
         (["--batch-sizes", "a,b"], "must be comma-separated integers"),
         (["--device", "cuda"], "CUDA is not available"),
     ],

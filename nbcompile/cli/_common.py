@@ -5,13 +5,17 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import tempfile
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from nbcompile.compiler.config import NetworkConfig
-from nbcompile.errors import ConfigError, NbcompileError
+from nbcompile.errors import ConfigError, NbcompileError, first_line
+from nbcompile.parallel import sigterm_unwinds
 
 #: Exit code for bad input (specs, options, files), as click uses for usage errors.
 EXIT_BAD_INPUT = 2
@@ -25,20 +29,28 @@ def fail(message: str) -> None:
 
 def error_line(error: BaseException) -> str:
     """One line for ``error``; a ConfigError's field is named by its command-line flag."""
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    message = first_line(error)
     field = getattr(error, "field", None)
     if field and message.startswith(field):
         message = "--" + field.replace("_", "-") + message[len(field) :]
     return message
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"nbcompile: warning: {first_line(message if isinstance(message, Warning) else Warning(message))}", err=True)
+
+
 def reports_bad_input(command: Callable[..., None]) -> Callable[..., None]:
-    """Turn bad-input exceptions into one line on stderr and exit code 2, without a traceback."""
+    """Turn bad-input exceptions into one line on stderr and exit code 2, without a traceback;
+    warnings are one line each too (``nbcompile: warning: ...``); SIGTERM unwinds like Ctrl-C
+    (temporary files are removed, worker processes killed) and exits with status 143."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
-            command(*args, **kwargs)
+            with warnings.catch_warnings(), sigterm_unwinds():
+                warnings.showwarning = _warning_line
+                command(*args, **kwargs)
         except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
@@ -107,3 +119,41 @@ def open_dataset(path: str, cache_dir: str | None, no_cache: bool, workers: int 
     from nbcompile.nasbench.api import NASBench
 
     return NASBench(path, seed, cache_dir=cache_dir, cache=not no_cache, workers=workers)
+
+
+def check_output_file(path: str | None, flag: str) -> None:
+    """Refuse, before any work, an output file that could not be written: a folder in its place,
+    a parent that is a file, or a folder where no file can be created. Creates nothing."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{flag} {path}: is a folder, not a file")
+    _check_writable_folder(target.parent, path, flag)
+
+
+def check_output_folder(path: str | None, flag: str) -> None:
+    """Refuse, before any work, an output folder that could not be created or written in."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{flag} {path}: is a file, not a folder")
+    _check_writable_folder(target, path, flag)
+
+
+def _check_writable_folder(folder: Path, given: str, flag: str) -> None:
+    """The nearest existing ancestor of ``folder`` must be a folder we can create a file in."""
+    existing = folder.absolute()
+    while not existing.exists():
+        if existing.is_symlink():  # a dangling link: nothing can be created through it
+            raise ConfigError(f"{flag} {given}: {existing} is a broken link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {given}: {existing} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".nbcompile-probe.", suffix=".tmp")
+    except OSError as error:
+        raise ConfigError(f"{flag} {given}: cannot write in {existing} ({error.strerror or error})") from None
+    os.close(fd)
+    os.unlink(probe)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich.console import Console
 
 from nbcompile.bench.modes import MODES
-from nbcompile.cli._common import config_options, network_config, reports_bad_input, read_stdin
+from nbcompile.cli._common import check_output_file, config_options, network_config, reports_bad_input, read_stdin
 from nbcompile.errors import ConfigError, OutOfDomainError
 from nbcompile.space.cellfiles import read_specs
 
@@ -18,29 +20,56 @@ def _cell_label(location: str) -> str:
     return stem + suffix
 
 
-def _batch_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"--batch-sizes {text!r} must be comma-separated integers") from None
-    if not sizes or min(sizes) < 1:
-        raise ConfigError(f"--batch-sizes {text!r} must be positive integers")
-    return sizes
+#: The largest batch size ``--batch-sizes`` accepts (a 32×32 RGB float batch of it is 805 MB).
+MAX_BATCH_SIZE = 65536
+
+
+class BatchSizes(click.ParamType):
+    """Comma-separated batch sizes, each in 1..MAX_BATCH_SIZE."""
+
+    name = "sizes"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            sizes = tuple(int(part) for part in str(value).split(",") if part.strip())
+        except ValueError:
+            self.fail(f"{value!r} must be comma-separated integers", param, ctx)
+        if not sizes:
+            self.fail(f"{value!r} names no batch size", param, ctx)
+        bad = next((size for size in sizes if not 1 <= size <= MAX_BATCH_SIZE), None)
+        if bad is not None:
+            self.fail(f"batch size {bad} is not in 1..{MAX_BATCH_SIZE}", param, ctx)
+        return sizes
+
+
+class Device(click.ParamType):
+    """``cpu``, ``cuda`` or ``cuda:N``."""
+
+    name = "device"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        kind, colon, index = text.partition(":")
+        if text == "cpu" or (kind == "cuda" and (not colon or (index.isdigit() and index.isascii()))):
+            return text
+        self.fail(f"{text!r} is not cpu, cuda or cuda:N", param, ctx)
 
 
 @click.command("bench")
 @click.argument("specs", nargs=-1, required=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--batch-sizes", default="1,64,256", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--device", type=Device(), default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--batch-sizes", type=BatchSizes(), default="1,64,256", show_default=True, help=f"Comma-separated batch sizes (each at most {MAX_BATCH_SIZE}).")
 @click.option("--modes", default="all", show_default=True, help="Comma-separated modes, or all: " + ", ".join(MODES) + ".")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, help="bf16 runs under autocast.")
 @click.option("--channels-last", is_flag=True, help="Use channels_last inputs and weights.")
 @click.option("--train", is_flag=True, help="Time a training step (forward, backward, SGD step) instead of inference.")
-@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls before timing.")
-@click.option("--iters", type=int, default=50, show_default=True, help="Timed calls (at most).")
-@click.option("--max-seconds", type=float, default=10.0, show_default=True, help="Time limit for the timed calls of one mode.")
+@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True, help="Untimed calls before timing.")
+@click.option("--iters", type=click.IntRange(1), default=50, show_default=True, help="Timed calls (at most).")
+@click.option("--max-seconds", type=click.FloatRange(0, 86400, min_open=True), default=10.0, show_default=True, help="Time limit for the timed calls of one mode.")
 @click.option("--compile-backend", default="inductor", show_default=True, help="torch.compile backend.")
-@click.option("--image-size", type=int, default=32, show_default=True, help="Input height and width.")
+@click.option("--image-size", type=click.IntRange(1, 4096), default=32, show_default=True, help="Input height and width.")
 @click.option("--canonical", is_flag=True, help="Build the cell in the labeling NAS-Bench-101 trained.")
 @click.option("--no-peak", is_flag=True, help="Skip the matmul peak measurement.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full results as JSON.")
@@ -50,7 +79,7 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 def bench_command(
     specs: tuple[str, ...],
     device: str,
-    batch_sizes: str,
+    batch_sizes: tuple[int, ...],
     modes: str,
     dtype: str,
     channels_last: bool,
@@ -71,6 +100,8 @@ def bench_command(
     Every mode runs in this process on the same weights; a mode that fails or does not
     apply is reported in the table and the JSON, not raised.
     """
+    check_output_file(json_path, "--json")
+    check_output_file(plot_path, "--plot")
     import torch
 
     from nbcompile.bench.report import plot_latency, results_table, write_json
@@ -78,6 +109,8 @@ def bench_command(
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices")
     if plot_path is not None:
         try:
             import matplotlib  # noqa: F401
@@ -86,7 +119,7 @@ def bench_command(
     try:
         settings = BenchSettings(
             device=device,
-            batch_sizes=_batch_sizes(batch_sizes),
+            batch_sizes=batch_sizes,
             modes=tuple(iter_modes(modes)),
             dtype=dtype,
             channels_last=channels_last,

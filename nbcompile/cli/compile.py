@@ -9,7 +9,15 @@ import click
 from rich.console import Console
 from rich.progress import track
 
-from nbcompile.cli._common import cache_options, config_options, network_config, open_dataset, reports_bad_input, read_stdin
+from nbcompile.cli._common import (
+    cache_options,
+    check_output_folder,
+    config_options,
+    network_config,
+    open_dataset,
+    read_stdin,
+    reports_bad_input,
+)
 from nbcompile.compiler.driver import plan_job
 from nbcompile.compiler.naming import validate_module_name
 from nbcompile.compiler.report import format_info, info_json, spec_info
@@ -33,17 +41,19 @@ def compile_command(
 ) -> None:  # fmt: skip
     """Generate a model file for every spec in SPECS (JSON, JSON Lines, - for stdin, or a
     32-digit module hash with --dataset)."""
+    check_output_folder(out_dir, "--out-dir")
     config = network_config(options)
     if name is not None:
         validate_module_name(name)
     hashes = [source for source in specs if is_module_hash(source) and not Path(source).exists()]
     if hashes and dataset is None:
         raise SpecError(f"{hashes[0]}: no such file; to compile a module hash, name the dataset with --dataset FILE")
-    bench = open_dataset(dataset, cache_dir, no_cache, workers) if hashes else None
     stdin_text = read_stdin(specs)
+    from_files = {source: read_specs(source, stdin_text) for source in specs if source not in hashes}
+    opened = open_dataset(dataset, cache_dir, no_cache, workers) if hashes else None  # after the files
     located = []
     for source in specs:
-        located.extend([(source, bench.spec_of(source))] if source in hashes else read_specs(source, stdin_text))
+        located.extend([(source, opened.spec_of(source))] if source in hashes else from_files[source])
     if name is not None and len(located) != 1:
         raise ConfigError(f"--name needs exactly one spec, got {len(located)}")
     # Every spec is lowered (checked) before any file is written, and lowered again when written.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from nbcompile.cli._common import cache_options, open_dataset, reports_bad_input, read_stdin
+from nbcompile.cli._common import cache_options, check_output_file, open_dataset, reports_bad_input, read_stdin
 from nbcompile.errors import OutOfDomainError, SpecError
 from nbcompile.space.cellfiles import read_specs
 
@@ -28,8 +28,10 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
     """
     from nbcompile.space.enumeration import enumerate_cells, sample_cells
     from nbcompile.parallel import available_cpus
-    from nbcompile.fixture import FULL, ONLY_108, write_fixture
+    from nbcompile.fixture import FULL, ONLY_108, check_fixture_name, write_fixture
 
+    check_fixture_name(out)
+    check_output_file(out, "OUT")
     cells = enumerate_cells() if all_cells else sample_cells(cell_count)
     count = write_fixture(out, cells, FULL if full else ONLY_108, workers or available_cpus())
     click.echo(f"wrote {count:,} records to {out}", err=True)
@@ -41,10 +43,10 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
 @reports_bad_input
 def convert_command(path: str, cache_dir: str | None, no_cache: bool, workers: int | None) -> None:
     """Convert the dataset file PATH into the cache (or find it there) and say where it is."""
-    bench = open_dataset(path, cache_dir, no_cache, workers)
-    action = "converted" if bench.converted else "found in the cache"
-    click.echo(f"{action}: {len(bench):,} cells, {bench.tables.num_records:,} records in {bench.load_seconds:.2f} s", err=True)
-    click.echo(str(bench.cache_folder) if bench.cache_folder else "(not cached)")
+    dataset = open_dataset(path, cache_dir, no_cache, workers)
+    action = "converted" if dataset.converted else "found in the cache"
+    click.echo(f"{action}: {len(dataset):,} cells, {dataset.tables.num_records:,} records in {dataset.load_seconds:.2f} s", err=True)
+    click.echo(str(dataset.cache_folder) if dataset.cache_folder else "(not cached)")
 
 
 @data_group.command("info")
@@ -82,10 +84,8 @@ def data_query_command(
     from nbcompile.nasbench.report import format_query, query_json
     from nbcompile.space.graph import is_module_hash
 
-    bench = open_dataset(path, cache_dir, no_cache, workers, seed)
-    if is_module_hash(spec):
-        model_spec = bench.spec_of(spec)
-    else:
+    by_hash = is_module_hash(spec)
+    if not by_hash:  # read and check the spec before the dataset is opened (maybe converted)
         located = read_specs(spec, read_stdin((spec,)))
         if len(located) != 1:
             raise SpecError(f"{spec}: query takes one spec, the input holds {len(located)}")
@@ -94,7 +94,35 @@ def data_query_command(
             model_spec.validate()
         except OutOfDomainError as error:
             raise OutOfDomainError(f"{location}: {error}") from None
-    result = bench.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
+    dataset = open_dataset(path, cache_dir, no_cache, workers, seed)
+    if by_hash:
+        model_spec = dataset.spec_of(spec)
+    result = dataset.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
     module_hash = model_spec.module_hash
     show = query_json if as_json else format_query
-    click.echo(show(result, module_hash, bench.synthetic))
+    click.echo(show(result, module_hash, dataset.synthetic))
+
+
+@data_group.command("verify")
+@click.argument("path", type=click.Path())
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder, when PATH is a source file [default: as 'data convert'].")
+@reports_bad_input
+def verify_command(path: str, cache_dir: str | None) -> None:
+    """Check a dataset cache: every array against the shape, dtype and CRC-32C its manifest
+    records, and the source file (if still there) against the one converted. PATH is a cache
+    folder or a source .tfrecord (whose cache is looked up). Exits 2 on any mismatch."""
+    from pathlib import Path
+
+    from nbcompile.errors import DatasetError
+    from nbcompile.nasbench import cache
+
+    folder = Path(path)
+    if not folder.is_dir():
+        if not folder.is_file():
+            raise DatasetError(f"{path}: no such file or cache folder")
+        folder = Path(cache_dir or cache.default_cache_root()) / cache.SourceKey.of(folder).folder_name()
+        if not folder.is_dir():
+            raise DatasetError(f"{path}: not converted yet (no cache in {folder.parent})")
+    manifest = cache.verify(folder)
+    source = "source checked" if manifest["source_checked"] else "source not found, not checked"
+    click.echo(f"ok: {folder} ({manifest['cells']:,} cells, {len(manifest['arrays'])} arrays; {source})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
-from nbcompile.cli._common import reports_bad_input
+from nbcompile.cli._common import check_output_file, reports_bad_input
 from nbcompile.errors import ConfigError
 
 @click.command("enumerate")
@@ -30,6 +30,7 @@ def enumerate_command(max_vertices: int, max_edges: int, out_path: str | None, w
     path = Path(out_path) if out_path else None
     if path is not None and path.suffix not in (".jsonl", ".npz"):
         raise ConfigError(f"--out {out_path}: the file name must end in .jsonl or .npz")
+    check_output_file(out_path, "--out")
     total = sum(NASBENCH_COUNTS[v] for v in range(2, max_vertices + 1)) if max_edges == 9 else None
     started = time.perf_counter()
     progress = Progress(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
-from nbcompile.cli._common import open_dataset, reports_bad_input
+from nbcompile.cli._common import check_output_folder, open_dataset, reports_bad_input
 from nbcompile.errors import ConfigError, OutOfDomainError
 
 @click.command("search")
@@ -37,6 +37,7 @@ def search_command(
     Prints the mean and interquartile range of the final test accuracy of the best cell by
     validation, per algorithm; writes every trajectory to OUT/results.json.
     """
+    import math
     import time
     from pathlib import Path
 
@@ -48,19 +49,30 @@ def search_command(
     from nbcompile.search.algorithms import Budget, SearchOptions
     from nbcompile.search.experiment import Experiment, format_summary, run_experiment, summarize, write_results
 
+    # everything that can be refused is refused here, before the dataset is opened
+    if not (budget > 0 and math.isfinite(budget)):
+        raise ConfigError(f"--budget {budget} must be a positive, finite number")
+    check_output_folder(out_dir, "--out")
+    check_output_folder(emit_dir, "--emit-best")
     if plot:
         require("matplotlib", "--plot")
-    if not budget > 0:
-        raise ConfigError(f"--budget {budget} must be positive")
     names = tuple(name.strip() for name in algorithms.split(",") if name.strip())
     options = SearchOptions(dedupe, mean_of_repeats, epochs, population_size, tournament_size, mutation_rate)
     try:
         experiment = Experiment(dataset, names, repeats, Budget(budget, budget_kind), seed, options, cache_dir)
     except ValueError as error:
-        raise ConfigError(f"--algo: {error}") from None
-    bench = open_dataset(dataset, cache_dir, False, workers)  # convert once, before any run
-    if epochs not in bench.valid_epochs:
-        raise OutOfDomainError(f"--epochs: invalid number of epochs {epochs}, must be one of {sorted(bench.valid_epochs)}")
+        raise ConfigError(f"--algo {algorithms}: {error}") from None
+    opened = open_dataset(dataset, cache_dir, False, workers)  # convert once, before any run
+    if epochs not in opened.valid_epochs:
+        raise OutOfDomainError(f"--epochs: invalid number of epochs {epochs}, must be one of {sorted(opened.valid_epochs)}")
+    if dedupe and budget_kind == "queries":
+        column = sorted(opened.valid_epochs).index(epochs)
+        queryable = int((opened.tables.repeats[:, column] > 0).sum())
+        if budget >= queryable:  # a run makes floor(budget) + 1 queries
+            raise ConfigError(
+                f"--budget {budget:g} queries with --dedupe: the dataset has only {queryable:,} cells "
+                f"with runs at {epochs} epochs"
+            )
     out = Path(out_dir)
     console = Console(stderr=True)
     progress = Progress(
@@ -70,17 +82,20 @@ def search_command(
     started = time.perf_counter()
     with progress:
         task = progress.add_task("runs", total=len(experiment.runs()))
-        results = run_experiment(experiment, workers or available_cpus(), lambda _: progress.advance(task), bench)
+        results = run_experiment(experiment, workers or available_cpus(), lambda _: progress.advance(task), opened)
     seconds = time.perf_counter() - started
     click.echo(format_summary(summarize(results)))
-    if bench.synthetic:
+    if opened.synthetic:
         click.echo(SYNTHETIC_NOTE)
+    ended = [r for r in results if r.note]
+    if ended:
+        click.echo(f"note: {len(ended)} of {len(results)} runs ended before their budget was spent: {ended[0].note}")
     click.echo(f"{len(results)} runs in {seconds:.1f} s", err=True)
     click.echo(f"wrote {write_results(out, experiment, results, seconds)}", err=True)
     if plot:
         from nbcompile.search.plots import plot_results
 
-        for path in plot_results(results, out, budget if budget_kind == "time" else max(r.times[-1] for r in results), bench.synthetic):
+        for path in plot_results(results, out, budget if budget_kind == "time" else max(r.times[-1] for r in results), opened.synthetic):
             click.echo(f"wrote {path}", err=True)
     if emit_dir:
         from nbcompile.compiler.driver import compile_to_file
@@ -88,6 +103,6 @@ def search_command(
         best = max(results, key=lambda r: r.best_valids[-1])
         if best.best_hash is None:
             raise ConfigError("no cell was queried: nothing to emit")
-        path = compile_to_file(bench.spec_of(best.best_hash), emit_dir)
+        path = compile_to_file(opened.spec_of(best.best_hash), emit_dir)
         click.echo(f"best cell {best.best_hash} (validation {best.best_valids[-1]:.4f}, {best.algorithm} run seed {best.seed})", err=True)
         click.echo(str(path))

@@ -22,6 +22,7 @@ import copy
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,7 @@ class NASBench:
     # --- loading -------------------------------------------------------------------------------
     def _open(self, path: Path, cache_dir, use_cache: bool, workers, progress) -> DatasetTables:
         if path.is_dir():
-            loaded = cache.load_tables(path)
+            loaded = cache.load_tables(path)  # StaleCacheError (a DatasetError) if changed
             if loaded is None:
                 raise DatasetError(f"{path}: not an nbcompile dataset cache (no usable manifest.json)")
             self.cache_folder = path
@@ -216,10 +217,14 @@ class NASBench:
             return _plain(loaded[0])
         if not path.exists():
             raise DatasetError(f"{path}: no such file")
+        if not path.is_file():
+            raise DatasetError(f"{path}: not a regular file (a dataset must be a .tfrecord file or a cache folder)")
         if use_cache:
             key = cache.SourceKey.of(path)
-            folder = Path(cache_dir or cache.default_cache_root()) / key.folder_name()
-            loaded = cache.load_tables(folder)
+            root = Path(cache_dir or cache.default_cache_root())
+            folder = root / key.folder_name()
+            cache.clean_stale_temporaries(root)
+            loaded = _load_or_warn(folder, key)
             if loaded is not None:
                 self.cache_folder = folder
                 return _plain(loaded[0])
@@ -237,12 +242,10 @@ class NASBench:
         try:
             cache.save_tables(tables, folder, path, key, {"convert_seconds": round(time.perf_counter() - started, 3)})
         except OSError as error:  # a read-only cache folder must not stop the user
-            import warnings
-
-            warnings.warn(f"could not write the dataset cache in {folder.parent}: {error}", stacklevel=3)
+            warnings.warn(f"could not write the dataset cache in {folder.parent}: {error}", cache.CacheWarning, stacklevel=3)
             return tables
         self.cache_folder = folder
-        reloaded = cache.load_tables(folder)
+        reloaded = _load_or_warn(folder, key)
         return _plain(reloaded[0]) if reloaded else tables
 
     # --- upstream surface ----------------------------------------------------------------------
@@ -266,7 +269,8 @@ class NASBench:
             count = self._all_repeats or self._run_count(row, column)
             values = self._runs[row][column][self._sample(count)][part]
         elif reduce == "mean":
-            values = np.nanmean(self.tables.metrics[row, column, :, part], axis=0).tolist()
+            count = self._run_count(row, column)  # DatasetError naming the cell and budget if none
+            values = self.tables.metrics[row, column, :count, part].mean(axis=0).tolist()
         else:
             raise ValueError(f"reduce must be None or 'mean', got {reduce!r}")
         self.training_time_spent += values[0]
@@ -341,7 +345,11 @@ class NASBench:
             picks = np.array([self._sample(self._all_repeats or self._run_count(row, column)) for row in rows.tolist()], dtype=np.int64)
             values = runs[np.arange(len(rows)), picks]
         elif reduce == "mean":
-            values = np.nanmean(runs, axis=1) if len(rows) else runs[:, 0]
+            counts = self.tables.repeats[rows, column].astype(np.int64)
+            for row in rows[counts == 0][:1].tolist():
+                self._run_count(row, column)  # DatasetError naming the cell and budget
+            stored = np.arange(runs.shape[1]) < counts[:, None]  # (n, R): the runs each cell has
+            values = np.where(stored[:, :, None], runs, 0.0).sum(axis=1) / np.maximum(counts, 1)[:, None]
         else:
             raise ValueError(f"reduce must be None or 'mean', got {reduce!r}")
         values = values[:, _HALFWAY if stop_halfway else _FINAL]
@@ -439,6 +447,15 @@ class _LazyRows(dict):
     def __missing__(self, row: int) -> list[int]:
         value = self[row] = self._array[row].tolist()
         return value
+
+
+def _load_or_warn(folder: Path, key: cache.SourceKey) -> tuple[DatasetTables, dict[str, Any]] | None:
+    """The cache in ``folder``; None, with a one-line warning, if it exists but must not be used."""
+    try:
+        return cache.load_tables(folder, key)
+    except cache.StaleCacheError as error:
+        warnings.warn(f"{error}; converting the source again", cache.CacheWarning, stacklevel=4)
+        return None
 
 
 def _plain(tables: DatasetTables) -> DatasetTables:

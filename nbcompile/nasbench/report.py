@@ -17,37 +17,32 @@ _VALID = METRIC_FIELDS.index("final_validation_accuracy")
 _TEST = METRIC_FIELDS.index("final_test_accuracy")
 
 
-def dataset_info(bench: NASBench) -> dict[str, Any]:
-    """Counts, parameter range, and the best cells by mean validation and mean test accuracy."""
-    tables = bench.tables
+def dataset_info(dataset: NASBench) -> dict[str, Any]:
+    """Counts, parameter range, and per epoch budget the best cells by mean validation and mean
+    test accuracy. Means are over the runs each cell has; cells without a run at a budget (or
+    whose runs hold NaN) are left out of that budget's ranking, and ``cells_without_runs`` counts
+    the former. A budget where no cell has a usable mean reports None as its best cells."""
+    tables = dataset.tables
     budgets = []
     for column, epochs in enumerate(tables.epochs.tolist()):
         runs = np.asarray(tables.metrics[:, column])
-        with np.errstate(invalid="ignore"):
-            valid = np.nanmean(runs[:, :, _VALID], axis=1)
-            test = np.nanmean(runs[:, :, _TEST], axis=1)
-        best_valid = int(np.nanargmax(valid))
-        best_test = int(np.nanargmax(test))
+        counts = tables.repeats[:, column].astype(np.int64)
+        stored = np.arange(runs.shape[1]) < counts[:, None]
+        valid = _mean_of_stored(runs[:, :, _VALID], stored, counts)
+        test = _mean_of_stored(runs[:, :, _TEST], stored, counts)
         budgets.append(
             {
                 "epochs": epochs,
-                "runs": int(tables.repeats[:, column].astype(np.int64).sum()),
-                "best_mean_validation": {
-                    "module_hash": tables.hashes[best_valid].decode(),
-                    "validation_accuracy": float(valid[best_valid]),
-                    "test_accuracy": float(test[best_valid]),
-                },
-                "best_mean_test": {
-                    "module_hash": tables.hashes[best_test].decode(),
-                    "validation_accuracy": float(valid[best_test]),
-                    "test_accuracy": float(test[best_test]),
-                },
+                "runs": int(counts.sum()),
+                "cells_without_runs": int((counts == 0).sum()),
+                "best_mean_validation": _best(tables, valid, valid, test),
+                "best_mean_test": _best(tables, test, valid, test),
             }
         )
     return {
-        "dataset": bench.dataset_file,
-        "cache": str(bench.cache_folder) if bench.cache_folder else None,
-        "synthetic": bench.synthetic,
+        "dataset": dataset.dataset_file,
+        "cache": str(dataset.cache_folder) if dataset.cache_folder else None,
+        "synthetic": dataset.synthetic,
         "cells": tables.num_cells,
         "records": tables.num_records,
         "epochs": tables.epochs.tolist(),
@@ -55,6 +50,21 @@ def dataset_info(bench: NASBench) -> dict[str, Any]:
         "parameters": {"min": int(tables.parameters.min()), "max": int(tables.parameters.max())},
         "budgets": budgets,
     }
+
+
+def _mean_of_stored(values: np.ndarray, stored: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per cell, the mean of the runs it has (NaN where it has none); no warnings."""
+    total = np.where(stored, values, 0.0).sum(axis=1)
+    return np.divide(total, counts, out=np.full(len(counts), np.nan), where=counts > 0)
+
+
+def _best(tables, ranking: np.ndarray, valid: np.ndarray, test: np.ndarray) -> dict[str, Any] | None:
+    """The cell with the highest ``ranking`` (NaN never wins), or None if every entry is NaN."""
+    usable = np.flatnonzero(~np.isnan(ranking))
+    if not len(usable):
+        return None
+    row = int(usable[np.argmax(ranking[usable])])
+    return {"module_hash": tables.hashes[row].decode(), "validation_accuracy": float(valid[row]), "test_accuracy": float(test[row])}
 
 
 def format_dataset_info(info: dict[str, Any]) -> str:
@@ -68,8 +78,13 @@ def format_dataset_info(info: dict[str, Any]) -> str:
         f"parameters  {info['parameters']['min']:,} .. {info['parameters']['max']:,}",
     ]
     for budget in info["budgets"]:
+        if budget["cells_without_runs"]:
+            lines.append(f"{budget['epochs']:>3} epochs: {budget['cells_without_runs']:,} cells have no run (left out of the ranking)")
         for label, key in (("best mean validation", "best_mean_validation"), ("best mean test", "best_mean_test")):
             best = budget[key]
+            if best is None:
+                lines.append(f"{budget['epochs']:>3} epochs, {label + ':':<22} none (no cell has a usable mean)")
+                continue
             lines.append(
                 f"{budget['epochs']:>3} epochs, {label + ':':<22} {best['module_hash']}  "
                 f"validation {best['validation_accuracy']:.4f}  test {best['test_accuracy']:.4f}"

@@ -2,11 +2,13 @@
 
 Every run gets its own seed, derived from the experiment seed, the algorithm's name and the repeat
 number, so results do not depend on the number of processes or the order runs finish in. Worker
-processes open the dataset from its cache (memory-mapped, shared through the page cache).
+processes open the dataset from its cache (memory-mapped, shared through the page cache); the
+parent process keeps no module-level dataset.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -32,6 +34,8 @@ class Experiment:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if not self.algorithms:
+            raise ValueError(f"no algorithm given (choose from {', '.join(ALGORITHMS)})")
         unknown = [name for name in self.algorithms if name not in ALGORITHMS]
         if unknown:
             raise ValueError(f"unknown algorithm {unknown[0]!r} (choose from {', '.join(ALGORITHMS)})")
@@ -47,35 +51,47 @@ class Experiment:
         return [(algorithm, repeat) for algorithm in self.algorithms for repeat in range(self.repeats)]
 
 
-_BENCH: NASBench | None = None
+#: The dataset of a worker process, opened by :func:`_open_in_worker`; never set in the parent.
+_WORKER_DATASET: NASBench | None = None
 
 
-def _open(dataset: str, cache_dir: str | None) -> None:
-    global _BENCH
-    _BENCH = NASBench(dataset, cache_dir=cache_dir, progress=False)
+def _open_in_worker(dataset: str, cache_dir: str | None) -> None:
+    global _WORKER_DATASET
+    _WORKER_DATASET = NASBench(dataset, cache_dir=cache_dir, workers=1, progress=False)
 
 
-def _run_one(algorithm: str, seed: int, budget: Budget, options: SearchOptions) -> SearchResult:
-    assert _BENCH is not None
-    return ALGORITHMS[algorithm](_BENCH, budget, seed, options)
+def _run_in_worker(algorithm: str, seed: int, budget: Budget, options: SearchOptions) -> SearchResult:
+    if _WORKER_DATASET is None:
+        raise RuntimeError("_run_in_worker runs only in a worker started by run_experiment")
+    return ALGORITHMS[algorithm](_WORKER_DATASET, budget, seed, options)
+
+
+def _run_here(dataset: NASBench, algorithm: str, seed: int, budget: Budget, options: SearchOptions) -> SearchResult:
+    return ALGORITHMS[algorithm](dataset, budget, seed, options)
 
 
 def run_experiment(
     experiment: Experiment,
     workers: int = 1,
     on_result: Callable[[SearchResult], None] | None = None,
-    bench: NASBench | None = None,
+    dataset: NASBench | None = None,
 ) -> list[SearchResult]:
-    """All runs of ``experiment``, in (algorithm, repeat) order. ``bench``: the dataset, if the
-    caller has it open already (otherwise it is opened here, converting it once if needed)."""
-    global _BENCH
-    _BENCH = bench if bench is not None else NASBench(experiment.dataset, cache_dir=experiment.cache_dir, progress=False)
+    """All runs of ``experiment``, in (algorithm, repeat) order. ``dataset``: the dataset, if the
+    caller has it open already (otherwise it is opened, converting it once if needed). Worker
+    processes open it from its cache folder (memory-mapped, shared through the page cache)."""
     tasks = [
         (algorithm, experiment.run_seed(algorithm, repeat), experiment.budget, experiment.options)
         for algorithm, repeat in experiment.runs()
     ]
+    if dataset is None:  # converted once here, not in every worker
+        dataset = NASBench(experiment.dataset, cache_dir=experiment.cache_dir, progress=False)
+    if workers > 1 and len(tasks) > 1:
+        source = str(dataset.cache_folder) if dataset.cache_folder else experiment.dataset
+        runs = ordered_map(_run_in_worker, tasks, workers, initializer=_open_in_worker, initargs=(source, experiment.cache_dir))
+    else:
+        runs = ordered_map(functools.partial(_run_here, dataset), tasks, 1)
     results = []
-    for result in ordered_map(_run_one, tasks, workers, initializer=_open, initargs=(experiment.dataset, experiment.cache_dir)):
+    for result in runs:
         results.append(result)
         if on_result:
             on_result(result)

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nbcompile.errors import SpecError
-from nbcompile.io import write_atomic
+from nbcompile.errors import SpecError, first_line
+from nbcompile.io import NPY_ERRORS, write_atomic
 from nbcompile.space.enumeration import EnumeratedCell
 from nbcompile.space.ops import MAX_VERTICES, OP_CODE, OP_CODES, PAD_CODE
 from nbcompile.space.spec import ModelSpec
@@ -64,20 +66,34 @@ def write_npz(cells: Iterable[EnumeratedCell], path: Path) -> int:
 
 def read_npz(path: Path) -> list[EnumeratedCell]:
     """Cells from a file written by :func:`write_npz`."""
+    not_ours = f"{path}: not a cell file written by 'nbcompile enumerate'"
     try:
-        with np.load(path, allow_pickle=False) as data:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise SpecError(f"{not_ours} (a single .npy array, not an .npz archive)")
+        with loaded as data:
             hashes, sizes, matrices, ops, codes = (
                 data[key] for key in ("module_hash", "num_vertices", "matrix", "ops", "op_codes")
             )
-    except (OSError, KeyError, ValueError) as error:
-        raise SpecError(f"{path}: not a cell file written by 'nbcompile enumerate' ({error})") from None
+    except (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
+        raise SpecError(f"{not_ours} ({first_line(error)})") from None
+    count = len(hashes) if hashes.ndim == 1 else -1
+    shapes_fit = (
+        count >= 0 and sizes.shape == (count,) and matrices.shape == (count, MAX_VERTICES, MAX_VERTICES)
+        and ops.shape == (count, MAX_VERTICES) and hashes.dtype.kind == "S" and sizes.dtype.kind in "iu"
+        and matrices.dtype.kind in "iub" and ops.dtype.kind in "iu"
+    )  # fmt: skip
+    if not shapes_fit:
+        raise SpecError(f"{not_ours} (its arrays have other shapes or types)")
+    if count and not (sizes.min() >= 1 and sizes.max() <= MAX_VERTICES):
+        raise SpecError(f"{path}: num_vertices outside 1..{MAX_VERTICES}")
     if codes.tolist() != list(OP_CODES):
         raise SpecError(f"{path}: op codes {codes.tolist()} are not nbcompile's {list(OP_CODES)}")
     cells = []
     for key, size, matrix, labels in zip(hashes, sizes.tolist(), matrices, ops):
         cells.append(
             EnumeratedCell(
-                key.decode(),
+                key.decode("ascii", "replace"),
                 tuple(tuple(int(v) for v in row[:size]) for row in matrix[:size]),
                 tuple(OP_CODES[code] if 0 <= code < len(OP_CODES) else "?" for code in labels[:size].tolist()),
             )
@@ -122,6 +138,8 @@ def parse_specs(text: str, origin: str) -> list[tuple[str, ModelSpec]]:
         ) from None
     except RecursionError:
         raise SpecError(f"{origin}: not valid JSON (nested too deeply)") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise SpecError(f"{origin}: not usable JSON ({first_line(error)})") from None
     if isinstance(data, list):
         if not data:
             raise SpecError(f"{origin}: no spec: the JSON array is empty")
@@ -132,7 +150,7 @@ def parse_specs(text: str, origin: str) -> list[tuple[str, ModelSpec]]:
 def _is_json_object(line: str) -> bool:
     try:
         return isinstance(json.loads(line), dict)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         return False
 
 
@@ -143,6 +161,8 @@ def _json_line(line: str, location: str) -> Any:
         raise SpecError(f"{location}: not valid JSON ({error.msg} at column {error.colno})") from None
     except RecursionError:
         raise SpecError(f"{location}: not valid JSON (nested too deeply)") from None
+    except ValueError as error:
+        raise SpecError(f"{location}: not usable JSON ({first_line(error)})") from None
 
 
 def read_specs(source: str, stdin_text: str | None = None) -> list[tuple[str, ModelSpec]]:
