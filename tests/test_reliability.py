@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from many_cells import write_many_cells
-from strategies import INCEPTION
+from strategies import INCEPTION, not_loading_lines
 
 from nbcompile.cli import main
 from nbcompile.errors import DatasetError
@@ -70,7 +70,7 @@ def _run(*args: str, stdin: str | None = None):
 
 def _one_line_error(result, *fragments: str) -> str:
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
+    lines = not_loading_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("nbcompile: error: "), result.stderr
     assert "Traceback" not in result.output
     for fragment in fragments:
@@ -138,7 +138,7 @@ def test_query_cli_warns_in_one_line_and_prints_the_true_value(small, tmp_path) 
     result = _run("data", "query", str(small), first, "--mean", "--json", "--cache-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["validation_accuracy"] == truth
-    warning_lines = result.stderr.strip().splitlines()
+    warning_lines = not_loading_lines(result.stderr)
     assert len(warning_lines) == 1 and warning_lines[0].startswith("nbcompile: warning: ")
     assert "converting the source again" in warning_lines[0]
 
@@ -356,7 +356,7 @@ def test_data_info_without_warnings_and_with_empty_budgets(missing_runs, tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no RuntimeWarning
         result = _run("data", "info", str(path), "--json", "--cache-dir", str(tmp_path))
-    assert result.exit_code == 0 and result.stderr == "", result.output
+    assert result.exit_code == 0 and not_loading_lines(result.stderr) == [], result.output
     budgets = {b["epochs"]: b for b in json.loads(result.stdout)["budgets"]}
     assert budgets[4]["cells_without_runs"] == 1 and budgets[108]["cells_without_runs"] == 0
     assert budgets[4]["runs"] == 3 * (len(cells) - 1)
