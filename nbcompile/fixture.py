@@ -4,21 +4,29 @@ Every record is real protobuf inside real TFRecord framing; ``trainable_paramete
 parameter count of the cell's canonical network; accuracies and times are synthetic,
 deterministic functions of the cell, the epoch budget and the repeat. They are for tests,
 searches and load benchmarks at the real file's scale, never for research conclusions.
+
+A :class:`Layout` says how the bytes are laid out: every layout is one that upstream's reader
+accepts (protobuf fields in another order, no checkpoint path, compact JSON, line-broken base64,
+the unknown fields of derived benchmarks), so that load benchmarks can cover each of them.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
+import json
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from nbcompile.space.enumeration import EnumeratedCell
 from nbcompile.io import atomic_output
 from nbcompile.errors import DatasetError
-from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
-from nbcompile.nasbench.records import Record, encode_record
+from nbcompile.nasbench.metrics import EVALUATION_FIELDS, I32, I64, LEN, VARINT, EvaluationData, ModelMetrics, encode_field
+from nbcompile.nasbench.records import Record
 from nbcompile.nasbench.tfrecord import frame
 from nbcompile.parallel import ordered_map
 from nbcompile.compiler.lower import lower
@@ -83,9 +91,68 @@ def fixture_records(cells: Iterable[EnumeratedCell], epochs: tuple[int, ...] = O
                 yield Record(cell.module_hash, budget, adjacency, cell.ops, metrics)
 
 
-def _framed_batch(cells: list[EnumeratedCell], epochs: tuple[int, ...]) -> tuple[bytes, int]:
-    records = [frame(encode_record(record)) for record in fixture_records(cells, epochs)]
-    return b"".join(records), len(records)
+@dataclass(frozen=True)
+class Layout:
+    """How a writer lays out a record's bytes; every layout here is valid for upstream's reader."""
+
+    name: str
+    #: "" (present, empty: what this project wrote first), a path, or None (field absent).
+    checkpoint_path: str | None = ""
+    #: Protobuf fields in another order: scalars before the evaluations, EvaluationData backwards.
+    reordered: bool = False
+    #: A derived benchmark's extras: ModelMetrics fields 6-14 of every wire type, and
+    #: EvaluationData field 6 as a double (where upstream has the string checkpoint_path).
+    extra_fields: bool = False
+    #: JSON without spaces (``separators=(",", ":")``).
+    compact_json: bool = False
+    #: base64 with a line break every 76 characters (``base64.encodebytes``).
+    base64_lines: bool = False
+
+    def metrics_bytes(self, metrics: ModelMetrics) -> bytes:
+        evaluations = [encode_field(1, LEN, self._evaluation_bytes(e)) for e in metrics.evaluation_data]
+        scalars = [encode_field(2, VARINT, metrics.trainable_parameters), encode_field(3, I64, metrics.total_time)]
+        fields = scalars[::-1] + evaluations if self.reordered else evaluations + scalars
+        if self.extra_fields:
+            fields += [encode_field(number, wire, value) for number, wire, value in _EXTRA_FIELDS]
+        return b"".join(fields)
+
+    def _evaluation_bytes(self, evaluation: EvaluationData) -> bytes:
+        fields = [encode_field(number, I64, getattr(evaluation, name)) for number, name in EVALUATION_FIELDS.items()]
+        if self.checkpoint_path is not None:
+            fields.append(encode_field(6, LEN, self.checkpoint_path.encode()))
+        if self.extra_fields:
+            fields.append(encode_field(6, I64, evaluation.current_epoch * 1.5))
+        return b"".join(fields[::-1] if self.reordered else fields)
+
+    def payload(self, record: Record) -> bytes:
+        raw = self.metrics_bytes(record.metrics)
+        metrics = (base64.encodebytes(raw) if self.base64_lines else base64.b64encode(raw)).decode("ascii")
+        fields = [record.module_hash, record.epochs, record.adjacency, ",".join(record.operations), metrics]
+        return json.dumps(fields, separators=(",", ":") if self.compact_json else None).encode("utf-8")
+
+
+#: Unknown ModelMetrics fields of a derived benchmark (number, wire type, value).
+_EXTRA_FIELDS = (
+    (6, VARINT, 150), (7, I64, 0.25), (8, LEN, b"derived-benchmark"), (9, I32, 0.5), (10, VARINT, 1 << 40),
+    (11, I64, 3.0), (12, LEN, b""), (13, I32, 7), (14, VARINT, 0),
+)  # fmt: skip
+LAYOUTS: dict[str, Layout] = {
+    layout.name: layout
+    for layout in (
+        Layout("empty-path"),
+        Layout("path", checkpoint_path="gs://nasbench-runs/cifar10/model_dir/repeat_1/model.ckpt-43200"),
+        Layout("no-path", checkpoint_path=None),
+        Layout("compact-json", compact_json=True),
+        Layout("reordered", checkpoint_path=None, reordered=True),
+        Layout("third-party", checkpoint_path=None, extra_fields=True, base64_lines=True),
+    )
+}
+DEFAULT_LAYOUT = "empty-path"
+
+
+def _framed_batch(cells: list[EnumeratedCell], epochs: tuple[int, ...], layouts: tuple[str, ...]) -> list[tuple[bytes, int]]:
+    records = list(fixture_records(cells, epochs))
+    return [(b"".join(frame(LAYOUTS[name].payload(r)) for r in records), len(records)) for name in layouts]
 
 
 def _batches(cells: Iterable[EnumeratedCell], size: int) -> Iterator[list[EnumeratedCell]]:
@@ -99,6 +166,7 @@ def write_fixture(
     cells: Iterable[EnumeratedCell],
     epochs: tuple[int, ...] = ONLY_108,
     workers: int = 1,
+    layout: str = DEFAULT_LAYOUT,
 ) -> int:
     """Write a fixture file atomically; returns the number of records.
 
@@ -106,13 +174,28 @@ def write_fixture(
     With ``workers`` > 1, batches of cells are lowered and encoded in that many processes
     (the file is the same, byte for byte).
     """
-    path = Path(path)
-    if "synthetic" not in path.name:
-        raise DatasetError(f"{path.name}: a fixture's file name must contain 'synthetic' (its metrics are made up)")
+    return write_fixtures({layout: path}, cells, epochs, workers)
+
+
+def write_fixtures(
+    paths: Mapping[str, str | Path],
+    cells: Iterable[EnumeratedCell],
+    epochs: tuple[int, ...] = ONLY_108,
+    workers: int = 1,
+) -> int:
+    """Write the same records in several layouts (``{layout name: path}``), lowering each cell once."""
+    for name, path in paths.items():
+        if name not in LAYOUTS:
+            raise DatasetError(f"unknown layout {name!r}; the layouts are {', '.join(LAYOUTS)}")
+        if "synthetic" not in Path(path).name:
+            raise DatasetError(f"{Path(path).name}: a fixture's file name must contain 'synthetic' (its metrics are made up)")
+    names = tuple(paths)
     count = 0
-    tasks = ((batch, epochs) for batch in _batches(cells, _BATCH_CELLS))
-    with atomic_output(path) as temporary, open(temporary, "wb") as stream:
-        for data, records in ordered_map(_framed_batch, tasks, workers):
-            stream.write(data)
-            count += records
+    tasks = ((batch, epochs, names) for batch in _batches(cells, _BATCH_CELLS))
+    with ExitStack() as stack:
+        streams = [stack.enter_context(open(stack.enter_context(atomic_output(Path(paths[n]))), "wb")) for n in names]
+        for written in ordered_map(_framed_batch, tasks, workers):
+            for stream, (data, records) in zip(streams, written):
+                stream.write(data)
+            count += written[0][1]
     return count

@@ -23,6 +23,7 @@ from nbcompile.errors import DatasetError, OutOfDomainError, UnknownCellError
 from nbcompile.nasbench import cache
 from nbcompile.nasbench.convert import convert_file
 from nbcompile.nasbench.tables import METRIC_FIELDS, QUERY_FIELDS, DatasetTables
+from nbcompile.nasbench.tfrecord import check_regular_file
 from nbcompile.space import ops
 from nbcompile.space.spec import ModelSpec, as_model_spec
 
@@ -57,6 +58,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 _HALFWAY = slice(0, 4)
 _FINAL = slice(4, 8)
+#: ``range(n)`` for every possible repeat count, to draw a repeat from.
+_RANGES = tuple(range(n) for n in range(256))
 
 
 class _StatisticsView(Mapping):
@@ -111,8 +114,9 @@ class NASBench:
         self._runs = _LazyRows(self.tables.metrics)  # rows already queried, as Python floats
         self._cells: dict[int, tuple[np.ndarray, list[str], int]] = {}  # rows already queried
         self._rng = random.Random(seed)
-        # randrange(n) is _randbelow(n) after argument checks: the same draws, a third of the time
-        self._sample = getattr(self._rng, "_randbelow", self._rng.randrange)
+        # upstream draws random.randint(0, n - 1); choice(range(n)) draws the same number from the
+        # same state (both take one _randbelow(n)), with less argument checking
+        self._choose = self._rng.choice
         self.training_time_spent = 0.0
         self.total_epochs_spent = 0
         self.history: dict[str, Any] = {}
@@ -128,8 +132,7 @@ class NASBench:
                 raise DatasetError(f"{path}: not an nbcompile dataset cache (no usable manifest.json)")
             self.cache_folder = path
             return _plain(loaded[0])
-        if not path.exists():
-            raise DatasetError(f"{path}: no such file")
+        check_regular_file(path)  # before anything opens it: a FIFO would block
         if use_cache:
             key = cache.SourceKey.of(path)
             folder = Path(cache_dir or cache.default_cache_root()) / key.folder_name()
@@ -171,7 +174,7 @@ class NASBench:
         part = _HALFWAY if stop_halfway else _FINAL
         if reduce is None:
             count = self._all_repeats or self._run_count(row, column)
-            values = self._runs[row][column][self._sample(count)][part]
+            values = self._runs[row][column][self._choose(_RANGES[count])][part]
         elif reduce == "mean":
             values = np.nanmean(self.tables.metrics[row, column, :, part], axis=0).tolist()
         else:
@@ -239,7 +242,10 @@ class NASBench:
         rows = np.array([self._row_of_item(item) for item in model_specs], dtype=np.int64)
         runs = self.tables.metrics[rows, column]  # (n, R, 8)
         if reduce is None:
-            picks = np.array([self._sample(self._all_repeats or self._run_count(row, column)) for row in rows.tolist()], dtype=np.int64)
+            picks = np.array(
+                [self._choose(_RANGES[self._all_repeats or self._run_count(row, column)]) for row in rows.tolist()],
+                dtype=np.int64,
+            )
             values = runs[np.arange(len(rows)), picks]
         elif reduce == "mean":
             values = np.nanmean(runs, axis=1) if len(rows) else runs[:, 0]
