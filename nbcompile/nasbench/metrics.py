@@ -195,17 +195,3 @@ def encode_field(number: int, wire: int, value: int | float | bytes) -> bytes:
     if wire == I32:
         return key + (struct.pack("<f", value) if isinstance(value, float) else struct.pack("<I", value))
     return key + encode_varint(len(value)) + value  # type: ignore[arg-type, operator]
-
-
-def encode_evaluation(evaluation: EvaluationData) -> bytes:
-    path = encode_field(6, LEN, evaluation.checkpoint_path.encode("utf-8", "surrogateescape"))
-    return b"".join(encode_field(n, I64, getattr(evaluation, name)) for n, name in EVALUATION_FIELDS.items()) + path
-
-
-def encode_model_metrics(metrics: ModelMetrics) -> bytes:
-    """Serialize like protobuf does: fields in number order, every field present."""
-    return (
-        b"".join(encode_field(1, LEN, encode_evaluation(e)) for e in metrics.evaluation_data)
-        + encode_field(2, VARINT, metrics.trainable_parameters)
-        + encode_field(3, I64, metrics.total_time)
-    )
