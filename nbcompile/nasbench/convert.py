@@ -43,7 +43,7 @@ class _Chunk:
     """What a worker returns for a run of consecutive records."""
 
     first_index: int
-    unique_hashes: list[str]  # in first-seen order within the chunk
+    unique_hashes: list[bytes]  # in first-seen order within the chunk
     cell_ids: np.ndarray  # (records,) index into unique_hashes
     epochs: np.ndarray  # (records,) int64
     values: np.ndarray  # (records, 8) float64, METRIC_FIELDS
@@ -76,15 +76,15 @@ class _ChunkBuilder:
 
     def __init__(self, first_index: int) -> None:
         self.first_index = first_index
-        self.cell_of: dict[str, int] = {}
-        self.unique: list[str] = []
+        self.cell_of: dict[bytes, int] = {}
+        self.unique: list[bytes] = []
         self.cells: list[CellInfo] = []
         self.budgets: dict[int, tuple[int, int]] = {}
         self.cell_ids = array("q")
         self.epochs = array("q")
         self.values = array("d")
 
-    def add(self, index: int, offset: int, module_hash: str, epochs: int, adjacency: bytes,
+    def add(self, index: int, offset: int, module_hash: bytes, epochs: int, adjacency: bytes,
             codes: tuple[int, ...], parameters: int, metric_row: tuple[float, ...]) -> None:  # fmt: skip
         cell = self.cell_of.get(module_hash)
         if cell is None:
@@ -106,7 +106,7 @@ class _ChunkBuilder:
         if record.num_vertices > MAX_VERTICES:
             raise DatasetError(f"{where_}: {record.num_vertices} vertices, NAS-Bench-101 cells have at most {MAX_VERTICES}")
         codes = tuple(OP_CODE[op] for op in record.operations)
-        self.add(index, offset, record.module_hash, record.epochs, record.adjacency.encode("ascii"), codes,
+        self.add(index, offset, record.module_hash.encode(), record.epochs, record.adjacency.encode("ascii"), codes,
                  record.metrics.trainable_parameters, metric_values(record.metrics.evaluation_data, where_))  # fmt: skip
 
     def chunk(self) -> _Chunk:
@@ -162,15 +162,15 @@ def tables_from_records(records: Iterable[Record]) -> DatasetTables:
     return _merge([builder.chunk()])
 
 
-def _inconsistent(module_hash: str, index: int, offset: int, first: tuple) -> str:
+def _inconsistent(module_hash: bytes, index: int, offset: int, first: tuple) -> str:
     return (
-        f"record {index} at byte {offset}: cell {module_hash} has a different adjacency, ops or "
+        f"record {index} at byte {offset}: cell {module_hash.decode()} has a different adjacency, ops or "
         f"parameter count than in record {first[3]} at byte {first[4]}"
     )
 
 
 def _merge(chunks: list[_Chunk]) -> DatasetTables:
-    row_of: dict[str, int] = {}
+    row_of: dict[bytes, int] = {}
     first_seen: list[CellInfo] = []
     record_rows = []
     budgets: dict[int, tuple[int, int]] = {}

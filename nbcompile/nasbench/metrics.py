@@ -76,24 +76,15 @@ def model_metrics_class() -> Any:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("nasbench.ModelMetrics"))
 
 
-def parser():
-    """``parse(raw) -> message``: protobuf's parser of ModelMetrics; ProtobufError naming the cause."""
+def parse_model_metrics(raw: bytes) -> ModelMetrics:
+    """Decode a serialized ModelMetrics; ProtobufError naming the cause if it is malformed."""
     from google.protobuf.message import DecodeError
 
-    from_string = model_metrics_class().FromString
-
-    def parse(raw: bytes) -> Any:
-        try:
-            return from_string(raw)
-        except DecodeError:
-            raise ProtobufError(describe_error(raw)) from None
-
-    return parse
-
-
-def parse_model_metrics(raw: bytes) -> ModelMetrics:
-    """Decode a serialized ModelMetrics; ProtobufError if it is malformed."""
-    return metrics_from_message(parser()(raw))
+    try:
+        message = model_metrics_class().FromString(raw)
+    except DecodeError:
+        raise ProtobufError(describe_error(raw)) from None
+    return metrics_from_message(message)
 
 
 def metrics_from_message(message: Any) -> ModelMetrics:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import binascii
 import json
 import re
+from binascii import a2b_base64
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from nbcompile.errors import DatasetError
-from nbcompile.nasbench.metrics import ModelMetrics, ProtobufError, metrics_from_message, parser
+from nbcompile.nasbench.metrics import ModelMetrics, describe_error, metrics_from_message, model_metrics_class
 from nbcompile.nasbench.tfrecord import where
 from nbcompile.space.ops import MAX_VERTICES, OP_ALIASES, OP_CODE, OP_CODES
 
@@ -54,17 +57,17 @@ class PayloadReader:
 
     def __init__(self) -> None:
         self._ops: dict[bytes, tuple[int, ...] | str] = {}
-        self.parse_metrics = parser()
+        self._from_string = model_metrics_class().FromString
 
-    def split(self, payload: bytes, index: int, offset: int) -> tuple[str, int, bytes, tuple[int, ...], Any]:
+    def split(self, payload: bytes, index: int, offset: int) -> tuple[bytes, int, bytes, tuple[int, ...], Any]:
         """``(module_hash, epochs, adjacency as b"0"/b"1", op codes, parsed ModelMetrics message)``
         of the payload of record ``index`` at byte ``offset``; DatasetError naming them."""
         match = _PAYLOAD.fullmatch(payload)
         if match is not None:
             module_hash, epochs, adjacency, operations, encoded = match.groups()
-            module_hash, epochs = module_hash.decode(), int(epochs)
+            epochs = int(epochs)
             if b"\\" in encoded:
-                encoded = encoded.replace(b"\\n", b"\n")
+                encoded = encoded.replace(b"\\n", b"")  # base64.encodebytes' line breaks
         else:
             module_hash, epochs, adjacency, operations, encoded = _json_fields(payload, where(index, offset))
         codes = self._ops.get(operations)
@@ -72,25 +75,30 @@ class PayloadReader:
             codes = self._ops[operations] = _op_codes(operations)
         if type(codes) is str:
             raise DatasetError(f"{where(index, offset)}: {codes}")
-        if len(adjacency) != len(codes) ** 2 or adjacency.strip(b"01"):
+        if len(adjacency) != len(codes) ** 2:
             raise DatasetError(
                 f"{where(index, offset)}: adjacency of {len(adjacency)} characters does not match {len(codes)} ops "
                 "(expected a flattened square 0/1 matrix)"
             )
         try:
-            message = self.parse_metrics(_base64(encoded, index, offset))
-        except ProtobufError as error:
-            raise DatasetError(f"{where(index, offset)}: metrics is not a valid ModelMetrics protobuf ({error})") from None
+            raw = a2b_base64(encoded, strict_mode=True)
+        except binascii.Error:
+            raw = _base64_with_whitespace(encoded, index, offset)
+        try:
+            message = self._from_string(raw)
+        except DecodeError:
+            reason = describe_error(raw)
+            raise DatasetError(f"{where(index, offset)}: metrics is not a valid ModelMetrics protobuf ({reason})") from None
         return module_hash, epochs, adjacency, codes, message  # type: ignore[return-value]
 
     def record(self, payload: bytes, index: int = 0, offset: int = 0) -> Record:
         """The whole record (every evaluation, the checkpoint paths)."""
         module_hash, epochs, adjacency, codes, message = self.split(payload, index, offset)
         ops = tuple(OP_CODES[code] for code in codes)
-        return Record(module_hash, epochs, adjacency.decode(), ops, metrics_from_message(message))
+        return Record(module_hash.decode(), epochs, adjacency.decode(), ops, metrics_from_message(message))
 
 
-def _json_fields(payload: bytes, place: str) -> tuple[str, int, bytes, bytes, bytes]:
+def _json_fields(payload: bytes, place: str) -> tuple[bytes, int, bytes, bytes, bytes]:
     """The five fields through ``json.loads`` (any escapes, any spacing), checked."""
     try:
         fields = json.loads(payload)
@@ -108,10 +116,13 @@ def _json_fields(payload: bytes, place: str) -> tuple[str, int, bytes, bytes, by
         raise DatasetError(f"{place}: epochs {_short(epochs)} is not a positive integer below 2**63")
     if not isinstance(operations, str) or not isinstance(adjacency, str):
         raise DatasetError(f"{place}: adjacency and operations must be strings")
+    if adjacency.strip("01"):
+        raise DatasetError(f"{place}: adjacency {_short(adjacency)} is not a flattened square 0/1 matrix")
     if not isinstance(metrics, str):
         raise DatasetError(f"{place}: metrics must be a base64 string")
-    text = (adjacency, operations, metrics)
-    return module_hash, epochs, *(s.encode("utf-8", "surrogatepass") for s in text)  # type: ignore[return-value]
+    text = (module_hash, adjacency, operations, metrics)
+    module_hash, adjacency, operations, metrics = (s.encode("utf-8", "surrogatepass") for s in text)
+    return module_hash, epochs, adjacency, operations, metrics
 
 
 def _op_codes(operations: bytes) -> tuple[int, ...] | str:
@@ -125,14 +136,10 @@ def _op_codes(operations: bytes) -> tuple[int, ...] | str:
     return tuple(OP_CODE[OP_ALIASES[name]] for name in names)
 
 
-def _base64(encoded: bytes, index: int, offset: int) -> bytes:
-    """Strict base64, after removing whitespace (which upstream's decoder ignores too)."""
+def _base64_with_whitespace(encoded: bytes, index: int, offset: int) -> bytes:
+    """Strict base64 after removing whitespace (which upstream's decoder ignores too)."""
     try:
-        return binascii.a2b_base64(encoded, strict_mode=True)
-    except binascii.Error:
-        pass
-    try:
-        return binascii.a2b_base64(encoded.translate(None, _BASE64_WHITESPACE), strict_mode=True)
+        return a2b_base64(encoded.translate(None, _BASE64_WHITESPACE), strict_mode=True)
     except binascii.Error as error:
         raise DatasetError(f"{where(index, offset)}: metrics is not valid base64 ({error})") from None
 
