@@ -175,17 +175,16 @@ def _merge(chunks: list[_Chunk]) -> DatasetTables:
     record_rows = []
     budgets: dict[int, tuple[int, int]] = {}
     for chunk in chunks:
-        mapping = np.empty(len(chunk.unique_hashes), dtype=np.int64)
-        for local, module_hash in enumerate(chunk.unique_hashes):
+        mapping = []
+        for module_hash, cell in zip(chunk.unique_hashes, chunk.cells):
             row = row_of.get(module_hash)
-            cell = chunk.cells[local]
             if row is None:
                 row = row_of[module_hash] = len(first_seen)
                 first_seen.append(cell)
             elif first_seen[row][:3] != cell[:3]:
                 raise DatasetError(_inconsistent(module_hash, cell[3], cell[4], first_seen[row]))
-            mapping[local] = row
-        record_rows.append(mapping[chunk.cell_ids])
+            mapping.append(row)
+        record_rows.append(np.array(mapping, dtype=np.int64)[chunk.cell_ids])
         for epochs, seen in chunk.budgets.items():
             if epochs not in budgets:
                 budgets[epochs] = seen
