@@ -195,7 +195,7 @@ def write_fixtures(
     with ExitStack() as stack:
         streams = [stack.enter_context(open(stack.enter_context(atomic_output(Path(paths[n]))), "wb")) for n in names]
         for written in ordered_map(_framed_batch, tasks, workers):
-            for stream, (data, records) in zip(streams, written):
+            for stream, (data, _) in zip(streams, written):
                 stream.write(data)
             count += written[0][1]
     return count
