@@ -1,11 +1,13 @@
-"""Dataset benchmarks: cold conversion, warm load (time and memory), query rates.
+"""Dataset benchmarks: cold conversion in every byte layout, warm load (time and memory), query rates.
 
-    python benchmarks/dataset.py DATASET.tfrecord [--out benchmarks/results/dataset.json]
+    python benchmarks/dataset.py write DIR [--cells N]        # the same records in every layout
+    python benchmarks/dataset.py layouts DIR [--runs 1] [--out benchmarks/results/dataset_layouts.json]
+    python benchmarks/dataset.py queries DATASET.tfrecord [--out benchmarks/results/dataset.json]
 
-Make an only108-scale file first (metrics synthetic, parameter counts real):
-    nbcompile data fixture /tmp/nasbench_only108_synthetic.tfrecord --all
-Conversion and warm load run in fresh processes with a fresh cache folder; the numbers printed
-are also saved as JSON.
+``write`` makes one only108-scale file per layout of ``nbcompile data fixture --layout`` (metrics
+synthetic, parameter counts real; each cell is lowered once for all layouts). Conversion and
+warm load run in fresh processes with a fresh cache folder; peak memory counts the converting
+process and its largest worker. The numbers printed are also saved as JSON.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ bench = NASBench(sys.argv[1], cache_dir=sys.argv[2], progress=False)
 loaded = time.perf_counter()
 print(json.dumps({"converted": bench.converted, "cells": len(bench), "records": bench.tables.num_records,
                   "import_s": imported - started, "load_s": loaded - imported,
-                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "max_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
 
@@ -47,13 +50,60 @@ def _rate(function, items, repeats: int = 3) -> float:
     return len(items) / best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset")
-    parser.add_argument("--out", default="benchmarks/results/dataset.json")
-    parser.add_argument("--queries", type=int, default=20_000)
-    args = parser.parse_args()
+def _machine() -> str:
+    import os
 
+    return f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
+
+
+def _layout_path(folder: Path, layout: str) -> Path:
+    return folder / f"only108_{layout}_synthetic.tfrecord"
+
+
+def write_layouts(args: argparse.Namespace) -> None:
+    from nbcompile.fixture import LAYOUTS, write_fixtures
+    from nbcompile.parallel import available_cpus
+    from nbcompile.space.enumeration import enumerate_cells, sample_cells
+
+    folder = Path(args.folder)
+    cells = sample_cells(args.cells) if args.cells else enumerate_cells()
+    started = time.perf_counter()
+    count = write_fixtures({name: _layout_path(folder, name) for name in LAYOUTS}, cells, workers=available_cpus())
+    print(f"wrote {count:,} records in each of {len(LAYOUTS)} layouts in {time.perf_counter() - started:.0f} s")
+
+
+def measure_layouts(args: argparse.Namespace) -> None:
+    import statistics
+
+    from nbcompile.fixture import LAYOUTS
+
+    folder = Path(args.folder)
+    names = args.only.split(",") if args.only else list(LAYOUTS)
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() and args.append else {}
+    results.update({"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "folder": str(folder)})
+    layouts = results.setdefault("layouts", {})
+    for name in names:
+        path = _layout_path(folder, name)
+        entry = layouts.setdefault(name, {"dataset_bytes": path.stat().st_size, "cold": []})
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory() as cache_dir:
+                cold = _child(str(path), cache_dir)
+            assert cold["converted"]
+            entry["cold"].append(cold)
+            print(f"{name:>13}: cold {cold['load_s']:.2f} s for {cold['records']:,} records "
+                  f"(peak RSS {cold['max_rss_mb']:.0f} MB, worker {cold['max_worker_rss_mb']:.0f} MB)", flush=True)  # fmt: skip
+        times = [run["load_s"] for run in entry["cold"]]
+        entry["cold_median_s"] = statistics.median(times)
+        entry["cold_runs"] = len(times)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    for name, entry in layouts.items():
+        print(f"{name:>13}: median {entry['cold_median_s']:.2f} s over {entry['cold_runs']} run(s)")
+    print(f"wrote {out}")
+
+
+def measure_queries(args: argparse.Namespace) -> None:
     import numpy as np
 
     from nbcompile.space import graph
@@ -64,7 +114,7 @@ def main() -> None:
     results: dict = {
         "dataset": args.dataset,
         "dataset_bytes": Path(args.dataset).stat().st_size,
-        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs, Python {platform.python_version()}",
+        "machine": _machine(),
         "date": time.strftime("%Y-%m-%d"),
     }
     with tempfile.TemporaryDirectory() as cache_dir:
@@ -117,6 +167,29 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    write = commands.add_parser("write", help="write the same records in every layout")
+    write.add_argument("folder")
+    write.add_argument("--cells", type=int, default=0, help="cells spread over the space (default: all 423,624)")
+    write.set_defaults(run=write_layouts)
+    layouts = commands.add_parser("layouts", help="cold load of each layout's file")
+    layouts.add_argument("folder")
+    layouts.add_argument("--runs", type=int, default=1)
+    layouts.add_argument("--only", default="", help="comma-separated layouts (default: all)")
+    layouts.add_argument("--append", action="store_true", help="add runs to those already in --out")
+    layouts.add_argument("--out", default="benchmarks/results/dataset_layouts.json")
+    layouts.set_defaults(run=measure_layouts)
+    queries = commands.add_parser("queries", help="cold and warm load of one file, then query rates")
+    queries.add_argument("dataset")
+    queries.add_argument("--out", default="benchmarks/results/dataset.json")
+    queries.add_argument("--queries", type=int, default=20_000)
+    queries.set_defaults(run=measure_queries)
+    args = parser.parse_args()
+    args.run(args)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ Every record is real protobuf inside real TFRecord framing; ``trainable_paramete
 parameter count of the cell's canonical network; accuracies and times are synthetic,
 deterministic functions of the cell, the epoch budget and the repeat. They are for tests,
 searches and load benchmarks at the real file's scale, never for research conclusions.
+
+Each file is written in one of the byte layouts of :mod:`nbcompile.nasbench.writer`, so that load
+benchmarks can cover every layout upstream's reader accepts.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 
 from nbcompile.space.enumeration import EnumeratedCell
@@ -19,8 +23,9 @@ from nbcompile.io import atomic_output
 from nbcompile.errors import DatasetError
 from nbcompile.nasbench.api import SYNTHETIC_MARK, is_synthetic_name
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
-from nbcompile.nasbench.records import Record, encode_record
+from nbcompile.nasbench.records import Record
 from nbcompile.nasbench.tfrecord import frame
+from nbcompile.nasbench.writer import DEFAULT_LAYOUT, LAYOUTS
 from nbcompile.parallel import ordered_map
 from nbcompile.compiler.lower import lower
 from nbcompile.space.spec import ModelSpec
@@ -84,9 +89,11 @@ def fixture_records(cells: Iterable[EnumeratedCell], epochs: tuple[int, ...] = O
                 yield Record(cell.module_hash, budget, adjacency, cell.ops, metrics)
 
 
-def _framed_batch(cells: list[EnumeratedCell], epochs: tuple[int, ...]) -> tuple[bytes, int]:
-    records = [frame(encode_record(record)) for record in fixture_records(cells, epochs)]
-    return b"".join(records), len(records)
+
+
+def _framed_batch(cells: list[EnumeratedCell], epochs: tuple[int, ...], layouts: tuple[str, ...]) -> list[tuple[bytes, int]]:
+    records = list(fixture_records(cells, epochs))
+    return [(b"".join(frame(LAYOUTS[name].payload(r)) for r in records), len(records)) for name in layouts]
 
 
 def _batches(cells: Iterable[EnumeratedCell], size: int) -> Iterator[list[EnumeratedCell]]:
@@ -107,6 +114,7 @@ def write_fixture(
     cells: Iterable[EnumeratedCell],
     epochs: tuple[int, ...] = ONLY_108,
     workers: int = 1,
+    layout: str = DEFAULT_LAYOUT,
 ) -> int:
     """Write a fixture file atomically; returns the number of records.
 
@@ -114,12 +122,27 @@ def write_fixture(
     With ``workers`` > 1, batches of cells are lowered and encoded in that many processes
     (the file is the same, byte for byte).
     """
-    path = Path(path)
-    check_fixture_name(path)
+    return write_fixtures({layout: path}, cells, epochs, workers)
+
+
+def write_fixtures(
+    paths: Mapping[str, str | Path],
+    cells: Iterable[EnumeratedCell],
+    epochs: tuple[int, ...] = ONLY_108,
+    workers: int = 1,
+) -> int:
+    """Write the same records in several layouts (``{layout name: path}``), lowering each cell once."""
+    for name, path in paths.items():
+        if name not in LAYOUTS:
+            raise DatasetError(f"unknown layout {name!r}; the layouts are {', '.join(LAYOUTS)}")
+        check_fixture_name(path)
+    names = tuple(paths)
     count = 0
-    tasks = ((batch, epochs) for batch in _batches(cells, _BATCH_CELLS))
-    with atomic_output(path) as temporary, open(temporary, "wb") as stream:
-        for data, records in ordered_map(_framed_batch, tasks, workers):
-            stream.write(data)
-            count += records
+    tasks = ((batch, epochs, names) for batch in _batches(cells, _BATCH_CELLS))
+    with ExitStack() as stack:
+        streams = [stack.enter_context(open(stack.enter_context(atomic_output(Path(paths[n]))), "wb")) for n in names]
+        for written in ordered_map(_framed_batch, tasks, workers):
+            for stream, (data, _) in zip(streams, written):
+                stream.write(data)
+            count += written[0][1]
     return count

@@ -24,6 +24,6 @@ def write_many_cells(path: Path, cells: int, repeats: int = 3) -> Path:
 
 
 def _payload(record) -> bytes:
-    from nbcompile.nasbench.records import encode_record
+    from nbcompile.nasbench.writer import encode_record
 
     return encode_record(record)

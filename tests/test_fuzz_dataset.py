@@ -18,7 +18,7 @@ import reference_reader as reference
 from nbcompile.errors import DatasetError
 from nbcompile.fixture import fixture_records
 from nbcompile.nasbench import NASBench
-from nbcompile.nasbench.records import encode_record
+from nbcompile.nasbench.writer import encode_record
 from nbcompile.space.enumeration import sample_cells
 
 SEED = 13
@@ -195,7 +195,6 @@ def test_corrupted_files_are_refused_in_one_line_or_read_correctly(good_payloads
     assert outcomes["loaded"] >= 40 and outcomes["refused"] >= 100, outcomes
 
 
-@pytest.mark.xfail(strict=True, reason="record decoding of these is fixed by issue 11 (convert.py/records.py); remove this mark when it is merged")
 @pytest.mark.parametrize(
     ("name", "change"),
     [
@@ -205,7 +204,7 @@ def test_corrupted_files_are_refused_in_one_line_or_read_correctly(good_payloads
         ("5,000-digit integer", None),
     ],
 )
-def test_hostile_values_issue_11(good_payloads, tmp_path, name, change) -> None:
+def test_hostile_values_are_one_line_errors(good_payloads, tmp_path, name, change) -> None:
     if change is not None:
         payload = _with_fields(good_payloads[1], change)
     elif name == "nesting bomb":

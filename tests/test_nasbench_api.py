@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import struct
 import types
 from pathlib import Path
 
@@ -18,11 +17,10 @@ from nbcompile.nasbench import NASBench, UnknownCellError
 from nbcompile.nasbench import convert as convert_module
 from nbcompile.nasbench.convert import convert_file, tables_from_records
 from nbcompile.errors import DatasetError
-from nbcompile.fixture import FULL, ONLY_108, fixture_records, write_fixture
-from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
-from nbcompile.nasbench.records import Record, encode_record, parse_record
+from nbcompile.fixture import FULL, LAYOUTS, ONLY_108, fixture_records, write_fixture
+from nbcompile.nasbench.records import Record, parse_record
 from nbcompile.nasbench.tables import METRIC_FIELDS
-from nbcompile.nasbench.tfrecord import frame, read_records
+from nasbench_bytes import frame, frames
 from nbcompile.space.spec import ModelSpec
 from strategies import INCEPTION, not_loading_lines
 
@@ -59,7 +57,7 @@ def bench(only108, tmp_path) -> NASBench:
 
 
 def _records(path: Path) -> list[Record]:
-    return [parse_record(payload, index, offset) for index, offset, payload in read_records(path)]
+    return [parse_record(payload, index, offset) for index, (offset, payload) in enumerate(frames(path.read_bytes()))]
 
 
 def _assert_tables_equal(a, b) -> None:
@@ -71,7 +69,7 @@ def _assert_tables_equal(a, b) -> None:
 
 # --- conversion ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("fixture_name", ["only108", "full"])
-def test_fast_conversion_equals_the_checking_decoder(request, fixture_name) -> None:
+def test_conversion_equals_record_by_record_parsing(request, fixture_name) -> None:
     path = request.getfixturevalue(fixture_name)
     _assert_tables_equal(convert_file(path, workers=1), tables_from_records(_records(path)))
 
@@ -108,26 +106,21 @@ def _write(path: Path, payloads: list[bytes]) -> Path:
     return path
 
 
-def test_unusual_but_valid_layouts_take_the_general_path(tmp_path, cells) -> None:
-    """Other producers: a checkpoint path, an unknown protobuf field, other JSON spacing."""
-    records = list(fixture_records(cells[:2], ONLY_108))
-    first = records[0]
-    runs = tuple(EvaluationData(*[getattr(e, f) for f in ("current_epoch", "training_time", "train_accuracy",
-                 "validation_accuracy", "test_accuracy")], "gs://bucket/model.ckpt-1") for e in first.metrics.evaluation_data)  # fmt: skip
-    with_path = Record(first.module_hash, 108, first.adjacency, first.operations, ModelMetrics(runs, first.metrics.trainable_parameters, 1.0))
-    payloads = [encode_record(with_path)]
-    unknown = json.loads(encode_record(records[1]))
-    unknown[4] = base64.b64encode(base64.b64decode(unknown[4]) + bytes([0x20, 0x07])).decode()  # field 4, varint
-    payloads.append(json.dumps(unknown).encode())
-    payloads.append(json.dumps(json.loads(encode_record(records[2])), separators=(",", ":")).encode())
-    path = _write(tmp_path / "mixed.tfrecord", payloads)
-    tables = convert_file(path, workers=1)
-    _assert_tables_equal(tables, tables_from_records(_records(path)))
-    assert tables.num_records == 3
+def test_every_fixture_layout_converts_to_the_same_tables(tmp_path, cells) -> None:
+    """``nbcompile data fixture --layout``: other bytes, the same records."""
+    reference = None
+    for name in LAYOUTS:
+        path = tmp_path / f"{name}_synthetic.tfrecord"
+        write_fixture(path, cells[:4], FULL, layout=name)
+        tables = convert_file(path, workers=1)
+        _assert_tables_equal(tables, tables_from_records(_records(path)))
+        if reference is None:
+            reference = tables
+        _assert_tables_equal(tables, reference)
 
 
 def _bad_files(tmp_path: Path, cells) -> list[tuple[str, bytes, str]]:
-    good = [encode_record(r) for r in fixture_records(cells[:2], ONLY_108)]
+    good = [LAYOUTS["empty-path"].payload(r) for r in fixture_records(cells[:2], ONLY_108)]
     framed = b"".join(frame(p) for p in good)
     second = len(frame(good[0]))  # byte offset of record 1
 
@@ -417,22 +410,8 @@ def test_tensorflow_reader_agrees(request, fixture_name) -> None:
     _assert_tables_equal(convert_file_tf(path), convert_file(path, workers=1))
 
 
-def test_tensorflow_reader_agrees_on_other_layouts(tmp_path, cells) -> None:
-    pytest.importorskip("tensorflow")
-    from nbcompile.nasbench.tf_reader import convert_file_tf
-
-    records = list(fixture_records(cells[:3], ONLY_108))
-    unknown = []
-    for record in records:
-        fields = json.loads(encode_record(record))
-        fields[4] = base64.b64encode(base64.b64decode(fields[4]) + bytes([0x20, 0x07]) + struct.pack("<BB", 0x2A, 1) + b"x").decode()
-        unknown.append(json.dumps(fields).encode())
-    path = _write(tmp_path / "other_layouts.tfrecord", unknown)
-    _assert_tables_equal(convert_file_tf(path), convert_file(path, workers=1))
-
-
 def test_cells_with_fewer_runs_sample_only_those(tmp_path, cells) -> None:
-    payloads = [encode_record(r) for r in fixture_records(cells[:2], ONLY_108)]
+    payloads = [LAYOUTS["empty-path"].payload(r) for r in fixture_records(cells[:2], ONLY_108)]
     path = _write(tmp_path / "missing_run.tfrecord", payloads[:5])  # cell 1 has 2 runs, not 3
     bench = NASBench(path, seed=0, cache_dir=tmp_path / "cache")
     assert bench.tables.repeats.ravel().tolist() == [3, 2]

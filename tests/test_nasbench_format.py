@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import struct
 
@@ -11,22 +10,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nasbench_bytes import frames
+from nasbench_bytes import frame as hand_frame
 from nbcompile.errors import DatasetError
-from nbcompile.nasbench.metrics import (
-    EvaluationData,
-    ModelMetrics,
-    ProtobufError,
-    decode_model_metrics,
-    encode_model_metrics,
-)
-from nbcompile.nasbench.records import Record, encode_record, parse_record
-from nbcompile.nasbench.tfrecord import frame, iter_records, masked_crc, write_records
+from nbcompile.fixture import LAYOUTS
+from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics, ProtobufError, parse_model_metrics
+from nbcompile.nasbench.records import Record, parse_record
+from nbcompile.nasbench.tfrecord import first_bad_crc, frame, masked_crc, record_offsets
 
 INCEPTION_ADJACENCY = "0111100" "0000001" "0000001" "0000001" "0000010" "0000001" "0000000"
 INCEPTION_OPS = ("input", "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3", "conv3x3-bn-relu", "conv3x3-bn-relu", "output")
 # The notebook's query of the Inception-like cell (one repeat at 108 epochs, reference §8).
 FINAL = EvaluationData(108.0, 1155.85302734375, 1.0, 0.9376001358032227, 0.9311898946762085, "")
-METRICS = ModelMetrics((EvaluationData(), EvaluationData(54.0, 578.0, 0.9, 0.9, 0.9, "ckpt"), FINAL), 2694282, 1769.0)
+METRICS = ModelMetrics((EvaluationData(), EvaluationData(54.0, 578.0, 0.9, 0.9, 0.9, ""), FINAL), 2694282, 1769.0)
+#: The fixture writer's default layout: every field, in number order, empty checkpoint paths.
+OFFICIAL = LAYOUTS["empty-path"]
 
 
 def test_crc32c_and_mask_known_values() -> None:
@@ -39,24 +37,30 @@ def test_crc32c_and_mask_known_values() -> None:
 
 def test_protobuf_bytes_are_protobufs_encoding() -> None:
     """Hand-checked wire bytes: field 2 varint 2694282 is 10 8a b9 a4 01; field 3 is tag 0x19."""
-    encoded = encode_model_metrics(ModelMetrics((), 2694282, 1.5))
+    encoded = OFFICIAL.metrics_bytes(ModelMetrics((), 2694282, 1.5))
     assert encoded == bytes([0x10, 0x8A, 0xB9, 0xA4, 0x01, 0x19]) + struct.pack("<d", 1.5)
-    evaluation = encode_model_metrics(ModelMetrics((EvaluationData(1.0, 2.0, 3.0, 4.0, 5.0, "p"),), 0, 0.0))
-    assert evaluation[:2] == bytes([0x0A, 5 * 9 + 3])  # field 1, LEN 48: five doubles + "p"
-    assert evaluation[2] == 0x09 and evaluation[11] == 0x11 and evaluation[47:50] == b"\x32\x01p"
+    evaluation = OFFICIAL.metrics_bytes(ModelMetrics((EvaluationData(1.0, 2.0, 3.0, 4.0, 5.0),), 0, 0.0))
+    assert evaluation[:2] == bytes([0x0A, 5 * 9 + 2])  # field 1, LEN 47: five doubles + an empty path
+    assert evaluation[2] == 0x09 and evaluation[11] == 0x11 and evaluation[47:49] == b"\x32\x00"
 
 
-def test_metrics_round_trip() -> None:
-    assert decode_model_metrics(encode_model_metrics(METRICS)) == METRICS
+def test_metrics_round_trip_in_every_fixture_layout() -> None:
+    for layout in LAYOUTS.values():
+        decoded = parse_model_metrics(layout.metrics_bytes(METRICS))
+        assert decoded.trainable_parameters == METRICS.trainable_parameters and decoded.total_time == 1769.0
+        values = [(e.current_epoch, e.training_time, e.validation_accuracy) for e in decoded.evaluation_data]
+        assert values == [(e.current_epoch, e.training_time, e.validation_accuracy) for e in METRICS.evaluation_data]
+        paths = {e.checkpoint_path for e in decoded.evaluation_data}
+        assert paths == {layout.checkpoint_path or ""}, layout.name
 
 
 def test_unknown_fields_are_skipped() -> None:
     extra = bytes([0x20, 0x07]) + bytes([0x2A, 0x02]) + b"hi" + bytes([0x35]) + b"\0\0\0\0"  # fields 4, 5, 6
     inner_extra = bytes([0x38, 0x01])  # field 7 varint inside EvaluationData
-    body = encode_model_metrics(ModelMetrics((), 5, 0.0))
+    body = OFFICIAL.metrics_bytes(ModelMetrics((), 5, 0.0))
     evaluation = bytes([0x09]) + struct.pack("<d", 3.0) + inner_extra
     data = bytes([0x0A, len(evaluation)]) + evaluation + extra + body
-    decoded = decode_model_metrics(data)
+    decoded = parse_model_metrics(data)
     assert decoded.trainable_parameters == 5 and decoded.evaluation_data[0].current_epoch == 3.0
 
 
@@ -68,48 +72,60 @@ def test_unknown_fields_are_skipped() -> None:
         (bytes([0x10]) + b"\xff" * 11, "longer than 10 bytes"),
         (bytes([0x0B]), "unsupported wire type 3"),
         (bytes([0x19, 0x00]), "runs past the end"),
-        (bytes([0x11]) + b"\0" * 8, None),  # unknown field 2 with I64 where varint expected: wire type check
+        (bytes([0x0A, 0x02, 0x09, 0x00]), "evaluation_data: field 1 runs past the end"),
         (bytes([0x00]), "field number 0"),
     ],
 )
-def test_corrupt_protobufs(data: bytes, message: str | None) -> None:
-    if message is None:
-        with pytest.raises(ProtobufError, match="trainable_parameters has wire type 1"):
-            decode_model_metrics(data)
-        return
+def test_corrupt_protobufs_say_why(data: bytes, message: str) -> None:
     with pytest.raises(ProtobufError, match=message):
-        decode_model_metrics(data)
+        parse_model_metrics(data)
+
+
+def test_a_known_field_with_another_wire_type_is_an_unknown_field() -> None:
+    """As protobuf does: field 2 (int32) arriving as 64-bit is skipped, not an error."""
+    assert parse_model_metrics(bytes([0x11]) + b"\0" * 8 + bytes([0x10, 0x07])).trainable_parameters == 7
 
 
 @settings(max_examples=100, derandomize=True, deadline=None)
-@given(st.lists(st.binary(min_size=1, max_size=300), max_size=6))
-def test_framing_round_trip(payloads: list[bytes]) -> None:
-    stream = io.BytesIO()
-    assert write_records(stream, payloads) == len(payloads)
-    stream.seek(0)
-    records = list(iter_records(stream))
-    assert [p for _, _, p in records] == payloads
-    offsets = [o for _, o, _ in records]
-    assert offsets == [sum(16 + len(p) for p in payloads[:i]) for i in range(len(payloads))]
+@given(st.lists(st.binary(min_size=0, max_size=300), min_size=1, max_size=6))
+def test_framing_against_a_hand_written_writer(tmp_path_factory, payloads: list[bytes]) -> None:
+    data = b"".join(hand_frame(p) for p in payloads)
+    assert b"".join(frame(p) for p in payloads) == data
+    path = tmp_path_factory.mktemp("frames") / "f.tfrecord"
+    path.write_bytes(data)
+    offsets = record_offsets(path).tolist()
+    assert offsets == [sum(16 + len(p) for p in payloads[:i]) for i in range(len(payloads) + 1)]
+    assert first_bad_crc(data, offsets[:-1], offsets[1:]) is None
 
 
 def _file(*payloads: bytes) -> bytearray:
-    return bytearray(b"".join(frame(p) for p in payloads))
+    return bytearray(b"".join(hand_frame(p) for p in payloads))
 
 
 @pytest.mark.parametrize(
     ("corrupt", "message"),
     [
-        (lambda b: b[: len(b) - 3], r"record 1 at byte 21: file ends inside the record"),
+        (lambda b: b[: len(b) - 3], r"record 1 at byte 21: file ends inside the record \(6 bytes of payload announced, 7 left\)"),
         (lambda b: b[:25], r"record 1 at byte 21: file ends inside the record header"),
         (lambda b: b[:21] + bytes([b[21] ^ 1]) + b[22:], r"record 1 at byte 21: bad CRC of the length field"),
-        (lambda b: b[:34] + bytes([b[34] ^ 1]) + b[35:], r"record 1 at byte 21: bad CRC of the payload"),
+        (lambda b: b[:21] + bytes([b[21] ^ 64]) + b[22:], r"record 1 at byte 21: bad CRC of the length field"),
     ],
 )
-def test_bad_frames_name_record_and_offset(corrupt, message: str) -> None:
-    data = bytes(corrupt(_file(b"first", b"second")))
+def test_bad_frames_name_record_and_offset(tmp_path, corrupt, message: str) -> None:
+    path = tmp_path / "bad.tfrecord"
+    path.write_bytes(bytes(corrupt(_file(b"first", b"second"))))
     with pytest.raises(DatasetError, match=message):
-        list(iter_records(io.BytesIO(data)))
+        record_offsets(path)
+
+
+def test_crc_check_names_the_first_bad_record() -> None:
+    data = _file(b"first", b"second", b"third")
+    assert first_bad_crc(bytes(data), [0, 21, 43], [21, 43, 64]) is None
+    data[34] ^= 1  # a payload byte of record 1
+    data[50] ^= 1  # and of record 2
+    assert first_bad_crc(bytes(data), [0, 21, 43], [21, 43, 64]) == (1, "bad CRC of the payload")
+    data[29] ^= 1  # record 1's length CRC
+    assert first_bad_crc(bytes(data), [0, 21, 43], [21, 43, 64]) == (1, "bad CRC of the length field")
 
 
 def _payload(**overrides) -> bytes:
@@ -118,7 +134,7 @@ def _payload(**overrides) -> bytes:
         "epochs": 108,
         "adjacency": INCEPTION_ADJACENCY,
         "operations": ",".join(INCEPTION_OPS),
-        "metrics": base64.b64encode(encode_model_metrics(METRICS)).decode(),
+        "metrics": base64.b64encode(OFFICIAL.metrics_bytes(METRICS)).decode(),
     }
     fields.update(overrides)
     return json.dumps(list(fields.values())).encode()
@@ -127,7 +143,10 @@ def _payload(**overrides) -> bytes:
 def test_record_round_trip() -> None:
     record = parse_record(_payload(), 3, 99)
     assert record == Record("28cfc7874f6d200472e1a9dcd8650aa0", 108, INCEPTION_ADJACENCY, INCEPTION_OPS, METRICS)
-    assert parse_record(encode_record(record)) == record
+    assert parse_record(OFFICIAL.payload(record)) == record
+    for layout in LAYOUTS.values():  # other layouts: the same record, but for the checkpoint paths
+        again = parse_record(layout.payload(record))
+        assert again.metrics.evaluation_data[2].test_accuracy == FINAL.test_accuracy and again.module_hash == record.module_hash
     assert record.metrics.evaluation_data[2].validation_accuracy == 0.9376001358032227
 
 
@@ -142,6 +161,8 @@ def test_record_round_trip() -> None:
         (_payload(adjacency="0110"), "adjacency of 4 characters does not match 7 ops"),
         (_payload(metrics="@@@"), "metrics is not valid base64"),
         (_payload(metrics=base64.b64encode(b"\x0b").decode()), "not a valid ModelMetrics protobuf"),
+        (_payload(metrics="CQ==*"), "metrics is not valid base64"),
+        (_payload(epochs=2**63), "epochs 9223372036854775808 is not a positive integer below 2\\*\\*63"),
     ],
 )
 def test_bad_payloads_name_the_record(payload: bytes, message: str) -> None:
@@ -152,14 +173,13 @@ def test_bad_payloads_name_the_record(payload: bytes, message: str) -> None:
 def test_fixture_file_is_official_format_with_real_parameter_counts(tmp_path) -> None:
     from nbcompile.space.enumeration import enumerate_cells
     from nbcompile.fixture import FULL, write_fixture
-    from nbcompile.nasbench.tfrecord import read_records
     from nbcompile.compiler.lower import lower
     from nbcompile.space.spec import ModelSpec
 
     cells = list(enumerate_cells(max_vertices=3, workers=1))
     path = tmp_path / "nasbench_synthetic_full.tfrecord"
     assert write_fixture(path, cells, FULL) == 7 * 4 * 3
-    records = [parse_record(payload, i, o) for i, o, payload in read_records(path)]
+    records = [parse_record(payload, i, o) for i, (o, payload) in enumerate(frames(path.read_bytes()))]
     assert [r.epochs for r in records[:12]] == [4, 4, 4, 12, 12, 12, 36, 36, 36, 108, 108, 108]
     by_hash = {c.module_hash: c for c in cells}
     for record in records:
@@ -188,29 +208,23 @@ def test_cli_data_fixture(tmp_path) -> None:
     from click.testing import CliRunner
 
     from nbcompile.cli import main
-    from nbcompile.nasbench.tfrecord import read_records
 
     out = tmp_path / "nasbench_synthetic_108.tfrecord"
     result = CliRunner().invoke(main, ["data", "fixture", str(out), "--cells", "20"])
     assert result.exit_code == 0, result.output
     assert "wrote 60 records" in result.stderr
-    records = [parse_record(p, i, o) for i, o, p in read_records(out)]
+    records = [parse_record(p, i, o) for i, (o, p) in enumerate(frames(out.read_bytes()))]
     assert len({r.module_hash for r in records}) == 20
     assert {r.num_vertices for r in records} >= {6, 7}  # spread over the space, not the first 20
+    other = tmp_path / "nasbench_synthetic_third_party.tfrecord"
+    result = CliRunner().invoke(main, ["data", "fixture", str(other), "--cells", "20", "--layout", "third-party"])
+    assert result.exit_code == 0, result.output
+    assert b"\\n" in other.read_bytes() and other.read_bytes() != out.read_bytes()
+    assert [parse_record(p, i, o).metrics.evaluation_data[2] for i, (o, p) in enumerate(frames(other.read_bytes()))] == [
+        record.metrics.evaluation_data[2] for record in records
+    ]
     bad = CliRunner().invoke(main, ["data", "fixture", str(tmp_path / "nasbench.tfrecord")])
     assert bad.exit_code == 2 and "must contain 'synthetic'" in bad.stderr
-
-
-@settings(max_examples=200, derandomize=True, deadline=None)
-@given(
-    st.tuples(*[st.floats(allow_nan=False)] * 5),
-    st.text(max_size=200),
-)
-def test_evaluation_fast_path_equals_the_general_decoder(values, path: str) -> None:
-    from nbcompile.nasbench.metrics import _decode_evaluation_fields, decode_evaluation, encode_evaluation
-
-    data = encode_evaluation(EvaluationData(*values, path))
-    assert decode_evaluation(data) == _decode_evaluation_fields(data) == EvaluationData(*values, path)
 
 
 def test_fixture_written_by_several_processes_is_the_same_file(tmp_path, monkeypatch) -> None:

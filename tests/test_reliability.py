@@ -28,7 +28,7 @@ from nbcompile.fixture import FULL, ONLY_108, fixture_records, write_fixture
 from nbcompile.nasbench import NASBench
 from nbcompile.nasbench import cache as cache_module
 from nbcompile.nasbench.cache import CacheWarning, StaleCacheError
-from nbcompile.nasbench.records import encode_record
+from nbcompile.nasbench.writer import encode_record
 from nbcompile.nasbench.tfrecord import frame
 from nbcompile.parallel import ordered_map
 from nbcompile.search import Budget, SearchOptions, algorithms, random_search

@@ -6,6 +6,7 @@ import click
 
 from nbcompile.cli._common import cache_options, check_output_file, open_dataset, reports_bad_input, read_stdin
 from nbcompile.errors import OutOfDomainError, SpecError
+from nbcompile.fixture import DEFAULT_LAYOUT, LAYOUTS
 from nbcompile.space.cellfiles import read_specs
 
 @click.group("data")
@@ -19,8 +20,14 @@ def data_group() -> None:
 @click.option("--all", "all_cells", is_flag=True, help="Every one of the 423,624 cells.")
 @click.option("--full", is_flag=True, help="Epoch budgets 4, 12, 36 and 108 (like nasbench_full); default 108 only.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes [default: the CPUs available].")
+@click.option(
+    "--layout", type=click.Choice(list(LAYOUTS)), default=DEFAULT_LAYOUT, show_default=True,
+    help="Byte layout of the records (all valid for upstream's reader): checkpoint path empty, "
+    "non-empty or absent; compact JSON; protobuf fields reordered; a derived benchmark's "
+    "line-broken base64 and extra fields.",
+)  # fmt: skip
 @reports_bad_input
-def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, workers: int | None) -> None:
+def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, workers: int | None, layout: str) -> None:
     """Write OUT in the official TFRecord format with SYNTHETIC metrics.
 
     Parameter counts are the real ones of each cell's canonical network; accuracies and times
@@ -33,7 +40,7 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
     check_fixture_name(out)
     check_output_file(out, "OUT")
     cells = enumerate_cells() if all_cells else sample_cells(cell_count)
-    count = write_fixture(out, cells, FULL if full else ONLY_108, workers or available_cpus())
+    count = write_fixture(out, cells, FULL if full else ONLY_108, workers or available_cpus(), layout)
     click.echo(f"wrote {count:,} records to {out}", err=True)
 
 

@@ -33,6 +33,7 @@ from nbcompile.errors import DatasetError, OutOfDomainError, UnknownCellError
 from nbcompile.nasbench import cache
 from nbcompile.nasbench.convert import convert_file
 from nbcompile.nasbench.tables import METRIC_FIELDS, QUERY_FIELDS, DatasetTables
+from nbcompile.nasbench.tfrecord import check_regular_file
 from nbcompile.space import ops
 from nbcompile.optional import require
 from nbcompile.space import spec as _spec
@@ -69,6 +70,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 _HALFWAY = slice(0, 4)
 _FINAL = slice(4, 8)
+#: ``range(n)`` for every possible repeat count, to draw a repeat from.
+_RANGES = tuple(range(n) for n in range(256))
 
 #: A fixture's file name contains this word (``nbcompile.fixture`` requires it): its metrics are made up.
 SYNTHETIC_MARK = "synthetic"
@@ -195,8 +198,9 @@ class NASBench:
         self._runs = _LazyRows(self.tables.metrics)  # rows already queried, as Python floats
         self._cells: dict[int, tuple[np.ndarray, list[str], int]] = {}  # rows already queried
         self._rng = random.Random(seed)
-        # randrange(n) is _randbelow(n) after argument checks: the same draws, a third of the time
-        self._sample = getattr(self._rng, "_randbelow", self._rng.randrange)
+        # upstream draws random.randint(0, n - 1); choice(range(n)) draws the same number from the
+        # same state (both take one _randbelow(n)), with less argument checking
+        self._choose = self._rng.choice
         self.training_time_spent = 0.0
         self.total_epochs_spent = 0
         self.history: dict[str, Any] = {}
@@ -215,10 +219,7 @@ class NASBench:
             self.cache_folder = path
             self.source_file = str(loaded[1].get("source") or path)
             return _plain(loaded[0])
-        if not path.exists():
-            raise DatasetError(f"{path}: no such file")
-        if not path.is_file():
-            raise DatasetError(f"{path}: not a regular file (a dataset must be a .tfrecord file or a cache folder)")
+        check_regular_file(path)  # before anything opens it: a FIFO would block
         if use_cache:
             key = cache.SourceKey.of(path)
             root = Path(cache_dir or cache.default_cache_root())
@@ -267,7 +268,7 @@ class NASBench:
         part = _HALFWAY if stop_halfway else _FINAL
         if reduce is None:
             count = self._all_repeats or self._run_count(row, column)
-            values = self._runs[row][column][self._sample(count)][part]
+            values = self._runs[row][column][self._choose(_RANGES[count])][part]
         elif reduce == "mean":
             count = self._run_count(row, column)  # DatasetError naming the cell and budget if none
             values = self.tables.metrics[row, column, :count, part].mean(axis=0).tolist()
@@ -342,7 +343,10 @@ class NASBench:
         rows = np.array([self._row_of_item(item) for item in model_specs], dtype=np.int64)
         runs = self.tables.metrics[rows, column]  # (n, R, 8)
         if reduce is None:
-            picks = np.array([self._sample(self._all_repeats or self._run_count(row, column)) for row in rows.tolist()], dtype=np.int64)
+            picks = np.array(
+                [self._choose(_RANGES[self._all_repeats or self._run_count(row, column)]) for row in rows.tolist()],
+                dtype=np.int64,
+            )
             values = runs[np.arange(len(rows)), picks]
         elif reduce == "mean":
             counts = self.tables.repeats[rows, column].astype(np.int64)

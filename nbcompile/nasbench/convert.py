@@ -1,22 +1,15 @@
 """Convert a NAS-Bench-101 TFRecord file into :class:`DatasetTables`, on several cores.
 
 One pass over the frame headers finds the record boundaries (and a truncated file); the records
-are then split into chunks that worker processes verify (both CRCs) and decode. Each worker takes a
-fast path for the layout the official files use (one regular expression over the JSON payload,
-one struct unpack per evaluation) and hands anything else to the general, checking decoder of
-:mod:`nbcompile.nasbench.records`, which either decodes it or raises an error naming the record
-index and byte offset. No result of a file that failed is ever returned.
+are then split into chunks that worker processes read, verify (both CRCs) and decode, every record
+the same way (:class:`nbcompile.nasbench.records.PayloadReader`: one regular expression or
+``json.loads`` for the JSON, protobuf's C parser for the metrics), so that the cost does not depend
+on the byte layout. Errors name the record index and byte offset; no result of a file that failed
+is ever returned.
 """
 
 from __future__ import annotations
 
-import binascii
-import itertools
-import mmap
-import operator
-import os
-import re
-import struct
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,24 +18,24 @@ from pathlib import Path
 import numpy as np
 
 from nbcompile.errors import DatasetError
-from nbcompile.nasbench.metrics import EVALUATION_LAYOUT, EVALUATION_TAGS, ModelMetrics
-from nbcompile.nasbench.records import Record, parse_record
+from nbcompile.nasbench.records import PayloadReader, Record
 from nbcompile.nasbench.tables import METRIC_FIELDS, DatasetTables
-from nbcompile.nasbench.tfrecord import masked_crc
-from nbcompile.space.ops import MAX_VERTICES, OP_ALIASES, OP_CODE, PAD_CODE
+from nbcompile.nasbench.tfrecord import check_regular_file, first_bad_crc, read_span, record_offsets, where
 from nbcompile.parallel import available_cpus, ordered_map
+from nbcompile.space.ops import MAX_VERTICES, OP_CODE, PAD_CODE
 
-_HEADER = struct.Struct("<QI")
-_LENGTH = struct.Struct("<Q")
-_U32 = struct.Struct("<I")
-_FRAME_OVERHEAD = 16
-#: The payload as ``json.dumps`` writes it; anything else goes to the general decoder.
-_PAYLOAD = re.compile(rb'\["([0-9a-f]{32})", ([1-9][0-9]{0,5}), "([01]+)", "([a-z0-9,\-]+)", "([A-Za-z0-9+/]*={0,2})"\]')
-_DOUBLE_AT = struct.Struct("<d")
 #: Records per chunk of work; small enough for a smooth progress bar, large enough to amortise.
 CHUNK_RECORDS = 50_000
+#: Distinct epoch budgets a file may hold (the official files: 1 or 4); the tables grow with it.
+MAX_EPOCH_BUDGETS = 16
+#: Runs of one cell at one budget (the official files: 3).
+MAX_REPEATS = 255
+#: The dense metrics table may hold at most this many slots per record (missing runs are NaN).
+MAX_SLOTS_PER_RECORD = 16
 
 Progress = Callable[[int, int], None]
+#: What the tables keep of a cell: adjacency bytes, op codes, parameters, index and offset of first sight.
+CellInfo = tuple[bytes, tuple[int, ...], int, int, int]
 
 
 @dataclass
@@ -50,102 +43,21 @@ class _Chunk:
     """What a worker returns for a run of consecutive records."""
 
     first_index: int
-    unique_hashes: list[str]  # in first-seen order within the chunk
+    unique_hashes: list[bytes]  # in first-seen order within the chunk
     cell_ids: np.ndarray  # (records,) index into unique_hashes
     epochs: np.ndarray  # (records,) int64
     values: np.ndarray  # (records, 8) float64, METRIC_FIELDS
-    # per unique hash: adjacency bytes, op codes, parameters, record index and offset of first sight
-    cells: list[tuple[bytes, tuple[int, ...], int, int, int]]
+    cells: list[CellInfo]  # per unique hash
+    budgets: dict[int, tuple[int, int]]  # epoch budget -> index and offset of first sight
 
 
-def record_offsets(buffer: bytes | mmap.mmap) -> np.ndarray:
-    """Byte offsets of every record, plus the end offset; DatasetError if a frame is truncated."""
-    offsets = array("q")
-    append = offsets.append
-    unpack = _LENGTH.unpack_from
-    size = len(buffer)
-    position = 0
-    try:
-        while position < size:
-            append(position)
-            position += _FRAME_OVERHEAD + unpack(buffer, position)[0]
-    except struct.error:  # fewer than 8 bytes left
-        raise DatasetError(f"record {len(offsets) - 1} at byte {position}: file ends inside the record header") from None
-    if position > size:
-        start = offsets[-1]
-        if start + _HEADER.size > size:
-            raise DatasetError(f"record {len(offsets) - 1} at byte {start}: file ends inside the record header")
+def metric_values(evaluations, where_: str) -> tuple[float, ...]:
+    """METRIC_FIELDS of a cell's evaluations (upstream reads evaluation_data[1] and [2])."""
+    if len(evaluations) < 3:
         raise DatasetError(
-            f"record {len(offsets) - 1} at byte {start}: file ends inside the record "
-            f"({position - start - _FRAME_OVERHEAD} bytes of payload announced, {size - start - _HEADER.size} left)"
+            f"{where_}: metrics has {len(evaluations)} evaluations, expected 3 (start, halfway, final)"
         )
-    append(position)
-    return np.frombuffer(offsets, dtype=np.int64).copy()
-
-
-#: ModelMetrics when every checkpoint path is empty (the usual case): three LEN-prefixed
-#: EvaluationData of 47 bytes, then trainable_parameters' tag; one unpack reads it all.
-_THREE = struct.Struct("<" + "BBBdBdBdBdBdBB" * 3 + "B")
-_THREE_TAGS_OF = operator.itemgetter(*[14 * e + i for e in range(3) for i in (0, 1, 2, 4, 6, 8, 10, 12, 13)], 42)
-_THREE_TAGS = tuple([0x0A, 47, 0x09, 0x11, 0x19, 0x21, 0x29, 0x32, 0] * 3 + [0x10])
-_THREE_VALUES_OF = operator.itemgetter(*[14 * e + i for e in (1, 2) for i in (5, 7, 9, 11)])
-
-
-def _fast_metrics(raw: bytes) -> tuple[int, tuple[float, ...]] | None:
-    """(parameters, METRIC_FIELDS values) for the usual encoding of ModelMetrics, else None."""
-    if len(raw) >= _THREE.size + 10:
-        fields = _THREE.unpack_from(raw)
-        if _THREE_TAGS_OF(fields) == _THREE_TAGS:
-            return _parameters_and_time(raw, _THREE.size, _THREE_VALUES_OF(fields))
-    return _general_fast_metrics(raw)
-
-
-def _parameters_and_time(raw: bytes, position: int, values: tuple[float, ...]) -> tuple[int, tuple[float, ...]] | None:
-    """Read trainable_parameters' varint at ``position``, then expect total_time and the end."""
-    parameters = shift = 0
-    end = len(raw)
-    while position < end and shift < 35:
-        byte = raw[position]
-        position += 1
-        parameters |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    else:
-        return None
-    if end != position + 9 or raw[position] != 0x19 or parameters >= 1 << 31:
-        return None
-    return parameters, values
-
-
-def _general_fast_metrics(raw: bytes) -> tuple[int, tuple[float, ...]] | None:
-    """Like :func:`_fast_metrics` for any checkpoint paths shorter than 128 bytes."""
-    position = 0
-    evaluations = []
-    for _ in range(3):
-        if len(raw) < position + 2 + EVALUATION_LAYOUT.size or raw[position] != 0x0A or raw[position + 1] >= 0x80:
-            return None
-        length = raw[position + 1]
-        fields = EVALUATION_LAYOUT.unpack_from(raw, position + 2)
-        if fields[0:10:2] + (fields[10],) != EVALUATION_TAGS or fields[11] != length - EVALUATION_LAYOUT.size:
-            return None
-        evaluations.append(fields)
-        position += 2 + length
-    if position >= len(raw) or raw[position] != 0x10:
-        return None
     halfway, final = evaluations[1], evaluations[2]
-    values = (halfway[3], halfway[5], halfway[7], halfway[9], final[3], final[5], final[7], final[9])
-    return _parameters_and_time(raw, position + 1, values)
-
-
-def metric_values(metrics: ModelMetrics, where: str) -> tuple[float, ...]:
-    """METRIC_FIELDS of a decoded ModelMetrics (upstream reads evaluation_data[1] and [2])."""
-    if len(metrics.evaluation_data) < 3:
-        raise DatasetError(
-            f"{where}: metrics has {len(metrics.evaluation_data)} evaluations, "
-            "expected 3 (start, halfway, final)"
-        )
-    halfway, final = metrics.evaluation_data[1], metrics.evaluation_data[2]
     return (
         halfway.training_time,
         halfway.train_accuracy,
@@ -158,40 +70,21 @@ def metric_values(metrics: ModelMetrics, where: str) -> tuple[float, ...]:
     )
 
 
-def _op_codes(operations: bytes) -> tuple[int, ...] | None:
-    codes = []
-    for name in operations.decode("ascii").split(","):
-        full = OP_ALIASES.get(name)
-        if full is None:
-            return None
-        codes.append(OP_CODE[full])
-    return tuple(codes)
-
-
-def _scan(path: str, offsets: np.ndarray, first_index: int, verify: bool) -> _Chunk:
-    """Decode the records starting at ``offsets[:-1]`` (``offsets[-1]`` is where the last ends)."""
-    with open(path, "rb") as handle:
-        buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        return _scan_buffer(buffer, offsets, first_index, verify)
-    finally:
-        buffer.close()
-
-
 class _ChunkBuilder:
     """Collects consecutive records into a :class:`_Chunk`, checking that every record of a
     module hash stores the same graph and parameter count."""
 
     def __init__(self, first_index: int) -> None:
         self.first_index = first_index
-        self.cell_of: dict[str, int] = {}
-        self.unique: list[str] = []
-        self.cells: list[tuple[bytes, tuple[int, ...], int, int, int]] = []
+        self.cell_of: dict[bytes, int] = {}
+        self.unique: list[bytes] = []
+        self.cells: list[CellInfo] = []
+        self.budgets: dict[int, tuple[int, int]] = {}
         self.cell_ids = array("q")
         self.epochs = array("q")
         self.values = array("d")
 
-    def add(self, index: int, offset: int, module_hash: str, epochs: int, adjacency: bytes,
+    def add(self, index: int, offset: int, module_hash: bytes, epochs: int, adjacency: bytes,
             codes: tuple[int, ...], parameters: int, metric_row: tuple[float, ...]) -> None:  # fmt: skip
         cell = self.cell_of.get(module_hash)
         if cell is None:
@@ -202,53 +95,62 @@ class _ChunkBuilder:
             first = self.cells[cell]
             if first[0] != adjacency or first[1] != codes or first[2] != parameters:
                 raise DatasetError(_inconsistent(module_hash, index, offset, first))
+        if epochs not in self.budgets:
+            self.budgets[epochs] = (index, offset)
+            _check_budget_count(self.budgets)
         self.cell_ids.append(cell)
         self.epochs.append(epochs)
         self.values.extend(metric_row)
 
-    def add_record(self, record: Record, index: int, offset: int, where: str) -> None:
+    def add_record(self, record: Record, index: int, offset: int, where_: str) -> None:
         if record.num_vertices > MAX_VERTICES:
-            raise DatasetError(f"{where}: {record.num_vertices} vertices, NAS-Bench-101 cells have at most {MAX_VERTICES}")
+            raise DatasetError(f"{where_}: {record.num_vertices} vertices, NAS-Bench-101 cells have at most {MAX_VERTICES}")
         codes = tuple(OP_CODE[op] for op in record.operations)
-        self.add(index, offset, record.module_hash, record.epochs, record.adjacency.encode("ascii"), codes,
-                 record.metrics.trainable_parameters, metric_values(record.metrics, where))  # fmt: skip
+        self.add(index, offset, record.module_hash.encode(), record.epochs, record.adjacency.encode("ascii"), codes,
+                 record.metrics.trainable_parameters, metric_values(record.metrics.evaluation_data, where_))  # fmt: skip
 
     def chunk(self) -> _Chunk:
         values = np.frombuffer(self.values, dtype=np.float64).reshape(-1, len(METRIC_FIELDS)).copy()
         cell_ids = np.frombuffer(self.cell_ids, dtype=np.int64).copy()
         epochs = np.frombuffer(self.epochs, dtype=np.int64).copy()
-        return _Chunk(self.first_index, self.unique, cell_ids, epochs, values, self.cells)
+        return _Chunk(self.first_index, self.unique, cell_ids, epochs, values, self.cells, self.budgets)
 
 
-def _scan_buffer(buffer: mmap.mmap, offsets: np.ndarray, first_index: int, verify: bool) -> _Chunk:
+def _check_budget_count(budgets: dict[int, tuple[int, int]]) -> None:
+    if len(budgets) > MAX_EPOCH_BUDGETS:
+        epochs, (index, offset) = max(budgets.items(), key=lambda item: item[1])
+        raise DatasetError(
+            f"{where(index, offset)}: epoch budget {epochs} is the file's {len(budgets)}th distinct budget; "
+            f"at most {MAX_EPOCH_BUDGETS} are supported"
+        )
+
+
+def _scan(path: str, offsets: np.ndarray, first_index: int, verify: bool) -> _Chunk:
+    """Read and decode the records starting at ``offsets[:-1]`` (``offsets[-1]`` is where the last ends)."""
+    data = read_span(path, offsets, first_index)
+    base = int(offsets[0])
+    starts = (offsets[:-1] - base).tolist()
+    ends = (offsets[1:] - base).tolist()
+    bad = first_bad_crc(data, starts, ends) if verify else None
+    stop = bad[0] if bad else len(starts)
     builder = _ChunkBuilder(first_index)
     add = builder.add
-    ops_cache: dict[bytes, tuple[int, ...] | None] = {}
-    match_payload = _PAYLOAD.fullmatch
-    a2b = binascii.a2b_base64
-    for index, start, end in zip(itertools.count(first_index), offsets[:-1].tolist(), offsets[1:].tolist()):
-        payload = buffer[start + 12 : end - 4]
-        if verify:
-            if masked_crc(buffer[start : start + 8]) != _U32.unpack_from(buffer, start + 8)[0]:
-                raise DatasetError(f"record {index} at byte {start}: bad CRC of the length field")
-            if masked_crc(payload) != _U32.unpack_from(buffer, end - 4)[0]:
-                raise DatasetError(f"record {index} at byte {start}: bad CRC of the payload")
-        decoded = None
-        match = match_payload(payload)
-        if match is not None:
-            module_hash, epochs, adjacency, operations, encoded = match.groups()
-            codes = ops_cache.get(operations, ())
-            if codes == ():
-                codes = ops_cache[operations] = _op_codes(operations)
-            if codes is not None and len(adjacency) == len(codes) ** 2 and len(codes) <= MAX_VERTICES:
-                try:
-                    decoded = _fast_metrics(a2b(encoded, strict_mode=True))
-                except binascii.Error:
-                    decoded = None
-        if decoded is not None:
-            add(index, start, module_hash.decode("ascii"), int(epochs), adjacency, codes, *decoded)
-        else:  # anything unusual: the checking decoder names the problem, or decodes it
-            builder.add_record(parse_record(payload, index, start), index, start, f"record {index} at byte {start}")
+    split = PayloadReader().split
+    for position in range(stop):
+        start = starts[position]
+        index, offset = first_index + position, base + start
+        module_hash, epochs, adjacency, codes, message = split(data[start + 12 : ends[position] - 4], index, offset)
+        evaluations = message.evaluation_data
+        if len(evaluations) < 3:
+            metric_values(evaluations, where(index, offset))  # raises
+        halfway, final = evaluations[1], evaluations[2]
+        row = (
+            halfway.training_time, halfway.train_accuracy, halfway.validation_accuracy, halfway.test_accuracy,
+            final.training_time, final.train_accuracy, final.validation_accuracy, final.test_accuracy,
+        )  # fmt: skip
+        add(index, offset, module_hash, epochs, adjacency, codes, message.trainable_parameters, row)
+    if bad:
+        raise DatasetError(f"{where(first_index + bad[0], base + starts[bad[0]])}: {bad[1]}")
     return builder.chunk()
 
 
@@ -260,29 +162,33 @@ def tables_from_records(records: Iterable[Record]) -> DatasetTables:
     return _merge([builder.chunk()])
 
 
-def _inconsistent(module_hash: str, index: int, offset: int, first: tuple) -> str:
+def _inconsistent(module_hash: bytes, index: int, offset: int, first: tuple) -> str:
     return (
-        f"record {index} at byte {offset}: cell {module_hash} has a different adjacency, ops or "
+        f"record {index} at byte {offset}: cell {module_hash.decode()} has a different adjacency, ops or "
         f"parameter count than in record {first[3]} at byte {first[4]}"
     )
 
 
 def _merge(chunks: list[_Chunk]) -> DatasetTables:
-    row_of: dict[str, int] = {}
-    first_seen: list[tuple[bytes, tuple[int, ...], int, int, int]] = []
+    row_of: dict[bytes, int] = {}
+    first_seen: list[CellInfo] = []
     record_rows = []
+    budgets: dict[int, tuple[int, int]] = {}
     for chunk in chunks:
-        mapping = np.empty(len(chunk.unique_hashes), dtype=np.int64)
-        for local, module_hash in enumerate(chunk.unique_hashes):
+        mapping = []
+        for module_hash, cell in zip(chunk.unique_hashes, chunk.cells):
             row = row_of.get(module_hash)
-            cell = chunk.cells[local]
             if row is None:
                 row = row_of[module_hash] = len(first_seen)
                 first_seen.append(cell)
             elif first_seen[row][:3] != cell[:3]:
                 raise DatasetError(_inconsistent(module_hash, cell[3], cell[4], first_seen[row]))
-            mapping[local] = row
-        record_rows.append(mapping[chunk.cell_ids])
+            mapping.append(row)
+        record_rows.append(np.array(mapping, dtype=np.int64)[chunk.cell_ids])
+        for epochs, seen in chunk.budgets.items():
+            if epochs not in budgets:
+                budgets[epochs] = seen
+                _check_budget_count(budgets)
     if not first_seen:
         raise DatasetError("the file holds no records")
     rows = np.concatenate(record_rows)
@@ -300,9 +206,16 @@ def _merge(chunks: list[_Chunk]) -> DatasetTables:
     repeat = np.empty_like(order)
     repeat[order] = np.arange(len(order)) - np.repeat(group_start, group_sizes)
     counts = np.bincount(key, minlength=num_cells * num_epochs).reshape(num_cells, num_epochs)
-    if counts.max() > 255:
-        raise DatasetError(f"a cell has {counts.max()} runs for one epoch budget; at most 255 are supported")
-    metrics = np.full((num_cells, num_epochs, int(counts.max()), len(METRIC_FIELDS)), np.nan)
+    most = int(counts.max())
+    if most > MAX_REPEATS:
+        raise DatasetError(f"a cell has {most} runs for one epoch budget; at most {MAX_REPEATS} are supported")
+    if num_cells * num_epochs * most > MAX_SLOTS_PER_RECORD * len(rows):
+        raise DatasetError(
+            f"{num_cells} cells x {num_epochs} budgets x {most} runs would need a table "
+            f"{num_cells * num_epochs * most // len(rows)} times the {len(rows)} records; "
+            f"at most {MAX_SLOTS_PER_RECORD} times is supported"
+        )
+    metrics = np.full((num_cells, num_epochs, most, len(METRIC_FIELDS)), np.nan)
     metrics[rows, epoch_index, repeat] = values
 
     num_vertices = np.array([len(cell[1]) for cell in first_seen], dtype=np.uint8)
@@ -327,14 +240,8 @@ def convert_file(
 ) -> DatasetTables:
     """Read and check the whole file at ``path``; ``progress(done, total)`` counts records."""
     path = str(path)
-    with open(path, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            raise DatasetError(f"{path}: the file is empty")
-        buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        offsets = record_offsets(buffer)
-    finally:
-        buffer.close()
+    check_regular_file(path)
+    offsets = record_offsets(path)
     total = len(offsets) - 1
     bounds = list(range(0, total, CHUNK_RECORDS)) + [total]
     pieces = [(offsets[a : b + 1], a) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -348,4 +255,3 @@ def convert_file(
         if progress:
             progress(chunk.first_index + len(chunk.cell_ids), total)
     return _merge(chunks)
-

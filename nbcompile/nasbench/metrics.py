@@ -1,18 +1,33 @@
-"""The ``nasbench.ModelMetrics`` protobuf (proto2), decoded and encoded by hand.
+"""The ``nasbench.ModelMetrics`` protobuf (proto2).
 
 ``ModelMetrics``: 1 evaluation_data (repeated message), 2 trainable_parameters (int32),
 3 total_time (double). ``EvaluationData``: 1 current_epoch, 2 training_time, 3 train_accuracy,
-4 validation_accuracy, 5 test_accuracy (doubles), 6 checkpoint_path (string). Unknown fields are
-skipped, as protobuf does, since other producers of the format add fields.
+4 validation_accuracy, 5 test_accuracy (doubles), 6 checkpoint_path (string).
+
+Messages are parsed by the ``protobuf`` package (its upb C parser) from a descriptor built here, as
+upstream's generated ``model_metrics_pb2`` would: fields in any order, repeated scalars (last one
+wins), unknown fields of every wire type, and known field numbers arriving with another wire type
+(kept as unknown fields) are all read as protobuf reads them. The hand-written walker below is
+only the error reporter (protobuf's own message names no cause) and the encoder of fixture files.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 _DOUBLE = struct.Struct("<d")
-_EVALUATION_FIELDS = {1: "current_epoch", 2: "training_time", 3: "train_accuracy", 4: "validation_accuracy", 5: "test_accuracy"}
+EVALUATION_FIELDS: dict[int, str] = {
+    1: "current_epoch",
+    2: "training_time",
+    3: "train_accuracy",
+    4: "validation_accuracy",
+    5: "test_accuracy",
+}
+#: Wire types: varint, 64-bit, length-delimited, 32-bit (groups, 3 and 4, are not used by the format).
+VARINT, I64, LEN, I32 = 0, 1, 2, 5
 
 
 class ProtobufError(ValueError):
@@ -26,6 +41,7 @@ class EvaluationData:
     train_accuracy: float = 0.0
     validation_accuracy: float = 0.0
     test_accuracy: float = 0.0
+    #: Non-UTF-8 bytes are kept, as ``surrogateescape`` characters (protobuf hands them over as bytes).
     checkpoint_path: str = ""
 
 
@@ -36,7 +52,60 @@ class ModelMetrics:
     total_time: float = 0.0
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+# --- parsing (protobuf) -------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def model_metrics_class() -> Any:
+    """The ``nasbench.ModelMetrics`` message class, from upstream's ``model_metrics.proto``."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    proto = descriptor_pb2.FileDescriptorProto(name="nbcompile_model_metrics.proto", package="nasbench", syntax="proto2")
+    field = descriptor_pb2.FieldDescriptorProto
+    evaluation = proto.message_type.add(name="EvaluationData")
+    for number, name in EVALUATION_FIELDS.items():
+        evaluation.field.add(name=name, number=number, type=field.TYPE_DOUBLE, label=field.LABEL_OPTIONAL)
+    evaluation.field.add(name="checkpoint_path", number=6, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    metrics = proto.message_type.add(name="ModelMetrics")
+    metrics.field.add(
+        name="evaluation_data", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED,
+        type_name=".nasbench.EvaluationData",
+    )  # fmt: skip
+    metrics.field.add(name="trainable_parameters", number=2, type=field.TYPE_INT32, label=field.LABEL_OPTIONAL)
+    metrics.field.add(name="total_time", number=3, type=field.TYPE_DOUBLE, label=field.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("nasbench.ModelMetrics"))
+
+
+def parse_model_metrics(raw: bytes) -> ModelMetrics:
+    """Decode a serialized ModelMetrics; ProtobufError naming the cause if it is malformed."""
+    from google.protobuf.message import DecodeError
+
+    try:
+        message = model_metrics_class().FromString(raw)
+    except DecodeError:
+        raise ProtobufError(describe_error(raw)) from None
+    return metrics_from_message(message)
+
+
+def metrics_from_message(message: Any) -> ModelMetrics:
+    """The dataclass form of a parsed ``ModelMetrics`` message."""
+    evaluations = tuple(
+        EvaluationData(
+            e.current_epoch, e.training_time, e.train_accuracy, e.validation_accuracy, e.test_accuracy,
+            _text(e.checkpoint_path),
+        )
+        for e in message.evaluation_data
+    )  # fmt: skip
+    return ModelMetrics(evaluations, message.trainable_parameters, message.total_time)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+# --- the error reporter: a protobuf walker that says what is wrong ------------------------------
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """``(value, next position)`` of the varint at ``pos``; ProtobufError if it is malformed."""
     result = shift = 0
     while True:
         if pos >= len(data):
@@ -47,7 +116,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         if not byte & 0x80:
             return result, pos
         shift += 7
-        if shift >= 64:
+        if shift >= 70:
             raise ProtobufError("varint longer than 10 bytes")
 
 
@@ -56,18 +125,18 @@ def _fields(data: bytes):
     pos = 0
     end = len(data)
     while pos < end:
-        key, pos = _varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise ProtobufError("field number 0")
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire == 1:
+        if wire == VARINT:
+            value, pos = read_varint(data, pos)
+        elif wire == I64:
             value, pos = data[pos : pos + 8], pos + 8
-        elif wire == 2:
-            length, pos = _varint(data, pos)
+        elif wire == LEN:
+            length, pos = read_varint(data, pos)
             value, pos = data[pos : pos + length], pos + length
-        elif wire == 5:
+        elif wire == I32:
             value, pos = data[pos : pos + 4], pos + 4
         else:
             raise ProtobufError(f"unsupported wire type {wire} (field {number})")
@@ -76,67 +145,24 @@ def _fields(data: bytes):
         yield number, wire, value
 
 
-def _double(value: object, wire: int, name: str) -> float:
-    if wire != 1:
-        raise ProtobufError(f"{name} has wire type {wire}, expected 1 (64-bit)")
-    return _DOUBLE.unpack(value)[0]  # type: ignore[arg-type]
+def describe_error(raw: bytes) -> str:
+    """Why protobuf refused ``raw`` as a ModelMetrics."""
+    try:
+        for number, wire, value in _fields(raw):
+            if number == 1 and wire == LEN:
+                try:
+                    for _ in _fields(value):  # type: ignore[arg-type]
+                        pass
+                except ProtobufError as error:
+                    return f"evaluation_data: {error}"
+    except ProtobufError as error:
+        return str(error)
+    return "protobuf could not parse it"
 
 
-#: The layout protobuf writes for EvaluationData: five tagged doubles, then a short path
-#: (its tag and one-byte length; the path bytes follow).
-EVALUATION_LAYOUT = struct.Struct("<BdBdBdBdBdBB")
-EVALUATION_TAGS = (0x09, 0x11, 0x19, 0x21, 0x29, 0x32)
-
-
-def decode_evaluation(data: bytes) -> EvaluationData:
-    """Decode one EvaluationData; the usual byte layout takes a single struct unpack."""
-    if len(data) >= EVALUATION_LAYOUT.size:
-        fields = EVALUATION_LAYOUT.unpack_from(data)
-        tags = fields[0:10:2] + (fields[10],)
-        if tags == EVALUATION_TAGS and fields[11] == len(data) - EVALUATION_LAYOUT.size < 0x80:
-            try:
-                path = bytes(data[EVALUATION_LAYOUT.size :]).decode("utf-8")
-            except UnicodeDecodeError:
-                raise ProtobufError("checkpoint_path is not UTF-8") from None
-            return EvaluationData(*fields[1:10:2], path)
-    return _decode_evaluation_fields(data)
-
-
-def _decode_evaluation_fields(data: bytes) -> EvaluationData:
-    values: dict[str, object] = {}
-    for number, wire, value in _fields(data):
-        if number in _EVALUATION_FIELDS:
-            values[_EVALUATION_FIELDS[number]] = _double(value, wire, _EVALUATION_FIELDS[number])
-        elif number == 6:
-            if wire != 2:
-                raise ProtobufError(f"checkpoint_path has wire type {wire}, expected 2")
-            try:
-                values["checkpoint_path"] = bytes(value).decode("utf-8")  # type: ignore[arg-type]
-            except UnicodeDecodeError:
-                raise ProtobufError("checkpoint_path is not UTF-8") from None
-    return EvaluationData(**values)  # type: ignore[arg-type]
-
-
-def decode_model_metrics(data: bytes) -> ModelMetrics:
-    """Decode a serialized ModelMetrics; ProtobufError if it is malformed."""
-    evaluations = []
-    parameters = 0
-    total_time = 0.0
-    for number, wire, value in _fields(data):
-        if number == 1:
-            if wire != 2:
-                raise ProtobufError(f"evaluation_data has wire type {wire}, expected 2")
-            evaluations.append(decode_evaluation(value))  # type: ignore[arg-type]
-        elif number == 2:
-            if wire != 0:
-                raise ProtobufError(f"trainable_parameters has wire type {wire}, expected 0")
-            parameters = value - (1 << 64) if value >= 1 << 63 else value  # int32 sign extension
-        elif number == 3:
-            total_time = _double(value, wire, "total_time")
-    return ModelMetrics(tuple(evaluations), parameters, total_time)
-
-
-def _encode_varint(value: int) -> bytes:
+# --- encoding (fixture files) -------------------------------------------------------------------
+def encode_varint(value: int) -> bytes:
+    """Protobuf's varint; negative values as their 64-bit two's complement (int32 does that)."""
     if value < 0:
         value += 1 << 64
     out = bytearray()
@@ -150,21 +176,13 @@ def _encode_varint(value: int) -> bytes:
             return bytes(out)
 
 
-def encode_evaluation(evaluation: EvaluationData) -> bytes:
-    out = bytearray()
-    for number, name in _EVALUATION_FIELDS.items():
-        out += bytes([number << 3 | 1]) + _DOUBLE.pack(getattr(evaluation, name))
-    path = evaluation.checkpoint_path.encode("utf-8")
-    out += bytes([6 << 3 | 2]) + _encode_varint(len(path)) + path
-    return bytes(out)
-
-
-def encode_model_metrics(metrics: ModelMetrics) -> bytes:
-    """Serialize like protobuf does: fields in number order, every field present."""
-    out = bytearray()
-    for evaluation in metrics.evaluation_data:
-        body = encode_evaluation(evaluation)
-        out += bytes([1 << 3 | 2]) + _encode_varint(len(body)) + body
-    out += bytes([2 << 3 | 0]) + _encode_varint(metrics.trainable_parameters)
-    out += bytes([3 << 3 | 1]) + _DOUBLE.pack(metrics.total_time)
-    return bytes(out)
+def encode_field(number: int, wire: int, value: int | float | bytes) -> bytes:
+    """One field: its key, then the value in the form ``wire`` says."""
+    key = encode_varint(number << 3 | wire)
+    if wire == VARINT:
+        return key + encode_varint(int(value))  # type: ignore[arg-type]
+    if wire == I64:
+        return key + (_DOUBLE.pack(value) if isinstance(value, float) else struct.pack("<Q", value))
+    if wire == I32:
+        return key + (struct.pack("<f", value) if isinstance(value, float) else struct.pack("<I", value))
+    return key + encode_varint(len(value)) + value  # type: ignore[arg-type, operator]
