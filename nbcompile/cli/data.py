@@ -98,3 +98,25 @@ def data_query_command(
     result = bench.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
     module_hash = model_spec.module_hash
     click.echo(query_json(result, module_hash) if as_json else format_query(result, module_hash))
+
+
+@data_group.command("cifar10")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--url", default=None, hidden=True, help="Another address of the same tarball (tests, mirrors).")
+@click.option("--md5", default=None, hidden=True, help="The MD5 expected at --url.")
+@reports_bad_input
+def cifar10_command(directory: str, url: str | None, md5: str | None) -> None:
+    """Download CIFAR-10's binary distribution into DIRECTORY, check its published MD5 and unpack
+    it atomically (DIRECTORY/cifar-10-batches-bin); then train with --data DIRECTORY."""
+    from rich.console import Console
+    from rich.progress import DownloadColumn, Progress
+
+    from nbcompile.train import cifar10
+
+    console = Console(stderr=True)
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task("cifar-10-binary.tar.gz", total=None)
+        folder = cifar10.download_cifar10(
+            directory, url or cifar10.URL, md5 or cifar10.MD5, lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    click.echo(str(folder))
