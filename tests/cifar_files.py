@@ -52,3 +52,14 @@ def tarball_bytes(images: int = 64, extra: dict[str, bytes] | None = None) -> by
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def one_thread():  # noqa: ANN201 (a pytest fixture body)
+    """Run torch on one thread for a test module and restore the count after: on a shared
+    2-core machine, several threads per process mostly wait for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -110,6 +110,9 @@ def train_command(
     for spec in cells:
         plan_job(spec, config=network)  # a config too small for a cell fails here, before training
     data = load_cifar10(data_path)  # bad data files fail here, before any job starts
+    smallest = min(len(data.train), len(data.valid), len(data.test), len(data.train_eval))
+    if batch_size > smallest:
+        raise ConfigError(f"--batch-size {batch_size} is more than the {smallest} images of the smallest set in {data_path}")
     for epochs in budgets:
         if steps_for(epochs, len(data.train), batch_size) < 1:
             raise ConfigError(f"--epochs {epochs} of {len(data.train)} images is less than one batch of {batch_size}")
