@@ -249,7 +249,18 @@ def test_diverging_loss_raises(tmp_path):
         train_run(INCEPTION, data, TrainConfig(epochs=2, batch_size=32, base_lr=1e30, loss_every=1), TINY, 0, tmp_path)
 
 
-def test_ghost_bn_run_trains(tmp_path):
+@pytest.mark.parametrize("options", [{"ghost_bn": True}, {"precision": "bf16", "channels_last": True}])
+def test_run_options_train(tmp_path, options):
     data = DeviceData.of(synthetic_data(32), "cpu")
-    result = train_run(INCEPTION, data, TrainConfig(epochs=1, batch_size=32, ghost_bn=True), TINY, 0, tmp_path)
+    result = train_run(INCEPTION, data, TrainConfig(epochs=1, batch_size=32, loss_every=1, **options), TINY, 0, tmp_path)
     assert len(result.evaluations) == 3 and all(math.isfinite(v) for _, v in result.losses)
+
+
+def test_bad_train_config_names_the_field():
+    from nbcompile.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16") as info:
+        TrainConfig(precision="fp16")
+    assert info.value.field == "precision"
+    with pytest.raises(ConfigError, match="does not split into 2 ghost batches"):
+        TrainConfig(batch_size=33, ghost_bn=True)

@@ -68,6 +68,9 @@ def default_device() -> str:
 @click.option("--ghost-bn", is_flag=True, help="BatchNorm statistics over 2 × 128 images, like upstream's 2 TPU shards (inferred, not verified).")
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True, help="Batch size (upstream: 256).")
 @click.option("--compile-step/--no-compile-step", default=None, help="torch.compile the training step [default: on for cuda].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16: autocast forward and loss (faster on recent GPUs; the dataset's runs were float32 on TPU v2).")
+@click.option("--channels-last", is_flag=True, help="Channels-last layout of model and batches (faster convolutions on GPUs).")
 @click.option("--loss-every", type=click.IntRange(1), default=100, show_default=True, help="Steps between loss samples (plot and NaN check).")
 @click.option("--max-attempts", type=click.IntRange(1), default=5, show_default=True, help="Attempts per run before it is recorded as failed.")
 @click.option("--dataset", type=click.Path(dir_okay=True), default=None, help="Dataset file in which SPECs given as hashes are looked up.")
@@ -80,7 +83,8 @@ def default_device() -> str:
 @reports_bad_input
 def train_command(
     specs: tuple[str, ...], data_path: str, budgets: tuple[int, ...], repeats: int, out_dir: str, device: str | None,
-    seed: int, ghost_bn: bool, batch_size: int, compile_step: bool | None, loss_every: int, max_attempts: int,
+    seed: int, ghost_bn: bool, batch_size: int, compile_step: bool | None, precision: str, channels_last: bool,
+    loss_every: int, max_attempts: int,
     dataset: str | None, canonical: bool, ray_address: str | None, ray_cpus: int | None, no_plot: bool,
     **options: int | None,
 ) -> None:  # fmt: skip
@@ -102,7 +106,7 @@ def train_command(
     network = network_config(options)
     device = device or default_device()
     train = TrainConfig(
-        batch_size=batch_size, ghost_bn=ghost_bn, loss_every=loss_every,
+        batch_size=batch_size, ghost_bn=ghost_bn, loss_every=loss_every, precision=precision, channels_last=channels_last,
         compile_step=device.startswith("cuda") if compile_step is None else compile_step,
     )  # fmt: skip
     cells = resolve_specs(specs, dataset)

@@ -24,6 +24,10 @@ from nbcompile.train.cifar10 import Cifar10
 from nbcompile.train.data import BatchStream, DeviceImages, eval_batches
 
 
+#: Autocast dtype of each precision (None: no autocast).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite (upstream retries the run from scratch)."""
 
@@ -43,6 +47,13 @@ class TrainConfig:
     compile_step: bool = False
     #: Sample the loss every so many steps (for the plot and the NaN check; no sync in between).
     loss_every: int = 100
+    #: Check the sampled losses for NaN every so many steps (one host sync each), and at evaluations.
+    nan_check_every: int = 1000
+    #: "fp32" (as the dataset's runs were specified) or "bf16" autocast of forward and loss
+    #: (TPU v2 multiplied in bf16 inside its float32 convolutions; faster on recent GPUs).
+    precision: str = "fp32"
+    #: Channels-last memory layout for model and batches (faster convolutions on GPUs).
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -51,8 +62,11 @@ class TrainConfig:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}", "batch_size")
         if self.ghost_bn and self.batch_size % self.ghost_groups:
             raise ConfigError(f"batch_size {self.batch_size} does not split into {self.ghost_groups} ghost batches", "batch_size")
-        if self.loss_every < 1:
-            raise ConfigError(f"loss_every must be at least 1, got {self.loss_every}", "loss_every")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}", "precision")
+        for name in ("loss_every", "nan_check_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}", name)
 
 
 @dataclass
@@ -115,15 +129,23 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def accuracy_count(model: nn.Module, data: DeviceImages, batch_size: int) -> tuple[int, int]:
+def _layout(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+def accuracy_count(
+    model: nn.Module, data: DeviceImages, batch_size: int, precision: str = "fp32", channels_last: bool = False
+) -> tuple[int, int]:
     """Correct predictions and images over ``len // batch_size`` whole batches, eval-mode BN."""
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=data.labels.device)
+    device = data.labels.device
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     images = 0
-    with torch.no_grad():
+    dtype = PRECISIONS[precision]
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         for batch, labels in eval_batches(data, batch_size):
-            correct += (model(batch).argmax(1) == labels).sum()
+            correct += (model(_layout(batch, channels_last)).argmax(1) == labels).sum()
             images += labels.shape[0]
     model.train(was_training)
     return int(correct.item()), images
@@ -133,20 +155,100 @@ def _accuracy(correct: int, images: int) -> float:
     return float(np.float32(correct / images)) if images else 0.0
 
 
-def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, weight_decay: float) -> Callable:
+def make_train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, weight_decay: float, precision: str = "fp32", channels_last: bool = False
+) -> Callable:
     """``step(images, labels) -> loss``: forward, upstream's loss, backward, TF RMSProp update.
     Nothing in it reads a value back to the host. (Where a compiled training step from the
     GPU paths work exists, this is the function to hand to it.)"""
     parameters = [p for p in model.parameters() if p.requires_grad]
+    dtype = PRECISIONS[precision]
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss = recipe.nasbench_loss(model(images), labels, parameters, weight_decay)
+        with torch.autocast(images.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(_layout(images, channels_last))
+        loss = recipe.nasbench_loss(logits, labels, parameters, weight_decay)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         return loss.detach()
 
     return step
+
+
+class Trainer:
+    """A model, its optimizer, schedule and batch stream, ready to step: what :func:`train_run`
+    drives and what the speed benchmark times."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        data: DeviceData,
+        config: TrainConfig,
+        network: NetworkConfig,
+        seed: int,
+        model_dir: Path,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.device, self.data, self.config = torch.device(device), data, config
+        self.model = build_network(spec, network, model_dir, seed).to(self.device)
+        if config.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if config.ghost_bn:
+            recipe.use_ghost_batch_norm(self.model, config.ghost_groups)
+        self.model.train()
+        self.trainable_parameters = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        self.total_steps = recipe.steps_for(config.epochs, len(data.train), config.batch_size)
+        if self.total_steps < 1:
+            raise ConfigError(
+                f"{config.epochs} epochs of {len(data.train)} images is less than one batch of {config.batch_size}", "epochs"
+            )
+        self.schedule = recipe.schedule_tensor(self.total_steps, config.base_lr, self.device)
+        self.lr = self.schedule[0].clone()  # updated in place: the step sees one tensor throughout
+        optimizer = recipe.TFRMSProp(self.model.parameters(), lr=self.lr)
+        self.step_function = make_train_step(self.model, optimizer, config.weight_decay, config.precision, config.channels_last)
+        # The place for the GPU paths work's compiled training step (nbcompile.optimize(model,
+        # example, train=True)) once it exists; until then plain torch.compile.
+        if config.compile_step:
+            self.step_function = torch.compile(self.step_function)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed)
+        self.stream = BatchStream(data.train, config.batch_size, generator)
+        self.step = 0
+        self.losses: list[tuple[int, torch.Tensor]] = []  # sampled on the device, read at checks
+
+    def train_until(self, target: int, progress: Callable[[int, int], None] | None = None) -> None:
+        """Step to global step ``target``; the host reads nothing back except every
+        ``nan_check_every`` steps, when the last sampled loss is checked."""
+        config = self.config
+        while self.step < target:
+            self.lr.copy_(self.schedule[min(self.step, self.total_steps)])
+            loss = self.step_function(*self.stream.next())
+            self.step += 1
+            if self.step % config.loss_every == 0 or self.step == target:
+                self.losses.append((self.step, loss))
+            if self.step % config.nan_check_every == 0:
+                self.check_losses()
+            if progress is not None:
+                progress(self.step, self.total_steps)
+
+    def check_losses(self) -> None:
+        """Raise NonFiniteLoss if any sampled loss is NaN or infinite (one device sync)."""
+        if self.losses and not bool(torch.isfinite(torch.stack([value for _, value in self.losses])).all()):
+            bad = next(s for s, value in self.losses if not math.isfinite(float(value)))
+            raise NonFiniteLoss(f"loss is not finite at step {bad} of {self.total_steps}")
+
+    def synchronize(self) -> None:
+        _synchronize(self.device)
+
+    def accuracy_counts(self) -> list[tuple[int, int]]:
+        """(correct, images) on train_eval, valid and test."""
+        data, batch = self.data, self.config.batch_size
+        config = self.config
+        return [
+            accuracy_count(self.model, images, batch, config.precision, config.channels_last)
+            for images in (data.train_eval, data.valid, data.test)
+        ]
 
 
 def train_run(
@@ -161,47 +263,17 @@ def train_run(
 ) -> RunResult:
     """Train ``spec`` once from scratch; raises NonFiniteLoss if the loss diverges."""
     started = time.perf_counter()
-    device = torch.device(device)
-    model = build_network(spec, network, model_dir, seed).to(device)
-    if config.ghost_bn:
-        recipe.use_ghost_batch_norm(model, config.ghost_groups)
-    model.train()
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    train_images = len(data.train)
-    total_steps = recipe.steps_for(config.epochs, train_images, config.batch_size)
-    if total_steps < 1:
-        raise ConfigError(f"{config.epochs} epochs of {train_images} images is less than one batch of {config.batch_size}", "epochs")
-    schedule = recipe.schedule_tensor(total_steps, config.base_lr, device)
-    lr = schedule[0].clone()
-    optimizer = recipe.TFRMSProp(model.parameters(), lr=lr)
-    step_function = make_train_step(model, optimizer, config.weight_decay)
-    if config.compile_step:
-        step_function = torch.compile(step_function)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    stream = BatchStream(data.train, config.batch_size, generator)
-
+    trainer = Trainer(spec, data, config, network, seed, model_dir, device)
     evaluations: list[Evaluation] = []
-    losses: list[tuple[int, torch.Tensor]] = []
-    training_time, step = 0.0, 0
-    for fraction, target in zip(recipe.EVALUATION_FRACTIONS, evaluation_steps(config.epochs, train_images, config.batch_size)):
-        _synchronize(device)
+    training_time = 0.0
+    for fraction, target in zip(recipe.EVALUATION_FRACTIONS, evaluation_steps(config.epochs, len(data.train), config.batch_size)):
+        trainer.synchronize()
         segment = time.perf_counter()
-        while step < target:
-            lr.copy_(schedule[step])
-            loss = step_function(*stream.next())
-            step += 1
-            if step % config.loss_every == 0 or step == target:
-                losses.append((step, loss))
-            if progress is not None:
-                progress(step, total_steps)
-        _synchronize(device)
+        trainer.train_until(target, progress)
+        trainer.synchronize()
         training_time += time.perf_counter() - segment
-        sampled = torch.stack([value for _, value in losses]) if losses else torch.zeros(1)
-        if not bool(torch.isfinite(sampled).all()):
-            bad = next(s for s, value in losses if not math.isfinite(float(value)))
-            raise NonFiniteLoss(f"loss is not finite at step {bad} of {total_steps}")
-        counts = [accuracy_count(model, images, config.batch_size) for images in (data.train_eval, data.valid, data.test)]
+        trainer.check_losses()
+        counts = trainer.accuracy_counts()
         evaluations.append(
             Evaluation(
                 current_epoch=fraction * config.epochs,
@@ -214,10 +286,10 @@ def train_run(
         )
     return RunResult(
         evaluations=evaluations,
-        trainable_parameters=trainable,
+        trainable_parameters=trainer.trainable_parameters,
         training_time=training_time,
         total_time=time.perf_counter() - started,
-        steps=step,
-        images_per_second=step * config.batch_size / training_time if training_time else 0.0,
-        losses=[(s, float(value)) for s, value in losses],
+        steps=trainer.step,
+        images_per_second=trainer.step * config.batch_size / training_time if training_time else 0.0,
+        losses=[(s, float(value)) for s, value in trainer.losses],
     )
