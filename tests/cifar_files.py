@@ -54,7 +54,7 @@ def tarball_bytes(images: int = 64, extra: dict[str, bytes] | None = None) -> by
     return buffer.getvalue()
 
 
-def one_thread():  # noqa: ANN201 (a pytest fixture body)
+def one_thread():
     """Run torch on one thread for a test module and restore the count after: on a shared
     2-core machine, several threads per process mostly wait for each other."""
     import torch

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from cifar_files import one_thread
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
-from cifar_files import one_thread
 from torch.nn import functional as F
 
 from nbcompile.compiler.config import NetworkConfig
@@ -19,7 +19,15 @@ from nbcompile.space.spec import ModelSpec
 from nbcompile.train import recipe
 from nbcompile.train.cifar10 import Cifar10, ImageSet
 from nbcompile.train.data import DeviceImages
-from nbcompile.train.loop import DeviceData, NonFiniteLoss, TrainConfig, accuracy_count, evaluation_steps, train_run
+from nbcompile.train.loop import (
+    DeviceData,
+    NonFiniteLoss,
+    TrainConfig,
+    accuracy_count,
+    build_network,
+    evaluation_steps,
+    train_run,
+)
 
 INCEPTION = ModelSpec(
     [[0, 1, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 0, 0],
@@ -175,12 +183,8 @@ def test_ghost_batch_norm_normalises_each_half_on_its_own():
     torch.testing.assert_close(ghost(x), F.batch_norm(x, ghost.running_mean, ghost.running_var, ghost.weight, ghost.bias, False, 0.0, 1e-5))
 
 
-def test_use_ghost_batch_norm_swaps_every_batch_norm():
-    from nbcompile.compiler.driver import generate_source
-
-    namespace: dict = {}
-    exec(compile(generate_source(INCEPTION, **TINY.as_dict()), "tiny", "exec"), namespace)
-    model = namespace["Network"]()
+def test_use_ghost_batch_norm_swaps_every_batch_norm(tmp_path):
+    model = build_network(INCEPTION, TINY, tmp_path, seed=0)
     count = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     state = {k: v.clone() for k, v in model.state_dict().items()}
     assert recipe.use_ghost_batch_norm(model) == count > 0

@@ -12,12 +12,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cifar_files import BATCHES, batch_bytes, label_of, pixel_value, tarball_bytes, write_folder
+from cifar_files import (
+    BATCHES,
+    batch_bytes,
+    label_of,
+    pixel_value,
+    tarball_bytes,
+    write_folder,
+)
 
 from nbcompile.errors import DatasetError
 from nbcompile.train import cifar10
-from nbcompile.train.data import MEAN, STD, BatchStream, DeviceImages, augment, eval_batches
-
+from nbcompile.train.data import (
+    MEAN,
+    STD,
+    BatchStream,
+    DeviceImages,
+    augment,
+    eval_batches,
+)
 
 # --- reader -----------------------------------------------------------------------------------
 
@@ -109,7 +122,7 @@ def serve(folder: Path):
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # noqa: ANN002
+    def log_message(self, *args) -> None:
         pass
 
 

@@ -10,7 +10,12 @@ from typing import Any
 
 import click
 
-from nbcompile.cli._common import config_options, network_config, read_stdin, reports_bad_input
+from nbcompile.cli._common import (
+    config_options,
+    network_config,
+    read_stdin,
+    reports_bad_input,
+)
 from nbcompile.errors import ConfigError, NbcompileError, OutOfDomainError
 from nbcompile.space.cellfiles import read_specs
 from nbcompile.space.spec import ModelSpec
@@ -152,7 +157,14 @@ def _executor(settings: Any, ray_address: str | None, ray_cpus: int | None, prog
 
 def _run_with_progress(jobs: list, settings: Any, folder: Any, ray_address: str | None, ray_cpus: int | None, plot: bool) -> Any:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from nbcompile.train.sweep import run_sweep
 

@@ -97,7 +97,7 @@ def _batch_reader(path: Path) -> tuple[Callable[[str], bytes], Callable[[], None
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
     try:
-        archive = tarfile.open(path, "r:*")
+        archive = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by the returned function)
     except tarfile.TarError as error:
         raise DatasetError(f"{path}: not a CIFAR-10 tarball ({error})") from None
 

@@ -86,7 +86,7 @@ class BatchStream:
         return augment(self.data.images[chosen], self.generator), self.data.labels[chosen]
 
 
-def eval_batches(data: DeviceImages, batch_size: int):  # noqa: ANN201 (a generator)
+def eval_batches(data: DeviceImages, batch_size: int):
     """``len // batch_size`` batches in order, normalised, without augmentation (upstream's
     ``10000 // 256 = 39`` batches: 9,984 images)."""
     for start in range(0, (len(data) // batch_size) * batch_size, batch_size):

@@ -23,7 +23,6 @@ from nbcompile.train import recipe
 from nbcompile.train.cifar10 import Cifar10
 from nbcompile.train.data import BatchStream, DeviceImages, eval_batches
 
-
 #: Autocast dtype of each precision (None: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 

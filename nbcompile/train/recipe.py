@@ -75,7 +75,7 @@ class TFRMSProp(torch.optim.Optimizer):
     ) -> None:
         if not 0.0 <= decay < 1.0 or not 0.0 <= momentum < 1.0 or eps < 0.0:
             raise ValueError(f"invalid TFRMSProp hyperparameters decay={decay}, momentum={momentum}, eps={eps}")
-        super().__init__(params, dict(lr=lr, decay=decay, momentum=momentum, eps=eps, foreach=foreach))
+        super().__init__(params, {"lr": lr, "decay": decay, "momentum": momentum, "eps": eps, "foreach": foreach})
 
     def _slots(self, group: dict) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         params, grads, mean_squares, moments = [], [], [], []
@@ -93,7 +93,7 @@ class TFRMSProp(torch.optim.Optimizer):
         return params, grads, mean_squares, moments
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001 (the Optimizer signature)
+    def step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -129,7 +129,7 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
     The moving statistics are updated with the mean over the groups of each group's statistics.
     """
 
-    def __init__(self, *args, groups: int = 2, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, groups: int = 2, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.groups = groups
 

@@ -125,6 +125,5 @@ def merge_results(out_file: str | os.PathLike[str], folders: Iterable[str | os.P
     results = [result for folder in folders for result in ResultFolder(folder).results() if result["status"] == "ok"]
     results.sort(key=lambda r: (r["module_hash"], r["epochs"], r["repeat"]))
     with atomic_output(Path(out_file)) as temporary, open(temporary, "wb") as stream:
-        for result in results:
-            stream.write(frame(encode_record(record_of(result))))
+        stream.writelines(frame(encode_record(record_of(result))) for result in results)
     return len(results)

@@ -37,8 +37,8 @@ class SweepSettings:
     """What every job of a sweep shares."""
 
     data: str
-    train: TrainConfig = TrainConfig()
-    network: NetworkConfig = NetworkConfig()
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
     seed: int = 0
     device: str = "cpu"
     max_attempts: int = MAX_ATTEMPTS
@@ -140,7 +140,7 @@ class InProcess:
         future: concurrent.futures.Future = concurrent.futures.Future()
         try:
             future.set_result(run_attempt(job, self.settings, attempt, progress=self.progress))
-        except Exception as error:  # reported by the sweep, like a worker's
+        except Exception as error:  # noqa: BLE001 (reported by the sweep, like a worker's)
             future.set_exception(error)
         return future
 
@@ -215,7 +215,7 @@ class RayExecutor:
         for ref in self._refs:
             try:
                 self._ray.cancel(ref, force=True)
-            except Exception:  # noqa: BLE001 (finished or already gone)
+            except Exception:  # noqa: BLE001, S110 (finished or already gone)
                 pass
         if self._owns_ray:
             self._ray.shutdown()
@@ -266,7 +266,7 @@ def run_sweep(
                     result = future.result()
                 except NbcompileError:
                     raise
-                except Exception as error:  # NaN loss, OOM, a lost worker: retry from scratch
+                except Exception as error:  # noqa: BLE001 (NaN loss, OOM, a lost worker: retry from scratch)
                     errors[job.name].append(f"attempt {attempt}: {describe_error(error)}")
                     if attempt < settings.max_attempts:
                         summary.retries += 1
