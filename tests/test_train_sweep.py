@@ -25,6 +25,7 @@ from nbcompile.space.spec import ModelSpec
 from nbcompile.train.loop import Evaluation, NonFiniteLoss, RunResult, TrainConfig
 from nbcompile.train.results import Job, ResultFolder, plan_jobs
 from nbcompile.train.sweep import (
+    ProcessPerDevice,
     RayExecutor,
     SweepSettings,
     result_json,
@@ -140,6 +141,17 @@ def test_failures_are_retried_five_times_then_recorded_without_stopping(tmp_path
     retried = json.loads((tmp_path / "out" / "runs" / f"{jobs[1].name}.json").read_text())
     assert retried["status"] == "ok" and retried["failed_attempts"] == [
         "attempt 1: NonFiniteLoss: loss is not finite at step 1", "attempt 2: NonFiniteLoss: loss is not finite at step 2"]  # fmt: skip
+
+
+@pytest.mark.slow  # two spawned processes each import torch: about a minute on 2 busy cores
+def test_one_process_per_device(cifar, tmp_path):
+    jobs = plan_jobs([ModelSpec(**cell) for cell in CELLS], [1], 1)
+    settings = SweepSettings(str(cifar), TrainConfig(epochs=1, batch_size=32), TINY)
+    executor = ProcessPerDevice(settings, ["cpu", "cpu"])
+    summary = run_sweep(jobs, settings, ResultFolder(tmp_path / "out"), executor)
+    assert (summary.succeeded, summary.failed) == (2, 0)
+    hosts = {json.loads(p.read_text())["device"] for p in (tmp_path / "out" / "runs").glob("*.json")}
+    assert hosts == {"cpu"}
 
 
 def test_bad_input_stops_the_sweep_at_once(tmp_path):

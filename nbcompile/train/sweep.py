@@ -165,7 +165,8 @@ class ProcessPerDevice:
 
     def __init__(self, settings: SweepSettings, devices: Sequence[str]) -> None:
         context = multiprocessing.get_context("spawn")
-        queue = context.Manager().Queue()
+        self._manager = context.Manager()
+        queue = self._manager.Queue()
         for device in devices:
             queue.put(device)
         self.settings, self.slots = settings, len(devices)
@@ -178,6 +179,7 @@ class ProcessPerDevice:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._manager.shutdown()
 
 
 class RayExecutor:
