@@ -203,6 +203,8 @@ def test_train_merge_joins_folders_as_more_repeats(cifar, specs_file, tmp_path):
         (["--batch-size", "100"], "--batch-size 100 is more than the 64 images"),
         (["--stem-channels", "0"], "--stem-channels"),
         (["--max-attempts", "0"], "--max-attempts"),
+        (["--num-labels", "5"], "--num-labels of at least 10"),
+        (["--ray", "x.json"], "put --ray after the SPECs"),
     ],
 )
 def test_bad_options_are_one_line_errors(cifar, specs_file, tmp_path, extra, message):

@@ -108,7 +108,11 @@ def train_command(
     from nbcompile.train.results import ResultFolder, merge_results, plan_jobs
     from nbcompile.train.sweep import SweepSettings
 
+    if ray_address and (ray_address.endswith((".json", ".jsonl")) or Path(ray_address).is_file()):
+        raise ConfigError(f"--ray took {ray_address!r} as its ADDRESS: put --ray after the SPECs or write --ray=ADDRESS")
     network = network_config(options)
+    if network.in_channels != 3 or network.num_labels < 10:
+        raise ConfigError("CIFAR-10 needs --in-channels 3 and --num-labels of at least 10")
     device = device or default_device()
     train = TrainConfig(
         batch_size=batch_size, ghost_bn=ghost_bn, loss_every=loss_every, precision=precision, channels_last=channels_last,
