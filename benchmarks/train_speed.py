@@ -90,10 +90,10 @@ def measure(cell: str, data: DeviceData, config: TrainConfig, network: NetworkCo
         "step_seconds": round(step_time, 6),
         "images_per_second": round(config.batch_size / step_time, 1),
         "epoch_seconds": round(total_steps / 108 * step_time, 3),
-        "evaluation_seconds": round(evaluation, 3),
+        "evaluation_seconds": None if args.no_eval else round(evaluation, 3),
         "evaluation_images": sum(images for _, images in counts),
         "run_108_training_seconds": round(total_steps * step_time, 1),
-        "run_108_wall_seconds_extrapolated": round(overhead + total_steps * step_time + 3 * evaluation, 1),
+        "run_108_wall_seconds_extrapolated": None if args.no_eval else round(overhead + total_steps * step_time + 3 * evaluation, 1),
     }
 
 
@@ -126,8 +126,8 @@ def main() -> None:
             rows.append(row)
             print(
                 f"{cell:10s} {precision} compile={compile_step!s:5s} {row['images_per_second']:>9,.0f} images/s  "
-                f"epoch {row['epoch_seconds']:8.2f} s  eval {row['evaluation_seconds']:6.2f} s  "
-                f"warm-up {row['warmup_seconds']:6.1f} s  108 epochs ≈ {row['run_108_wall_seconds_extrapolated']:,.0f} s",
+                f"epoch {row['epoch_seconds']:8.2f} s  eval {row['evaluation_seconds']} s  "
+                f"warm-up {row['warmup_seconds']:6.1f} s  108 epochs ≈ {row['run_108_wall_seconds_extrapolated']} s",
                 flush=True,
             )
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
