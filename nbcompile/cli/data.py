@@ -133,3 +133,25 @@ def verify_command(path: str, cache_dir: str | None) -> None:
     manifest = cache.verify(folder)
     source = "source checked" if manifest["source_checked"] else "source not found, not checked"
     click.echo(f"ok: {folder} ({manifest['cells']:,} cells, {len(manifest['arrays'])} arrays; {source})")
+
+
+@data_group.command("cifar10")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--url", default=None, hidden=True, help="Another address of the same tarball (tests, mirrors).")
+@click.option("--md5", default=None, hidden=True, help="The MD5 expected at --url.")
+@reports_bad_input
+def cifar10_command(directory: str, url: str | None, md5: str | None) -> None:
+    """Download CIFAR-10's binary distribution into DIRECTORY, check its published MD5 and unpack
+    it atomically (DIRECTORY/cifar-10-batches-bin); then train with --data DIRECTORY."""
+    from rich.console import Console
+    from rich.progress import DownloadColumn, Progress
+
+    from nbcompile.train import cifar10
+
+    console = Console(stderr=True)
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task("cifar-10-binary.tar.gz", total=None)
+        folder = cifar10.download_cifar10(
+            directory, url or cifar10.URL, md5 or cifar10.MD5, lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    click.echo(str(folder))

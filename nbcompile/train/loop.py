@@ -1,0 +1,294 @@
+"""One training run of one cell, upstream's way (reference §5.1): one step at lr 0 and an
+evaluation, training to half the budget and an evaluation, training to the end and an
+evaluation. ``training_time`` counts training steps only."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from nbcompile.compiler.config import NetworkConfig
+from nbcompile.compiler.driver import compile_to_file
+from nbcompile.errors import ConfigError
+from nbcompile.runtime.loader import load_model
+from nbcompile.space.spec import ModelSpec
+from nbcompile.train import recipe
+from nbcompile.train.cifar10 import Cifar10
+from nbcompile.train.data import BatchStream, DeviceImages, eval_batches
+
+#: Autocast dtype of each precision (None: no autocast).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite (upstream retries the run from scratch)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Upstream's recipe; every default is the value NAS-Bench-101 used."""
+
+    epochs: int = 108
+    batch_size: int = recipe.BATCH_SIZE
+    base_lr: float = recipe.BASE_LR
+    weight_decay: float = recipe.WEIGHT_DECAY
+    #: BatchNorm statistics over ``ghost_groups`` slices of each batch (inferred, not verified).
+    ghost_bn: bool = False
+    ghost_groups: int = 2
+    #: Compile the training step with ``torch.compile`` (worth it on a GPU; off by default).
+    compile_step: bool = False
+    #: Sample the loss every so many steps (for the plot and the NaN check; no sync in between).
+    loss_every: int = 100
+    #: Check the sampled losses for NaN every so many steps (one host sync each), and at evaluations.
+    nan_check_every: int = 1000
+    #: "fp32" (as the dataset's runs were specified) or "bf16" autocast of forward and loss
+    #: (TPU v2 multiplied in bf16 inside its float32 convolutions; faster on recent GPUs).
+    precision: str = "fp32"
+    #: Channels-last memory layout for model and batches (faster convolutions on GPUs).
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}", "epochs")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}", "batch_size")
+        if self.ghost_bn and self.batch_size % self.ghost_groups:
+            raise ConfigError(f"batch_size {self.batch_size} does not split into {self.ghost_groups} ghost batches", "batch_size")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}", "precision")
+        for name in ("loss_every", "nan_check_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}", name)
+
+
+@dataclass
+class DeviceData:
+    """Upstream's four sets, resident on one device."""
+
+    train: DeviceImages
+    valid: DeviceImages
+    test: DeviceImages
+    train_eval: DeviceImages
+
+    @classmethod
+    def of(cls, data: Cifar10, device: torch.device | str) -> DeviceData:
+        return cls(*(DeviceImages.of(getattr(data, name), device) for name in ("train", "valid", "test", "train_eval")))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One of the three evaluations; accuracies are ``float32(k / images)``."""
+
+    current_epoch: float
+    training_time: float
+    train_accuracy: float
+    validation_accuracy: float
+    test_accuracy: float
+    images: int
+
+
+@dataclass
+class RunResult:
+    evaluations: list[Evaluation]
+    trainable_parameters: int
+    training_time: float
+    total_time: float
+    steps: int
+    images_per_second: float
+    losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+def evaluation_steps(epochs: int, train_images: int, batch_size: int) -> list[int]:
+    """Global steps after which upstream evaluates: 1 (one step at lr 0), half and full budget."""
+    steps, previous = [], 1
+    for fraction in recipe.EVALUATION_FRACTIONS:
+        previous = max(previous, recipe.steps_for(fraction * epochs, train_images, batch_size))
+        steps.append(previous)
+    return steps
+
+
+def build_network(spec: ModelSpec, network: NetworkConfig, model_dir: Path, seed: int) -> nn.Module:
+    """Generate the cell's model file into ``model_dir`` and instantiate it, its initial weights
+    drawn from ``seed`` without touching torch's global random state."""
+    path = compile_to_file(spec, model_dir, **network.as_dict())
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        return load_model(path)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _layout(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+def accuracy_count(
+    model: nn.Module, data: DeviceImages, batch_size: int, precision: str = "fp32", channels_last: bool = False
+) -> tuple[int, int]:
+    """Correct predictions and images over ``len // batch_size`` whole batches, eval-mode BN."""
+    was_training = model.training
+    model.eval()
+    device = data.labels.device
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    images = 0
+    dtype = PRECISIONS[precision]
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        for batch, labels in eval_batches(data, batch_size):
+            correct += (model(_layout(batch, channels_last)).argmax(1) == labels).sum()
+            images += labels.shape[0]
+    model.train(was_training)
+    return int(correct.item()), images
+
+
+def _accuracy(correct: int, images: int) -> float:
+    return float(np.float32(correct / images)) if images else 0.0
+
+
+def make_train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, weight_decay: float, precision: str = "fp32", channels_last: bool = False
+) -> Callable:
+    """``step(images, labels) -> loss``: forward, upstream's loss, backward, TF RMSProp update.
+    Nothing in it reads a value back to the host. (Where a compiled training step from the
+    GPU paths work exists, this is the function to hand to it.)"""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    dtype = PRECISIONS[precision]
+
+    def step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(images.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(_layout(images, channels_last))
+        loss = recipe.nasbench_loss(logits, labels, parameters, weight_decay)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+class Trainer:
+    """A model, its optimizer, schedule and batch stream, ready to step: what :func:`train_run`
+    drives and what the speed benchmark times."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        data: DeviceData,
+        config: TrainConfig,
+        network: NetworkConfig,
+        seed: int,
+        model_dir: Path,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.device, self.data, self.config = torch.device(device), data, config
+        self.model = build_network(spec, network, model_dir, seed).to(self.device)
+        if config.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if config.ghost_bn:
+            recipe.use_ghost_batch_norm(self.model, config.ghost_groups)
+        self.model.train()
+        self.trainable_parameters = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        self.total_steps = recipe.steps_for(config.epochs, len(data.train), config.batch_size)
+        if self.total_steps < 1:
+            raise ConfigError(
+                f"{config.epochs} epochs of {len(data.train)} images is less than one batch of {config.batch_size}", "epochs"
+            )
+        self.schedule = recipe.schedule_tensor(self.total_steps, config.base_lr, self.device)
+        self.lr = self.schedule[0].clone()  # updated in place: the step sees one tensor throughout
+        optimizer = recipe.TFRMSProp(self.model.parameters(), lr=self.lr)
+        self.step_function = make_train_step(self.model, optimizer, config.weight_decay, config.precision, config.channels_last)
+        # The place for the GPU paths work's compiled training step (nbcompile.optimize(model,
+        # example, train=True)) once it exists; until then plain torch.compile.
+        if config.compile_step:
+            self.step_function = torch.compile(self.step_function)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed)
+        self.stream = BatchStream(data.train, config.batch_size, generator)
+        self.step = 0
+        self.losses: list[tuple[int, torch.Tensor]] = []  # sampled on the device, read at checks
+
+    def train_until(self, target: int, progress: Callable[[int, int], None] | None = None) -> None:
+        """Step to global step ``target``; the host reads nothing back except every
+        ``nan_check_every`` steps, when the last sampled loss is checked."""
+        config = self.config
+        while self.step < target:
+            self.lr.copy_(self.schedule[min(self.step, self.total_steps)])
+            loss = self.step_function(*self.stream.next())
+            self.step += 1
+            if self.step % config.loss_every == 0 or self.step == target:
+                self.losses.append((self.step, loss))
+            if self.step % config.nan_check_every == 0:
+                self.check_losses()
+            if progress is not None:
+                progress(self.step, self.total_steps)
+
+    def check_losses(self) -> None:
+        """Raise NonFiniteLoss if any sampled loss is NaN or infinite (one device sync)."""
+        if self.losses and not bool(torch.isfinite(torch.stack([value for _, value in self.losses])).all()):
+            bad = next(s for s, value in self.losses if not math.isfinite(float(value)))
+            raise NonFiniteLoss(f"loss is not finite at step {bad} of {self.total_steps}")
+
+    def synchronize(self) -> None:
+        _synchronize(self.device)
+
+    def accuracy_counts(self) -> list[tuple[int, int]]:
+        """(correct, images) on train_eval, valid and test."""
+        data, batch = self.data, self.config.batch_size
+        config = self.config
+        return [
+            accuracy_count(self.model, images, batch, config.precision, config.channels_last)
+            for images in (data.train_eval, data.valid, data.test)
+        ]
+
+
+def train_run(
+    spec: ModelSpec,
+    data: DeviceData,
+    config: TrainConfig,
+    network: NetworkConfig,
+    seed: int,
+    model_dir: Path,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Train ``spec`` once from scratch; raises NonFiniteLoss if the loss diverges."""
+    started = time.perf_counter()
+    trainer = Trainer(spec, data, config, network, seed, model_dir, device)
+    evaluations: list[Evaluation] = []
+    training_time = 0.0
+    for fraction, target in zip(recipe.EVALUATION_FRACTIONS, evaluation_steps(config.epochs, len(data.train), config.batch_size)):
+        trainer.synchronize()
+        segment = time.perf_counter()
+        trainer.train_until(target, progress)
+        trainer.synchronize()
+        training_time += time.perf_counter() - segment
+        trainer.check_losses()
+        counts = trainer.accuracy_counts()
+        evaluations.append(
+            Evaluation(
+                current_epoch=fraction * config.epochs,
+                training_time=float(np.float32(training_time)),
+                train_accuracy=_accuracy(*counts[0]),
+                validation_accuracy=_accuracy(*counts[1]),
+                test_accuracy=_accuracy(*counts[2]),
+                images=counts[1][1],
+            )
+        )
+    return RunResult(
+        evaluations=evaluations,
+        trainable_parameters=trainer.trainable_parameters,
+        training_time=training_time,
+        total_time=time.perf_counter() - started,
+        steps=trainer.step,
+        images_per_second=trainer.step * config.batch_size / training_time if training_time else 0.0,
+        losses=[(s, float(value)) for s, value in trainer.losses],
+    )

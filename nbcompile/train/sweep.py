@@ -1,0 +1,289 @@
+"""Sweeps: many (cell, budget, repeat) jobs, run in this process, in one process per GPU, or as
+Ray tasks of one GPU each. Every finished job's result is written atomically into the output
+folder, so a restarted sweep skips finished jobs; a failing job (NaN loss, OOM, a lost worker)
+is retried from scratch up to ``max_attempts`` times (upstream's 5) and then recorded as failed
+without stopping the sweep."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import functools
+import hashlib
+import multiprocessing
+import platform
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from nbcompile._version import __version__
+from nbcompile.compiler.config import NetworkConfig
+from nbcompile.errors import NbcompileError
+from nbcompile.train.cifar10 import load_cifar10
+from nbcompile.train.loop import DeviceData, RunResult, TrainConfig, train_run
+from nbcompile.train.results import FORMAT, Job, ResultFolder
+
+#: Upstream's ``max_attempts``.
+MAX_ATTEMPTS = 5
+
+StepProgress = Callable[[Job, int, int], None]
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What every job of a sweep shares."""
+
+    data: str
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
+    seed: int = 0
+    device: str = "cpu"
+    max_attempts: int = MAX_ATTEMPTS
+
+    def with_budget(self, epochs: int) -> TrainConfig:
+        return dataclasses.replace(self.train, epochs=epochs)
+
+
+def attempt_seed(seed: int, job: Job, attempt: int) -> int:
+    """A 63-bit seed per (sweep seed, job, attempt): repeats and retries differ, reruns agree."""
+    text = f"{seed}/{job.module_hash}/{job.epochs}/{job.repeat}/{attempt}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") >> 1
+
+
+@functools.lru_cache(maxsize=1)
+def device_data(path: str, device: str) -> DeviceData:
+    """CIFAR-10 on ``device``, loaded once per process (and reused by its later jobs)."""
+    return DeviceData.of(load_cifar10(path), device)
+
+
+def result_json(job: Job, settings: SweepSettings, run: RunResult, seed: int, attempt: int, device: str) -> dict[str, Any]:
+    """The JSON document of a successful run."""
+    return {
+        "format": FORMAT,
+        "status": "ok",
+        "job": job.name,
+        "module_hash": job.module_hash,
+        "epochs": job.epochs,
+        "repeat": job.repeat,
+        "matrix": [list(row) for row in job.matrix],
+        "ops": list(job.ops),
+        "attempt": attempt,
+        "seed": seed,
+        "device": device,
+        "host": platform.node(),
+        "nbcompile": __version__,
+        "network": settings.network.as_dict(),
+        "train": dataclasses.asdict(settings.with_budget(job.epochs)),
+        "trainable_parameters": run.trainable_parameters,
+        "training_time": run.training_time,
+        "total_time": run.total_time,
+        "steps": run.steps,
+        "images_per_second": run.images_per_second,
+        "evaluations": [dataclasses.asdict(e) for e in run.evaluations],
+        "losses": [list(pair) for pair in run.losses],
+    }
+
+
+def failed_json(job: Job, settings: SweepSettings, errors: list[str]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "status": "failed",
+        "job": job.name,
+        "module_hash": job.module_hash,
+        "epochs": job.epochs,
+        "repeat": job.repeat,
+        "matrix": [list(row) for row in job.matrix],
+        "ops": list(job.ops),
+        "network": settings.network.as_dict(),
+        "train": dataclasses.asdict(settings.with_budget(job.epochs)),
+        "errors": errors,
+    }
+
+
+def run_attempt(
+    job: Job, settings: SweepSettings, attempt: int, device: str | None = None, progress: StepProgress | None = None
+) -> dict[str, Any]:
+    """Train ``job`` once (attempt number ``attempt``, from 1) and return its result JSON."""
+    device = device or settings.device
+    seed = attempt_seed(settings.seed, job, attempt)
+    step_progress = None if progress is None else functools.partial(progress, job)
+    with tempfile.TemporaryDirectory(prefix="nbcompile-train-") as model_dir:
+        run = train_run(
+            job.spec, device_data(settings.data, device), settings.with_budget(job.epochs),
+            settings.network, seed, Path(model_dir), device, step_progress,
+        )  # fmt: skip
+    return result_json(job, settings, run, seed, attempt, device)
+
+
+class Executor(Protocol):
+    """Runs attempts; ``slots`` is how many may be in flight at once."""
+
+    slots: int
+
+    def submit(self, job: Job, attempt: int) -> concurrent.futures.Future: ...
+
+    def close(self) -> None: ...
+
+
+class InProcess:
+    """Attempts one after another in this process (the CPU, or a single GPU)."""
+
+    slots = 1
+
+    def __init__(self, settings: SweepSettings, progress: StepProgress | None = None) -> None:
+        self.settings, self.progress = settings, progress
+
+    def submit(self, job: Job, attempt: int) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            future.set_result(run_attempt(job, self.settings, attempt, progress=self.progress))
+        except Exception as error:  # noqa: BLE001 (reported by the sweep, like a worker's)
+            future.set_exception(error)
+        return future
+
+    def close(self) -> None:
+        pass
+
+
+_worker_device: list[str] = []  # the device a ProcessPerDevice worker claimed (one per process)
+
+
+def _claim_device(devices: Any) -> None:
+    _worker_device.append(devices.get())
+
+
+def _worker_attempt(job: Job, settings: SweepSettings, attempt: int) -> dict[str, Any]:
+    return run_attempt(job, settings, attempt, device=_worker_device[0])
+
+
+class ProcessPerDevice:
+    """One worker process per device (e.g. ``cuda:0``, ``cuda:1``), each with its own copy of the
+    data, taking the next job when it finishes one."""
+
+    def __init__(self, settings: SweepSettings, devices: Sequence[str]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._manager = context.Manager()
+        queue = self._manager.Queue()
+        for device in devices:
+            queue.put(device)
+        self.settings, self.slots = settings, len(devices)
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            len(devices), mp_context=context, initializer=_claim_device, initargs=(queue,)
+        )
+
+    def submit(self, job: Job, attempt: int) -> concurrent.futures.Future:
+        return self._pool.submit(_worker_attempt, job, self.settings, attempt)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._manager.shutdown()
+
+
+class RayExecutor:
+    """Every attempt a Ray task asking for one GPU (none on the CPU). The data path must be
+    readable on every worker, and nbcompile installed there. A worker that dies mid-job fails
+    its task; the sweep then retries the job like any other failure."""
+
+    slots = 100_000
+
+    def __init__(
+        self,
+        settings: SweepSettings,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        attempt_function: Callable[[Job, SweepSettings, int], dict[str, Any]] = run_attempt,
+    ) -> None:
+        import ray
+
+        self._ray = ray
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            local = {} if address else {"num_cpus": num_cpus}
+            ray.init(address=address or None, include_dashboard=False, log_to_driver=False, **local)
+        gpus = 1 if settings.device.startswith("cuda") else 0
+        self.settings = settings
+        self._remote = ray.remote(attempt_function).options(num_cpus=1, num_gpus=gpus, max_retries=0)
+        self._refs: list[Any] = []
+
+    def submit(self, job: Job, attempt: int) -> concurrent.futures.Future:
+        ref = self._remote.remote(job, self.settings, attempt)
+        self._refs.append(ref)
+        return ref.future()
+
+    def close(self) -> None:
+        for ref in self._refs:
+            try:
+                self._ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001, S110 (finished or already gone)
+                pass
+        if self._owns_ray:
+            self._ray.shutdown()
+
+
+def describe_error(error: BaseException) -> str:
+    """One line naming a failed attempt's error."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[-1] if text else ''}".rstrip(": ")
+
+
+@dataclass
+class SweepSummary:
+    finished_before: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retries: int = 0
+
+
+def run_sweep(
+    jobs: Sequence[Job],
+    settings: SweepSettings,
+    folder: ResultFolder,
+    executor: Executor,
+    on_result: Callable[[Job, dict[str, Any]], None] | None = None,
+) -> SweepSummary:
+    """Run every job not already finished in ``folder``, retrying failures; bad input
+    (NbcompileError) stops the sweep at once. ``executor`` is closed at the end."""
+    folder.remove_stale_temporaries()
+    summary = SweepSummary()
+    pending = collections.deque()
+    for job in jobs:
+        if folder.is_finished(job):
+            summary.finished_before += 1
+        else:
+            pending.append((job, 1))
+    errors: dict[str, list[str]] = collections.defaultdict(list)
+    in_flight: dict[concurrent.futures.Future, tuple[Job, int]] = {}
+    try:
+        while pending or in_flight:
+            while pending and len(in_flight) < executor.slots:
+                job, attempt = pending.popleft()
+                in_flight[executor.submit(job, attempt)] = (job, attempt)
+            done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                job, attempt = in_flight.pop(future)
+                try:
+                    result = future.result()
+                except NbcompileError:
+                    raise
+                except Exception as error:  # noqa: BLE001 (NaN loss, OOM, a lost worker: retry from scratch)
+                    errors[job.name].append(f"attempt {attempt}: {describe_error(error)}")
+                    if attempt < settings.max_attempts:
+                        summary.retries += 1
+                        pending.appendleft((job, attempt + 1))
+                        continue
+                    result = failed_json(job, settings, errors[job.name])
+                    summary.failed += 1
+                else:
+                    result["failed_attempts"] = errors[job.name]
+                    summary.succeeded += 1
+                folder.write(job, result)
+                if on_result is not None:
+                    on_result(job, result)
+    finally:
+        for future in in_flight:
+            future.cancel()
+        executor.close()
+    return summary

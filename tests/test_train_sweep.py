@@ -1,0 +1,283 @@
+"""Sweeps and ``nbcompile train``: results in the dataset's format read back by NASBench,
+retries, resume after SIGKILL, merging, bad input; the Ray runner behind the ``ray`` marker."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cifar_files import one_thread, write_folder
+from test_cli import invoke
+
+from nbcompile.compiler.config import NetworkConfig
+from nbcompile.errors import ConfigError, DatasetError
+from nbcompile.nasbench import NASBench
+from nbcompile.nasbench.tfrecord import read_records
+from nbcompile.space.spec import ModelSpec
+from nbcompile.train.loop import Evaluation, NonFiniteLoss, RunResult, TrainConfig
+from nbcompile.train.results import Job, ResultFolder, plan_jobs
+from nbcompile.train.sweep import (
+    ProcessPerDevice,
+    RayExecutor,
+    SweepSettings,
+    result_json,
+    run_attempt,
+    run_sweep,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CELLS = [json.loads((REPO / "examples" / name).read_text()) for name in ("inception.json", "seven_vertex_nine_edge.json")]
+TINY_FLAGS = ["--device", "cpu", "--batch-size", "32", "--stem-channels", "8", "--num-stacks", "1", "--cells-per-stack", "1", "--loss-every", "1"]
+TINY = NetworkConfig(stem_channels=8, num_stacks=1, cells_per_stack=1)
+single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory) -> Path:
+    return write_folder(tmp_path_factory.mktemp("cifar") / "cifar-10-batches-bin", 64)
+
+
+@pytest.fixture(scope="module")
+def specs_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("specs") / "cells.jsonl"
+    path.write_text("".join(json.dumps(cell) + "\n" for cell in CELLS))
+    return path
+
+
+def test_sweep_writes_the_datasets_format_and_nasbench_reads_it_back(cifar, specs_file, tmp_path):
+    out = tmp_path / "out"
+    args = ["train", str(specs_file), "--data", str(cifar), "--epochs", "1", "--repeats", "2", "--out", str(out), *TINY_FLAGS]
+    result = invoke(args)
+    assert result.exit_code == 0, result.stderr
+    assert "4 runs trained, 0 failed, 0 already done" in result.stderr
+    runs = sorted((out / "runs").glob("*.json"))
+    assert len(runs) == 4 and len(list((out / "runs").glob("*.tfrecord"))) == 4
+    assert len(list((out / "plots").glob("*.png"))) == 4 and len(list((out / "models").glob("*.py"))) == 2
+    results = [json.loads(path.read_text()) for path in runs]
+    assert all(r["status"] == "ok" and r["steps"] == 8 and r["failed_attempts"] == [] for r in results)
+
+    bench = NASBench(out / "results.tfrecord", cache=False)
+    assert len(bench) == 2 and bench.valid_epochs == {1}
+    for r in results:
+        fixed, computed = bench.get_metrics_from_hash(r["module_hash"])
+        assert fixed["trainable_parameters"] == r["trainable_parameters"]
+        runs_of_cell = computed[1]
+        assert len(runs_of_cell) == 2
+        final, halfway = r["evaluations"][2], r["evaluations"][1]
+        stored = runs_of_cell[r["repeat"]]
+        assert stored["final_validation_accuracy"] == final["validation_accuracy"]
+        assert stored["final_test_accuracy"] == final["test_accuracy"]
+        assert stored["final_training_time"] == pytest.approx(final["training_time"])
+        assert stored["halfway_train_accuracy"] == halfway["train_accuracy"]
+        assert ModelSpec(fixed["module_adjacency"], fixed["module_operations"]).module_hash == r["module_hash"]
+    assert len(list(read_records(out / "results.tfrecord", verify=True))) == 4
+
+    again = invoke(args)  # a finished sweep: nothing is trained again
+    assert again.exit_code == 0 and "0 runs trained, 0 failed, 4 already done" in again.stderr
+    assert [p.stat().st_mtime_ns for p in runs] == [p.stat().st_mtime_ns for p in sorted((out / "runs").glob("*.json"))]
+
+
+def test_records_pass_tensorflows_own_reader(cifar, specs_file, tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    out = tmp_path / "out"
+    result = invoke(["train", str(specs_file), "--data", str(cifar), "--epochs", "1", "--repeats", "1", "--out", str(out), "--no-plot", *TINY_FLAGS])
+    assert result.exit_code == 0, result.stderr
+    payloads = [bytes(r.numpy()) for r in tf.data.TFRecordDataset(str(out / "results.tfrecord"))]
+    assert [json.loads(p)[1] for p in payloads] == [1, 1]
+
+
+def _fake_result(job: Job, settings: SweepSettings) -> dict:
+    evaluation = Evaluation(0.0, 0.0, 0.5, 0.25, 0.125, 64)
+    run = RunResult([evaluation] * 3, 530, 1.0, 2.0, 8, 256.0, [(1, 2.3)])
+    return result_json(job, settings, run, seed=1, attempt=1, device="cpu")
+
+
+class Scripted:
+    """An executor whose attempts fail as ``failures(job, attempt)`` says, else succeed."""
+
+    slots = 2
+
+    def __init__(self, settings: SweepSettings, failures) -> None:
+        self.settings, self.failures, self.calls, self.closed = settings, failures, [], False
+
+    def submit(self, job: Job, attempt: int) -> concurrent.futures.Future:
+        self.calls.append((job.repeat, attempt))
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        error = self.failures(job, attempt)
+        future.set_exception(error) if error else future.set_result(_fake_result(job, self.settings))
+        return future
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_failures_are_retried_five_times_then_recorded_without_stopping(tmp_path):
+    jobs = plan_jobs([ModelSpec(**CELLS[0])], [1], 3)
+    settings = SweepSettings(str(tmp_path), TrainConfig(epochs=1), TINY)
+
+    def failures(job: Job, attempt: int):
+        if job.repeat == 0:
+            return RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if job.repeat == 1 and attempt < 3:
+            return NonFiniteLoss(f"loss is not finite at step {attempt}")
+        return None
+
+    executor = Scripted(settings, failures)
+    summary = run_sweep(jobs, settings, ResultFolder(tmp_path / "out"), executor)
+    assert (summary.succeeded, summary.failed, summary.retries) == (2, 1, 6)
+    assert executor.closed and sorted(executor.calls) == sorted([(0, a) for a in range(1, 6)] + [(1, 1), (1, 2), (1, 3), (2, 1)])
+    failed = json.loads((tmp_path / "out" / "runs" / f"{jobs[0].name}.json").read_text())
+    assert failed["status"] == "failed" and len(failed["errors"]) == 5
+    assert failed["errors"][0] == "attempt 1: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert not (tmp_path / "out" / "runs" / f"{jobs[0].name}.tfrecord").exists()
+    retried = json.loads((tmp_path / "out" / "runs" / f"{jobs[1].name}.json").read_text())
+    assert retried["status"] == "ok" and retried["failed_attempts"] == [
+        "attempt 1: NonFiniteLoss: loss is not finite at step 1", "attempt 2: NonFiniteLoss: loss is not finite at step 2"]  # fmt: skip
+
+
+@pytest.mark.slow  # two spawned processes each import torch: about a minute on 2 busy cores
+def test_one_process_per_device(cifar, tmp_path):
+    jobs = plan_jobs([ModelSpec(**cell) for cell in CELLS], [1], 1)
+    settings = SweepSettings(str(cifar), TrainConfig(epochs=1, batch_size=32), TINY)
+    executor = ProcessPerDevice(settings, ["cpu", "cpu"])
+    summary = run_sweep(jobs, settings, ResultFolder(tmp_path / "out"), executor)
+    assert (summary.succeeded, summary.failed) == (2, 0)
+    hosts = {json.loads(p.read_text())["device"] for p in (tmp_path / "out" / "runs").glob("*.json")}
+    assert hosts == {"cpu"}
+
+
+def test_bad_input_stops_the_sweep_at_once(tmp_path):
+    jobs = plan_jobs([ModelSpec(**CELLS[0])], [1], 2)
+    settings = SweepSettings(str(tmp_path), TrainConfig(epochs=1), TINY)
+    executor = Scripted(settings, lambda job, attempt: DatasetError("data_batch_1.bin: missing"))
+    with pytest.raises(DatasetError):
+        run_sweep(jobs, settings, ResultFolder(tmp_path / "out"), executor)
+    assert executor.closed and not list((tmp_path / "out").glob("runs/*.json"))
+
+
+def test_sweep_killed_with_sigkill_resumes_every_job_exactly_once(cifar, specs_file, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "nbcompile", "train", str(specs_file), "--data", str(cifar), "--epochs", "1",
+               "--repeats", "2", "--out", str(out), "--no-plot", *TINY_FLAGS]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("runs/*.json")) and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done_before = len(list(out.glob("runs/*.json")))
+    assert 1 <= done_before < 4, "the sweep must be killed midway for this test to mean anything"
+    second = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert f"{4 - done_before} runs trained, 0 failed, {done_before} already done" in second.stderr
+    names = sorted(path.stem for path in out.glob("runs/*.json"))
+    assert len(names) == len(set(names)) == 4
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    records = [json.loads(payload) for _, _, payload in read_records(out / "results.tfrecord")]
+    assert sorted((r[0], r[1]) for r in records) == sorted((json.loads(p.read_text())["module_hash"], 1) for p in out.glob("runs/*.json"))
+
+
+def test_train_merge_joins_folders_as_more_repeats(cifar, specs_file, tmp_path):
+    for name in ("a", "b"):
+        result = invoke(["train", str(specs_file), "--data", str(cifar), "--epochs", "1", "--repeats", "1",
+                         "--out", str(tmp_path / name), "--no-plot", "--seed", str(len(name)), *TINY_FLAGS])  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+    merged = invoke(["train-merge", str(tmp_path / "all.tfrecord"), str(tmp_path / "a"), str(tmp_path / "b")])
+    assert merged.exit_code == 0 and "wrote 4 records" in merged.stderr
+    bench = NASBench(tmp_path / "all.tfrecord", cache=False)
+    assert all(len(bench.get_metrics_from_hash(h)[1][1]) == 2 for h in bench.hash_iterator())
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--batch-size", "100"], "--batch-size 100 is more than the 64 images"),
+        (["--stem-channels", "0"], "--stem-channels"),
+        (["--max-attempts", "0"], "--max-attempts"),
+        (["--num-labels", "5"], "--num-labels of at least 10"),
+        (["--ray", "x.json"], "put --ray after the SPECs"),
+    ],
+)
+def test_bad_options_are_one_line_errors(cifar, specs_file, tmp_path, extra, message):
+    result = invoke(["train", str(specs_file), "--data", str(cifar), "--out", str(tmp_path / "o"), "--device", "cpu", *extra])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_data_and_hashes_without_dataset(tmp_path, specs_file, cifar):
+    broken = write_folder(tmp_path / "broken", 4)
+    (broken / "data_batch_2.bin").write_bytes(b"\0" * 3000)
+    result = invoke(["train", str(specs_file), "--data", str(broken), "--out", str(tmp_path / "o"), "--no-plot", "--device", "cpu"])
+    assert result.exit_code == 2 and "data_batch_2.bin: 3000 bytes is not a whole number" in result.stderr
+    module_hash = ModelSpec(**CELLS[0]).module_hash
+    result = invoke(["train", module_hash, "--data", str(cifar), "--out", str(tmp_path / "o"), "--device", "cpu"])
+    assert result.exit_code == 2 and "give --dataset FILE" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_hash_specs_are_looked_up_in_a_dataset(tmp_path):
+    from nbcompile.cli.train import resolve_specs
+    from nbcompile.fixture import write_fixture
+    from nbcompile.space.enumeration import sample_cells
+
+    cells = sample_cells(3)
+    write_fixture(tmp_path / "synthetic.tfrecord", cells)
+    specs = resolve_specs((cells[1].module_hash,), str(tmp_path / "synthetic.tfrecord"))
+    assert [s.module_hash for s in specs] == [cells[1].module_hash]
+
+
+def test_missing_optional_dependency_names_the_extra():
+    from nbcompile.cli.train import require
+
+    with pytest.raises(ConfigError, match=r'pip install "nbcompile\[ray\]"'):
+        require("surely_not_a_module_nbcompile", "ray", "--ray")
+
+
+# --- Ray ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.ray
+def test_ray_sweep_and_a_killed_worker_is_retried(ray_local, cifar, tmp_path):
+    jobs = plan_jobs([ModelSpec(**cell) for cell in CELLS], [1], 1)
+    settings = SweepSettings(str(cifar), TrainConfig(epochs=1, batch_size=32), TINY)
+    marker = tmp_path / "killed-once"
+
+    def dies_once(job: Job, settings: SweepSettings, attempt: int) -> dict:
+        if job.ops == jobs[0].ops and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies mid-job
+        return run_attempt(job, settings, attempt)
+
+    summary = run_sweep(jobs, settings, ResultFolder(tmp_path / "out"), RayExecutor(settings, attempt_function=dies_once))
+    assert (summary.succeeded, summary.failed, summary.retries) == (2, 0, 1)
+    first = json.loads((tmp_path / "out" / "runs" / f"{jobs[0].name}.json").read_text())
+    assert first["attempt"] == 2 and len(first["failed_attempts"]) == 1
+    assert first["failed_attempts"][0].startswith("attempt 1: ")
+    assert any(word in first["failed_attempts"][0] for word in ("Worker", "worker", "died", "crash")), first["failed_attempts"]
+    assert np.isfinite(first["evaluations"][-1]["validation_accuracy"])
+
+
+@pytest.mark.ray
+def test_cli_runs_on_ray(ray_local, cifar, specs_file, tmp_path):
+    out = tmp_path / "out"
+    result = invoke(["train", str(specs_file), "--data", str(cifar), "--epochs", "1", "--repeats", "1", "--out", str(out),
+                     "--no-plot", *TINY_FLAGS, "--ray"])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "2 runs trained" in result.stderr and len(NASBench(out / "results.tfrecord", cache=False)) == 2
