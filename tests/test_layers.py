@@ -20,6 +20,7 @@ ALLOWED = {
     "nasbench": {"nasbench", "space"},
     "search": {"search", "nasbench", "space"},
     "bench": {"bench", "runtime", "compiler", "space"},
+    "train": {"train", "runtime", "compiler", "nasbench", "space"},
 }
 BASE = {"errors", "io", "optional", "parallel", "_version"}
 

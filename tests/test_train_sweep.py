@@ -17,10 +17,11 @@ import pytest
 from cifar_files import one_thread, write_folder
 from test_cli import invoke
 
+from nasbench_bytes import frames
+
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.errors import ConfigError, DatasetError
 from nbcompile.nasbench import NASBench
-from nbcompile.nasbench.tfrecord import read_records
 from nbcompile.space.spec import ModelSpec
 from nbcompile.train.loop import Evaluation, NonFiniteLoss, RunResult, TrainConfig
 from nbcompile.train.results import Job, ResultFolder, plan_jobs
@@ -78,7 +79,7 @@ def test_sweep_writes_the_datasets_format_and_nasbench_reads_it_back(cifar, spec
         assert stored["final_training_time"] == pytest.approx(final["training_time"])
         assert stored["halfway_train_accuracy"] == halfway["train_accuracy"]
         assert ModelSpec(fixed["module_adjacency"], fixed["module_operations"]).module_hash == r["module_hash"]
-    assert len(list(read_records(out / "results.tfrecord", verify=True))) == 4
+    assert len(frames((out / "results.tfrecord").read_bytes())) == 4  # NASBench read it above, CRCs checked
 
     again = invoke(args)  # a finished sweep: nothing is trained again
     assert again.exit_code == 0 and "0 runs trained, 0 failed, 4 already done" in again.stderr
@@ -182,7 +183,7 @@ def test_sweep_killed_with_sigkill_resumes_every_job_exactly_once(cifar, specs_f
     names = sorted(path.stem for path in out.glob("runs/*.json"))
     assert len(names) == len(set(names)) == 4
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
-    records = [json.loads(payload) for _, _, payload in read_records(out / "results.tfrecord")]
+    records = [json.loads(payload) for _, payload in frames((out / "results.tfrecord").read_bytes())]
     assert sorted((r[0], r[1]) for r in records) == sorted((json.loads(p.read_text())["module_hash"], 1) for p in out.glob("runs/*.json"))
 
 
