@@ -37,8 +37,9 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 @click.option("--channels-last", is_flag=True, help="Use channels_last inputs and weights.")
 @click.option("--train", is_flag=True, help="Time a training step (forward, backward, SGD step) instead of inference.")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls before timing.")
-@click.option("--iters", type=int, default=50, show_default=True, help="Timed calls (at most).")
-@click.option("--max-seconds", type=float, default=10.0, show_default=True, help="Time limit for the timed calls of one mode.")
+@click.option("--iters", type=int, default=50, show_default=True, help="Timed calls of a mode in one round (at most).")
+@click.option("--max-seconds", type=float, default=10.0, show_default=True, help="Time limit for the timed calls of one mode in one round.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Interleaved rounds (ABC ABC ABC): the median of round medians is reported.")
 @click.option("--compile-backend", default="inductor", show_default=True, help="torch.compile backend.")
 @click.option("--image-size", type=int, default=32, show_default=True, help="Input height and width.")
 @click.option("--canonical", is_flag=True, help="Build the cell in the labeling NAS-Bench-101 trained.")
@@ -58,6 +59,7 @@ def bench_command(
     warmup: int,
     iters: int,
     max_seconds: float,
+    rounds: int,
     compile_backend: str,
     image_size: int,
     canonical: bool,
@@ -68,8 +70,8 @@ def bench_command(
 ) -> None:
     """Time generated models against graph walking for every spec in SPECS.
 
-    Every mode runs in this process on the same weights; a mode that fails or does not
-    apply is reported in the table and the JSON, not raised.
+    Every mode runs in this process on the same weights, in --rounds interleaved rounds; a mode
+    that fails or does not apply is reported in the table and the JSON, not raised.
     """
     import torch
 
@@ -94,6 +96,7 @@ def bench_command(
             warmup=warmup,
             iters=iters,
             max_seconds=max_seconds,
+            rounds=rounds,
             compile_backend=compile_backend,
             image_size=image_size,
             canonical=canonical,
@@ -101,7 +104,8 @@ def bench_command(
             config=network_config(options),
         )
     except ValueError as error:
-        raise ConfigError(str(error)) from None
+        field = "rounds" if str(error).startswith("rounds") else None
+        raise ConfigError(str(error), field=field) from None
     cells = []
     stdin_text = read_stdin(specs)
     for source in specs:

@@ -181,15 +181,19 @@ def optimize(
     if use_graphs and device.type != "cuda":
         raise ConfigError("CUDA graphs need a CUDA device", field="cuda_graphs")
     mode = "reduce-overhead" if use_graphs else None
-    result = (_optimize_training if train else _optimize_inference)(
-        model, example_input.to(device), device, dtype, backend, mode, lr, momentum, loss_fn
-    )
+    example = example_input.to(device)
+    if train:
+        result: OptimizedNetwork | TrainingStep = _optimize_training(model, example, device, dtype, backend, mode, lr, momentum, loss_fn)
+    else:
+        result = _optimize_inference(model, example, device, dtype, backend, mode)
     if verbose:
         print(result.summary, file=sys.stderr)
     return result
 
 
-def _optimize_inference(model, example, device, dtype, backend, mode, lr, momentum, loss_fn) -> OptimizedNetwork:  # noqa: ANN001
+def _optimize_inference(
+    model: nn.Module, example: torch.Tensor, device: torch.device, dtype: str, backend: str, mode: str | None
+) -> OptimizedNetwork:
     import torch._inductor.config as inductor_config
 
     prepared, folded = prepare_inference(model, device, dtype)
@@ -210,7 +214,17 @@ def _optimize_inference(model, example, device, dtype, backend, mode, lr, moment
     return network
 
 
-def _optimize_training(model, example, device, dtype, backend, mode, lr, momentum, loss_fn) -> TrainingStep:  # noqa: ANN001
+def _optimize_training(
+    model: nn.Module,
+    example: torch.Tensor,
+    device: torch.device,
+    dtype: str,
+    backend: str,
+    mode: str | None,
+    lr: float,
+    momentum: float,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> TrainingStep:
     model.to(device=device, memory_format=torch.channels_last).train()
     regions = list(_regions(model))
     for region in regions:
