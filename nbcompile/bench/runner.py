@@ -355,6 +355,7 @@ def inductor_cache_state(limit: int = 10_000) -> dict[str, Any]:
     whether it already held files (warm) before this run (files counted up to ``limit``)."""
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
+    from_env = "TORCHINDUCTOR_CACHE_DIR" in os.environ  # before cache_dir(), which sets it
     folder = Path(cache_dir())
     count = 0
     if folder.is_dir():
@@ -362,7 +363,7 @@ def inductor_cache_state(limit: int = 10_000) -> dict[str, Any]:
             count += len(files)
             if count >= limit:
                 break
-    return {"dir": str(folder), "from_env": "TORCHINDUCTOR_CACHE_DIR" in os.environ, "files_before": count, "warm": count > 0}
+    return {"dir": str(folder), "from_env": from_env, "files_before": count, "warm": count > 0}
 
 
 @contextlib.contextmanager
