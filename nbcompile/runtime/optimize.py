@@ -16,7 +16,7 @@ import contextlib
 import copy
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -198,7 +198,6 @@ def _optimize_inference(
 
     prepared, folded = prepare_inference(model, device, dtype)
     freeze = not folded and backend == "inductor"
-    compiled = torch.compile(prepared, backend=backend, fullgraph=True, mode=mode)
     applied = Applied(
         train=False,
         device=str(device),
@@ -207,11 +206,18 @@ def _optimize_inference(
         compile="whole network" if backend == "inductor" else f"whole network ({backend} backend)",
         cuda_graphs=mode is not None,
     )
-    network = OptimizedNetwork(compiled, prepared, applied)
-    with inductor_config.patch(freezing=freeze):
-        for _ in range(3 if mode else 1):  # CUDA graphs are recorded on the third call
-            network(example)
-    return network
+    for fullgraph in (True, False):
+        network = OptimizedNetwork(torch.compile(prepared, backend=backend, fullgraph=fullgraph, mode=mode), prepared, applied)
+        try:
+            with inductor_config.patch(freezing=freeze):
+                for _ in range(3 if mode else 1):  # CUDA graphs are recorded on the third call
+                    network(example)
+            return network
+        except torch._dynamo.exc.Unsupported:
+            if not fullgraph:
+                raise
+            applied = replace(applied, compile=applied.compile + " with graph breaks")
+    raise AssertionError("unreachable")
 
 
 def _optimize_training(
@@ -227,8 +233,6 @@ def _optimize_training(
 ) -> TrainingStep:
     model.to(device=device, memory_format=torch.channels_last).train()
     regions = list(_regions(model))
-    for region in regions:
-        region.compile(backend=backend, fullgraph=True, mode=mode)
     fused = device.type == "cuda"
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=momentum, fused=True if fused else None, foreach=None if fused else True
@@ -244,9 +248,18 @@ def _optimize_training(
         cuda_graphs=mode is not None,
         optimizer=f"SGD(momentum={momentum}, {'fused' if fused else 'foreach'})",
     )
-    step = TrainingStep(model, optimizer, loss_fn, device, dtype, applied)
-    _warm_up(step, example)
-    return step
+    for fullgraph in (True, False):
+        for region in regions:
+            region.compile(backend=backend, fullgraph=fullgraph, mode=mode)
+        step = TrainingStep(model, optimizer, loss_fn, device, dtype, applied)
+        try:
+            _warm_up(step, example)
+            return step
+        except torch._dynamo.exc.Unsupported:
+            if not fullgraph:
+                raise
+            applied = replace(applied, compile=applied.compile + " with graph breaks")
+    raise AssertionError("unreachable")
 
 
 def _num_labels(model: nn.Module) -> int:
@@ -263,10 +276,12 @@ def _warm_up(step: TrainingStep, example: torch.Tensor) -> None:
     labels = torch.randint(0, _num_labels(step.model), (example.shape[0],), generator=generator, device=example.device)
     state = {name: value.detach().clone() for name, value in step.model.state_dict().items()}
     optimizer_state = copy.deepcopy(step.optimizer.state_dict())
-    for _ in range(3 if step.applied.cuda_graphs else 1):
-        step(example, labels)
-    with torch.no_grad():
-        for name, value in step.model.state_dict().items():
-            value.copy_(state[name])
-    step.optimizer.load_state_dict(optimizer_state)
-    step.optimizer.zero_grad(set_to_none=True)
+    try:
+        for _ in range(3 if step.applied.cuda_graphs else 1):  # CUDA graphs are recorded on the third
+            step(example, labels)
+    finally:
+        with torch.no_grad():
+            for name, value in step.model.state_dict().items():
+                value.copy_(state[name])
+        step.optimizer.load_state_dict(optimizer_state)
+        step.optimizer.zero_grad(set_to_none=True)
