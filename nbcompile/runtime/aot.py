@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,7 @@ def load_package(path: str | os.PathLike[str]) -> PackagedNetwork:
         raise FileNotFoundError(f"no AOT package at {path}")
     started = time.perf_counter()
     try:
-        runner = torch._inductor.aoti_load_package(str(path))
+        runner = _load_runner(path)
         metadata = runner.get_metadata()
     except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, zipfile errors, ...
         message = str(error).strip().splitlines()
@@ -130,4 +131,22 @@ def load_package(path: str | os.PathLike[str]) -> PackagedNetwork:
     if _METADATA_KEY not in metadata:
         raise NbcompileError(f"{path}: an AOT package, but not one written by nbcompile (no {_METADATA_KEY!r} metadata)")
     info = PackageInfo(**json.loads(metadata[_METADATA_KEY]))
+    built_on = metadata.get("AOTI_MACHINE")
+    if built_on and built_on != platform.machine():
+        raise NbcompileError(f"{path}: built for {built_on} machines, this one is {platform.machine()}")
     return PackagedNetwork(runner, info, path, time.perf_counter() - started)
+
+
+def _load_runner(path: Path) -> Any:
+    """The package's runner. ``torch._inductor.aoti_load_package`` first probes the CPU's vector
+    instruction sets by compiling test programs (~25 s on a cold inductor cache, 2 cores) only to
+    warn on a mismatch; the package loader it wraps does no compilation, so it is used directly
+    where this torch has it."""
+    loader_class = getattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader", None)
+    try:
+        from torch.export.pt2_archive._package import AOTICompiledModel
+    except ImportError:
+        loader_class = None
+    if loader_class is None:
+        return torch._inductor.aoti_load_package(str(path))
+    return AOTICompiledModel(loader_class(str(path), "model", False, 1, -1))
