@@ -351,12 +351,13 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def inductor_cache_state(limit: int = 10_000) -> dict[str, Any]:
-    """Where inductor caches compiled code, whether it was set by TORCHINDUCTOR_CACHE_DIR, and
-    whether it already held files (warm) before this run (files counted up to ``limit``)."""
-    from torch._inductor.runtime.cache_dir_utils import cache_dir
+    """Where inductor caches compiled code, whether that is not torch's default (set by
+    TORCHINDUCTOR_CACHE_DIR), and whether it already held files (warm) before this run (files
+    counted up to ``limit``)."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
 
-    from_env = "TORCHINDUCTOR_CACHE_DIR" in os.environ  # before cache_dir(), which sets it
     folder = Path(cache_dir())
+    from_env = folder != Path(default_cache_dir())  # importing dynamo sets the variable itself
     count = 0
     if folder.is_dir():
         for _, _, files in os.walk(folder):
