@@ -30,8 +30,8 @@ def _network(spec_path: str, config: dict[str, int]):
     import torch
 
     import nbcompile
-    from nbcompile.compiler.driver import plan_job
     from nbcompile.compiler.config import NetworkConfig
+    from nbcompile.compiler.driver import plan_job
     from nbcompile.space.cellfiles import read_specs
 
     (_, spec), *_ = read_specs(spec_path, None)

@@ -75,11 +75,15 @@ def summarize_aot(path: Path) -> str:
             "",
             "| path | compile / build s | load s (fresh process) | compiled at load | latency ms (median of rounds) | round medians ms |",
             "|---|---:|---:|---|---:|---|",
-            f"| JIT `optimize` | {latency['jit_compile_and_first_calls_s']:.1f} | | yes | {latency['median_ms']['jit']:.3f} "
-            f"| {', '.join(f'{v:.3f}' for v in latency['round_medians_ms']['jit'])} |",
-            f"| AOT package | {build['build_s']:.1f} | {load['load_s']:.2f} (+{load['import_s']:.1f} import, {load['first_call_s']:.2f} first call) "
-            f"| {'yes' if load['compiled_in_process'] else 'no'} | {latency['median_ms']['aot']:.3f} "
-            f"| {', '.join(f'{v:.3f}' for v in latency['round_medians_ms']['aot'])} |",
+            (
+                f"| JIT `optimize` | {latency['jit_compile_and_first_calls_s']:.1f} | | yes | {latency['median_ms']['jit']:.3f} "
+                f"| {', '.join(f'{v:.3f}' for v in latency['round_medians_ms']['jit'])} |"
+            ),
+            (
+                f"| AOT package | {build['build_s']:.1f} | {load['load_s']:.2f} (+{load['import_s']:.1f} import, "
+                f"{load['first_call_s']:.2f} first call) | {'yes' if load['compiled_in_process'] else 'no'} "
+                f"| {latency['median_ms']['aot']:.3f} | {', '.join(f'{v:.3f}' for v in latency['round_medians_ms']['aot'])} |"
+            ),
         ]
     )
 

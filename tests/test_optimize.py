@@ -9,14 +9,14 @@ import copy
 
 import pytest
 import torch
+from strategies import INCEPTION
 from torch.nn import functional as F
 
 import nbcompile
 from nbcompile import ConfigError, DynamicNetwork
 from nbcompile.runtime.optimize import OptimizedNetwork, TrainingStep
-from strategies import INCEPTION
 
-TINY = dict(stem_channels=8, num_stacks=2, cells_per_stack=2)
+TINY = {"stem_channels": 8, "num_stacks": 2, "cells_per_stack": 2}
 #: A small cell with a conv, a max-pool and a projected skip: BN, pooling and sums to get right.
 SMALL_CELL = {
     "matrix": [[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]],
@@ -147,9 +147,12 @@ def optimize_quietly(model, x, **options):
 def test_inductor_inference_and_training_match_eager(tmp_path) -> None:
     model = network_with_running_statistics(tmp_path, INCEPTION)
     x, labels = images(2), torch.tensor([1, 5])
-    optimized = optimize_quietly(model, x)
     with torch.no_grad():
-        torch.testing.assert_close(optimized(x), copy.deepcopy(model).eval()(x), rtol=1e-4, atol=1e-5)
+        expected = copy.deepcopy(model).eval()(x)
+    for freeze, fold in ((None, "BN folded by fuse(),"), (True, "BN folded by fuse() and inductor freezing,")):
+        optimized = optimize_quietly(model, x, freeze=freeze)
+        assert fold in optimized.summary
+        torch.testing.assert_close(optimized(x), expected, rtol=1e-4, atol=1e-5)
     expected_losses, expected_grads, _ = eager_reference_steps(model, x, labels, steps=1)
     step = optimize_quietly(model, x, train=True)
     assert step(x, labels).item() == pytest.approx(expected_losses[0], rel=1e-5)

@@ -159,6 +159,7 @@ def optimize(
     device: str | torch.device | None = None,
     backend: str = "inductor",
     cuda_graphs: bool | None = None,
+    freeze: bool | None = None,
     lr: float = 0.01,
     momentum: float = 0.9,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
@@ -172,8 +173,9 @@ def optimize(
     ``model`` itself (moved to channels_last; its parameters are the ones trained), warmed up
     with one step on ``example_input`` and random labels of a local generator, after which its
     weights are restored. ``dtype`` is auto (bf16 on a CUDA device that supports it), bf16 or
-    fp32; ``cuda_graphs`` defaults to on for CUDA. ``summary`` says in one line what was applied;
-    ``verbose`` prints it to stderr.
+    fp32; ``cuda_graphs`` defaults to on for CUDA; ``freeze`` (inference, inductor backend) adds
+    inductor freezing, by default only for a model without ``fuse()``. ``summary`` says in one line
+    what was applied; ``verbose`` prints it to stderr.
     """
     device = torch.device(device) if device is not None else example_input.device
     dtype = resolve_dtype(device, dtype)
@@ -185,24 +187,31 @@ def optimize(
     if train:
         result: OptimizedNetwork | TrainingStep = _optimize_training(model, example, device, dtype, backend, mode, lr, momentum, loss_fn)
     else:
-        result = _optimize_inference(model, example, device, dtype, backend, mode)
+        result = _optimize_inference(model, example, device, dtype, backend, mode, freeze)
     if verbose:
         print(result.summary, file=sys.stderr)
     return result
 
 
 def _optimize_inference(
-    model: nn.Module, example: torch.Tensor, device: torch.device, dtype: str, backend: str, mode: str | None
+    model: nn.Module,
+    example: torch.Tensor,
+    device: torch.device,
+    dtype: str,
+    backend: str,
+    mode: str | None,
+    freeze: bool | None,
 ) -> OptimizedNetwork:
     import torch._inductor.config as inductor_config
 
     prepared, folded = prepare_inference(model, device, dtype)
-    freeze = not folded and backend == "inductor"
+    freeze = backend == "inductor" and (not folded if freeze is None else freeze)
+    folds = [name for name, used in (("fuse()", folded), ("inductor freezing", freeze)) if used]
     applied = Applied(
         train=False,
         device=str(device),
         dtype=dtype,
-        fold="fuse()" if folded else ("inductor freezing" if freeze else ""),
+        fold=" and ".join(folds),
         compile="whole network" if backend == "inductor" else f"whole network ({backend} backend)",
         cuda_graphs=mode is not None,
     )
