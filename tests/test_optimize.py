@@ -10,6 +10,7 @@ import copy
 import pytest
 import torch
 from strategies import INCEPTION
+from torch._dynamo.utils import counters
 from torch.nn import functional as F
 
 import nbcompile
@@ -112,9 +113,13 @@ def test_training_step_gives_the_eager_loss_and_gradients(tmp_path, backend="aot
     model = network_with_running_statistics(tmp_path)
     x, labels = images(4), torch.tensor([0, 3, 9, 3])
     expected_losses, expected_grads, expected_model = eager_reference_steps(model, x, labels, steps=2)
+    graphs_before = counters["stats"]["unique_graphs"]
     step = optimize_quietly(model, x, train=True, backend=backend)
+    # Regional compilation: 4 cells of 3 classes, one graph per class (cells of a class share it).
+    assert counters["stats"]["unique_graphs"] - graphs_before == 3
     assert isinstance(step, TrainingStep)
     losses = [step(x, labels).item() for _ in range(2)]  # the warm-up left the weights as they were
+    assert counters["stats"]["unique_graphs"] - graphs_before == 3  # and no recompilation
     assert losses == pytest.approx(expected_losses, rel=1e-5)
     for grad, expected in zip((p.grad for p in model.parameters()), expected_grads):
         torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)
