@@ -190,7 +190,10 @@ def test_cli_writes_json_and_plot(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(json_path.read_text())
     assert {r["mode"] for r in report["results"]} == {"dynamic", "static", "static-compile", "static-cudagraph"}
-    assert report["settings"]["config"]["stem_channels"] == 4
+    assert report["settings"]["config"]["stem_channels"] == 4 and report["settings"]["rounds"] == 2
+    for row in report["results"]:
+        if row["status"] == "ok":
+            assert len(row["round_medians_ms"]) == 2 and len(row["speedup_range"]) == 2
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "static-compile" in result.stdout and "needs a CUDA device" in result.stdout
 
