@@ -89,7 +89,8 @@ def summarize_aot(path: Path) -> str:
 
 
 def _summary(path: Path) -> str:
-    return summarize_aot(path) if path.name.startswith("aot") else summarize(path)
+    """A bench report, or an AOT report of benchmarks/aot.py (it has build, load and latency)."""
+    return summarize_aot(path) if "latency" in json.loads(path.read_text()) else summarize(path)
 
 
 def compact(path: Path) -> str:

@@ -172,10 +172,12 @@ def _graph_breaks(module: nn.Module, x: torch.Tensor, settings: BenchSettings, d
 
 
 def _compile_seconds() -> float:
-    """Seconds spent in dynamo compilation (inductor included) so far in this process."""
+    """Seconds spent compiling so far in this process: dynamo's frames (the forward graphs,
+    inductor included) and the backward graphs, which AOTAutograd compiles on the first backward."""
     from torch._dynamo.utils import compilation_time_metrics
 
-    return sum(compilation_time_metrics.get("_compile.compile_inner", []))
+    keys = ("_compile.compile_inner", "backward._backward_impl")
+    return sum(sum(compilation_time_metrics.get(key, [])) for key in keys)
 
 
 def _fxgraph_cache_counts() -> dict[str, int]:
