@@ -13,7 +13,7 @@ from nbcompile import ModelSpec, NetworkConfig
 from nbcompile.bench import modes as bench_modes
 from nbcompile.bench.modes import MODES
 from nbcompile.bench.runner import BenchSettings, _cudnn_benchmark, add_ratios, inductor_cache_state, run_benchmark
-from nbcompile.bench.timing import Timing, time_calls
+from nbcompile.bench.timing import Timing, matmul_peak_tflops, time_calls
 from nbcompile.cli import main
 from nbcompile.compiler.lower import lower
 from strategies import PER_STACK_TRUNCATION, TWO_VERTEX
@@ -122,6 +122,8 @@ def test_the_benchmark_leaves_global_torch_state_as_it_was() -> None:
     torch.manual_seed(1234)
     state = torch.random.get_rng_state()
     run_benchmark(CELLS[:1], tiny_settings(batch_sizes=(1,), modes=("dynamic", "static", "static-optimized")))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert matmul_peak_tflops(torch.device("cpu"), torch.float32) > 0
     assert torch.equal(torch.random.get_rng_state(), state)
     before = torch.backends.cudnn.benchmark
     try:
