@@ -202,8 +202,6 @@ def _optimize_inference(
     mode: str | None,
     freeze: bool | None,
 ) -> OptimizedNetwork:
-    import torch._inductor.config as inductor_config
-
     prepared, folded = prepare_inference(model, device, dtype)
     freeze = backend == "inductor" and (not folded if freeze is None else freeze)
     folds = [name for name, used in (("fuse()", folded), ("inductor freezing", freeze)) if used]
@@ -215,18 +213,29 @@ def _optimize_inference(
         compile="whole network" if backend == "inductor" else f"whole network ({backend} backend)",
         cuda_graphs=mode is not None,
     )
+    # Inductor settings go in as options, not a config patch: options are part of the backend's
+    # identity, so a later optimize() with other settings cannot reuse this compiled graph.
+    settings = {"mode": mode} if backend != "inductor" else {"options": {"freezing": freeze, **_mode_options(mode)}}
     for fullgraph in (True, False):
-        network = OptimizedNetwork(torch.compile(prepared, backend=backend, fullgraph=fullgraph, mode=mode), prepared, applied)
+        network = OptimizedNetwork(torch.compile(prepared, backend=backend, fullgraph=fullgraph, **settings), prepared, applied)
         try:
-            with inductor_config.patch(freezing=freeze):
-                for _ in range(3 if mode else 1):  # CUDA graphs are recorded on the third call
-                    network(example)
+            for _ in range(3 if mode else 1):  # CUDA graphs are recorded on the third call
+                network(example)
             return network
         except torch._dynamo.exc.Unsupported:
             if not fullgraph:
                 raise
             applied = replace(applied, compile=applied.compile + " with graph breaks")
     raise AssertionError("unreachable")
+
+
+def _mode_options(mode: str | None) -> dict[str, object]:
+    """The inductor options ``torch.compile``'s ``mode`` stands for (CUDA graphs for reduce-overhead)."""
+    if mode is None:
+        return {}
+    from torch._inductor import list_mode_options
+
+    return dict(list_mode_options(mode))
 
 
 def _optimize_training(
