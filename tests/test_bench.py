@@ -8,15 +8,21 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from strategies import PER_STACK_TRUNCATION, TWO_VERTEX
 
 from nbcompile import ModelSpec, NetworkConfig
 from nbcompile.bench import modes as bench_modes
 from nbcompile.bench.modes import MODES
-from nbcompile.bench.runner import BenchSettings, _cudnn_benchmark, add_ratios, inductor_cache_state, run_benchmark
+from nbcompile.bench.runner import (
+    BenchSettings,
+    _cudnn_benchmark,
+    add_ratios,
+    inductor_cache_state,
+    run_benchmark,
+)
 from nbcompile.bench.timing import Timing, matmul_peak_tflops, time_calls
 from nbcompile.cli import main
 from nbcompile.compiler.lower import lower
-from strategies import PER_STACK_TRUNCATION, TWO_VERTEX
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = NetworkConfig(stem_channels=4, num_stacks=2, cells_per_stack=1)
