@@ -7,12 +7,13 @@ OUT=${1:-benchmarks/results/cpu}
 shift || true
 mkdir -p "$OUT"
 CELLS="examples/inception.json examples/seven_vertex_nine_edge.json"
-COMMON=(--device cpu --warmup 3 --iters 30 --max-seconds 5)
+COMMON=(--device cpu --warmup 3 --iters 10 --max-seconds 2 --rounds 3)
 
 python3 -m nbcompile bench $CELLS "${COMMON[@]}" --batch-sizes 1,16 --modes all \
     --json "$OUT/inference_fp32.json" --plot "$OUT/inference_fp32.png" "$@"
 python3 -m nbcompile bench examples/inception.json "${COMMON[@]}" --batch-sizes 8 --train \
-    --modes dynamic,dynamic-compile,static,static-script,static-compile \
+    --modes dynamic,dynamic-compile,static,static-script,static-compile,static-optimized \
     --json "$OUT/train_fp32.json" "$@"
+python3 benchmarks/aot.py examples/inception.json --device cpu --batch-size 1 --rounds 3 --json "$OUT/aot_inception.json"
 python3 benchmarks/summarize.py "$OUT"/*.json > "$OUT/summary.md"
 cat "$OUT/summary.md"

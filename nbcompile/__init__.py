@@ -29,6 +29,9 @@ _EXPORTS = {
     "DynamicNetwork": "nbcompile.runtime.dynamic",
     "load_model": "nbcompile.runtime.loader",
     "load_model_class": "nbcompile.runtime.loader",
+    "optimize": "nbcompile.runtime.optimize",
+    "build_package": "nbcompile.runtime.aot",
+    "load_package": "nbcompile.runtime.aot",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from strategies import PER_STACK_TRUNCATION, TWO_VERTEX
 
 from nbcompile import ModelSpec, NetworkConfig
 from nbcompile.bench import modes as bench_modes
 from nbcompile.bench.modes import MODES
-from nbcompile.bench.runner import BenchSettings, run_benchmark
-from nbcompile.bench.timing import time_calls
+from nbcompile.bench.runner import (
+    BenchSettings,
+    _cudnn_benchmark,
+    add_ratios,
+    inductor_cache_state,
+    run_benchmark,
+)
+from nbcompile.bench.timing import Timing, matmul_peak_tflops, time_calls
 from nbcompile.cli import main
 from nbcompile.compiler.lower import lower
-from strategies import PER_STACK_TRUNCATION, TWO_VERTEX
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = NetworkConfig(stem_channels=4, num_stacks=2, cells_per_stack=1)
@@ -28,6 +35,7 @@ def tiny_settings(**overrides) -> BenchSettings:
         warmup=0,
         iters=3,
         max_seconds=1.0,
+        rounds=2,
         compile_backend="eager",
         image_size=8,
         measure_peak=False,
@@ -54,20 +62,91 @@ def test_inference_report_has_every_mode_cell_and_batch() -> None:
             assert ok["dynamic"]["speedup_vs_dynamic"] == 1.0
             assert ok["static-compile"]["graph_breaks"] == 0
             assert ok["static-compile"]["graph_count"] == 1
+            assert "BN folded by fuse()" in ok["static-optimized"]["applied"]
             for row in ok.values():
-                assert row["median_ms"] > 0 and row["images_per_s"] > 0 and row["calls"] == 3
+                assert row["median_ms"] > 0 and row["images_per_s"] > 0 and row["calls"] == 3 * 2
+                assert len(row["round_medians_ms"]) == 2 and row["median_ms"] == statistics.median(row["round_medians_ms"])
+                assert row["spread_ms"] == max(row["round_medians_ms"]) - min(row["round_medians_ms"])
+                low, high = row["speedup_range"]
+                assert low <= high and row["setup_s"] == row["build_s"] + row["first_call_s"]
+            for mode in ("static-compile", "static-optimized"):
+                assert ok[mode]["compile_s"] >= 0 and set(ok[mode]["fxgraph_cache"]) == {"hit", "miss", "bypass"}
     for info, (_, spec) in zip(report["cells"], CELLS):
         plan = lower(spec, TINY)
         assert (info["trainable_parameters"], info["flops_per_image"]) == (plan.trainable_parameters, plan.flops)
     assert report["device"] and report["torch_version"] and report["date"]
+    assert set(report["inductor_cache"]) == {"dir", "from_env", "files_before", "warm"}
 
 
 def test_training_step_skips_inference_only_modes() -> None:
-    report = run_benchmark(CELLS[:1], tiny_settings(train=True, batch_sizes=(2,), modes=("dynamic", "static", "static-fused", "static-script", "static-freeze")))
-    rows = by_mode(report, "two_vertex", 2)
+    modes = ("dynamic", "static", "static-fused", "static-script", "static-freeze", "static-optimized")
+    report = run_benchmark(CELLS[1:], tiny_settings(train=True, batch_sizes=(2,), modes=modes))
+    rows = by_mode(report, "truncation", 2)
     assert rows["static-fused"] == {**rows["static-fused"], "status": "skipped", "error": "inference only"}
     assert rows["static-freeze"]["status"] == "skipped"
-    assert all(rows[m]["status"] == "ok" for m in ("dynamic", "static", "static-script"))
+    assert all(rows[m]["status"] == "ok" for m in ("dynamic", "static", "static-script", "static-optimized"))
+    assert rows["static-optimized"]["applied"].startswith("optimize: train, cpu, fp32, channels_last, torch.compile: per cell")
+
+
+def test_modes_run_in_interleaved_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ABC ABC ABC: every mode is timed once per round, in the same order each round."""
+    timed: list[object] = []
+
+    def record(fn, device, warmup, iters, max_seconds):
+        timed.append(fn)
+        return Timing(median_ms=float(len(timed)), iqr_ms=0.0, calls=iters)
+
+    monkeypatch.setattr("nbcompile.bench.runner.time_calls", record)
+    modes = ("dynamic", "static", "static-fused")
+    report = run_benchmark(CELLS[:1], tiny_settings(batch_sizes=(1,), modes=modes, rounds=3))
+    assert len(timed) == 9 and len(set(timed)) == 3
+    assert timed[0:3] == timed[3:6] == timed[6:9]
+    rows = by_mode(report, "two_vertex", 1)
+    # The fake timings are the call's position: dynamic 1, 4, 7; static 2, 5, 8; static-fused 3, 6, 9.
+    assert rows["static"]["round_medians_ms"] == [2.0, 5.0, 8.0] and rows["static"]["median_ms"] == 5.0
+    assert rows["static"]["speedup_vs_dynamic"] == 4 / 5
+    assert rows["static-fused"]["speedup_range"] == [1 / 3, 7 / 9]
+
+
+def test_ratios_use_the_median_of_round_medians_and_the_worst_and_best_round() -> None:
+    rows = [
+        {"cell": "a", "batch_size": 1, "mode": "dynamic", "status": "ok", "round_medians_ms": [10.0, 20.0, 30.0], "median_ms": 20.0, "tflops": 1.0},
+        {"cell": "a", "batch_size": 1, "mode": "static", "status": "ok", "round_medians_ms": [5.0, 5.0, 10.0], "median_ms": 5.0, "tflops": 4.0},
+        {"cell": "a", "batch_size": 2, "mode": "static", "status": "ok", "round_medians_ms": [1.0], "median_ms": 1.0, "tflops": 2.0},
+        {"cell": "a", "batch_size": 1, "mode": "static-cudagraph", "status": "skipped"},
+    ]
+    add_ratios(rows, peak=8.0)
+    assert rows[1]["speedup_vs_dynamic"] == 4.0 and rows[1]["speedup_range"] == [2.0, 4.0]
+    assert rows[1]["fraction_of_peak"] == 0.5 and rows[0]["speedup_range"] == [1.0, 1.0]
+    assert rows[2]["speedup_vs_dynamic"] is None and rows[2]["speedup_range"] is None  # no baseline at batch 2
+    assert "speedup_vs_dynamic" not in rows[3]
+
+
+def test_the_benchmark_leaves_global_torch_state_as_it_was() -> None:
+    import torch
+
+    torch.manual_seed(1234)
+    state = torch.random.get_rng_state()
+    run_benchmark(CELLS[:1], tiny_settings(batch_sizes=(1,), modes=("dynamic", "static", "static-optimized")))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert matmul_peak_tflops(torch.device("cpu"), torch.float32) > 0
+    assert torch.equal(torch.random.get_rng_state(), state)
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        with _cudnn_benchmark(torch.device("cuda")):  # only sets a flag: no GPU needed
+            assert torch.backends.cudnn.benchmark is True
+        assert torch.backends.cudnn.benchmark is False
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def test_inductor_cache_state_tells_a_cold_cache_from_a_warm_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    assert inductor_cache_state() == {"dir": str(tmp_path / "cache"), "from_env": True, "files_before": 0, "warm": False}
+    (tmp_path / "cache" / "fxgraph").mkdir(parents=True)
+    (tmp_path / "cache" / "fxgraph" / "entry").write_bytes(b"x")
+    assert inductor_cache_state()["warm"] is True
 
 
 def test_a_failing_mode_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,6 +170,8 @@ def test_bad_settings_are_value_errors() -> None:
         BenchSettings(modes=("fastest",))
     with pytest.raises(ValueError, match="dtype"):
         BenchSettings(dtype="fp8")
+    with pytest.raises(ValueError, match="rounds"):
+        BenchSettings(rounds=0)
 
 
 def test_time_calls_counts_and_stops() -> None:
@@ -108,7 +189,7 @@ def test_cli_writes_json_and_plot(tmp_path: Path) -> None:
     json_path, plot_path = tmp_path / "out" / "bench.json", tmp_path / "out" / "bench.png"
     args = [
         "bench", str(ROOT / "examples" / "two_vertex.json"), "--batch-sizes", "1,2",
-        "--modes", "dynamic,static,static-compile,static-cudagraph", "--warmup", "0", "--iters", "2",
+        "--modes", "dynamic,static,static-compile,static-cudagraph", "--warmup", "0", "--iters", "2", "--rounds", "2",
         "--compile-backend", "eager", "--image-size", "8", "--no-peak",
         "--stem-channels", "4", "--num-stacks", "2", "--cells-per-stack", "1",
         "--json", str(json_path), "--plot", str(plot_path),
@@ -117,7 +198,10 @@ def test_cli_writes_json_and_plot(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(json_path.read_text())
     assert {r["mode"] for r in report["results"]} == {"dynamic", "static", "static-compile", "static-cudagraph"}
-    assert report["settings"]["config"]["stem_channels"] == 4
+    assert report["settings"]["config"]["stem_channels"] == 4 and report["settings"]["rounds"] == 2
+    for row in report["results"]:
+        if row["status"] == "ok":
+            assert len(row["round_medians_ms"]) == 2 and len(row["speedup_range"]) == 2
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "static-compile" in result.stdout and "needs a CUDA device" in result.stdout
 
@@ -129,6 +213,7 @@ def test_cli_writes_json_and_plot(tmp_path: Path) -> None:
         (["--batch-sizes", "0"], "batch size 0 is not in 1..65536"),
         (["--batch-sizes", "a,b"], "must be comma-separated integers"),
         (["--device", "cuda"], "CUDA is not available"),
+        (["--rounds", "0"], "--rounds must be at least 1"),
     ],
 )
 def test_cli_bad_options_are_one_line_errors(args: list[str], fragment: str) -> None:

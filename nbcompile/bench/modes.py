@@ -26,6 +26,7 @@ class Mode:
     inference_only: bool
     cuda_only: bool
     inductor_options: tuple[tuple[str, object], ...] = ()
+    optimized: bool = False  # built by nbcompile.optimize, which brings its own dtype, layout and step
 
 
 def _compile(module: nn.Module, backend: str, **options: object) -> nn.Module:
@@ -61,6 +62,8 @@ def build(mode: Mode, module: nn.Module, backend: str) -> Callable:
         return _compile(module, backend, fullgraph=True)
     if name == "static-cudagraph":
         return _compile(module, backend, fullgraph=True, mode="reduce-overhead")
+    if mode.optimized:
+        raise ValueError(f"{name} is built by nbcompile.optimize, with its example input")
     raise ValueError(f"unknown mode {name!r}")
 
 
@@ -83,5 +86,14 @@ MODES: dict[str, Mode] = {
             (("freezing", True),),
         ),
         Mode("static-cudagraph", "torch.compile(mode='reduce-overhead'): CUDA graphs", "static", True, False, True),
+        Mode(
+            "static-optimized",
+            "nbcompile.optimize: BN folded, channels_last, bf16 weights or autocast, compiled, CUDA graphs on CUDA",
+            "static",
+            True,
+            False,
+            False,
+            optimized=True,
+        ),
     ]
 }

@@ -20,24 +20,26 @@ def results_table(report: dict[str, Any]) -> Table:
     settings = report["settings"]
     kind = "training step" if settings["train"] else "inference"
     layout = ", channels_last" if settings["channels_last"] else ""
-    table = Table(title=f"{report['device']} · torch {report['torch_version']} · {settings['dtype']}{layout} · {kind}")
-    for column in ("cell", "batch", "mode", "median ms", "IQR ms", "img/s", "vs dynamic", "TFLOP/s", "setup s", "graphs/breaks", "note"):
+    table = Table(title=f"{report['device']} · torch {report['torch_version']} · {settings['dtype']}{layout} · {kind} · {settings['rounds']} rounds")
+    for column in ("cell", "batch", "mode", "median ms", "round spread ms", "img/s", "vs dynamic", "worst–best round", "TFLOP/s", "compile s", "first call s", "graphs/breaks", "note"):
         table.add_column(column, justify="left" if column in ("cell", "mode", "note") else "right")
     for r in report["results"]:
         graphs = f"{r['graph_count']}/{r['graph_breaks']}" if "graph_count" in r else ""
-        note = r.get("error") or ""
+        low_high = r.get("speedup_range")
         table.add_row(
             r["cell"],
             str(r["batch_size"]),
             r["mode"],
             _fmt(r.get("median_ms"), "{:.2f}"),
-            _fmt(r.get("iqr_ms"), "{:.2f}"),
+            _fmt(r.get("spread_ms"), "{:.2f}"),
             _fmt(r.get("images_per_s"), "{:,.0f}"),
             _fmt(r.get("speedup_vs_dynamic"), "{:.2f}x"),
+            f"{low_high[0]:.2f}–{low_high[1]:.2f}x" if low_high else "",
             _fmt(r.get("tflops"), "{:.3f}"),
-            _fmt(r.get("setup_s"), "{:.1f}"),
+            _fmt(r.get("compile_s"), "{:.1f}"),
+            _fmt(r.get("first_call_s"), "{:.2f}"),
             graphs,
-            note if r.get("status") != "ok" else "",
+            (r.get("error") or "") if r.get("status") != "ok" else "",
         )
     return table
 

@@ -1,11 +1,21 @@
-"""Run the modes over cells and batch sizes, in one process, and collect the numbers."""
+"""Run the modes over cells and batch sizes, in one process, and collect the numbers.
+
+For each (cell, batch size) every mode is built first (its setup, compile and first call
+timed), then timed in ``rounds`` interleaved rounds (ABC ABC ABC), so that host noise hits
+every mode alike. A mode reports the median of its round medians and their spread; its ratio
+to ``dynamic`` eager is given with its worst and best round.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import copy
 import datetime
+import os
 import platform
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,19 +31,18 @@ from torch.nn import functional as F
 from nbcompile._version import __version__
 from nbcompile.bench.modes import MODES, Mode, ModeSkipped, build, check_applicable
 from nbcompile.bench.timing import matmul_peak_tflops, synchronize, time_calls
-from nbcompile.compiler.render import render_plan
 from nbcompile.compiler.config import NetworkConfig
+from nbcompile.compiler.lower import lower
+from nbcompile.compiler.render import render_plan
 from nbcompile.runtime.dynamic import DynamicNetwork
 from nbcompile.runtime.loader import load_model_class
-from nbcompile.compiler.lower import lower
+from nbcompile.runtime.optimize import DTYPES, autocast, optimize
 from nbcompile.space.spec import ModelSpec
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """What to measure and how."""
+    """What to measure and how. ``iters`` and ``max_seconds`` apply to each mode in each round."""
 
     device: str = "cpu"
     batch_sizes: tuple[int, ...] = (1, 64, 256)
@@ -44,6 +53,7 @@ class BenchSettings:
     warmup: int = 5
     iters: int = 50
     max_seconds: float = 10.0
+    rounds: int = 3
     compile_backend: str = "inductor"
     image_size: int = 32
     canonical: bool = False
@@ -58,54 +68,77 @@ class BenchSettings:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ValueError("batch sizes must be positive integers")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be at least 1, got {self.rounds}")
 
 
 @dataclass
 class Cell:
-    """A benchmarked cell: its label, the generated class and the reference network."""
+    """A benchmarked cell: its label, generated source, reference weights and dynamic network."""
 
     label: str
     spec: ModelSpec
     module_hash: str
     flops_per_image: int
     trainable_parameters: int
+    source: str
     static: nn.Module
     dynamic: nn.Module
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Run the block with torch's CPU generator seeded, and put the global RNG state back."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def prepare_cell(label: str, spec: ModelSpec, settings: BenchSettings, folder: Path) -> Cell:
     """Compile the spec, load the generated Network and a DynamicNetwork with the same weights."""
     plan = lower(spec, settings.config, settings.canonical)
-    path = folder / f"bench_{plan.module_hash}_{len(list(folder.iterdir()))}.py"
-    path.write_text(render_plan(plan), encoding="utf-8")
-    torch.manual_seed(0)
-    static = load_model_class(path)(num_labels=settings.config.num_labels)
-    dynamic = DynamicNetwork(plan.built, **settings.config.as_dict())
+    source = render_plan(plan)
+    with _seeded(0):
+        static = _load_static(source, folder, "reference")(num_labels=settings.config.num_labels)
+        dynamic = DynamicNetwork(plan.built, **settings.config.as_dict())
     dynamic.load_state_dict(static.state_dict())
-    return Cell(label, spec, plan.module_hash, plan.flops, plan.trainable_parameters, static, dynamic)
+    return Cell(label, spec, plan.module_hash, plan.flops, plan.trainable_parameters, source, static, dynamic)
 
 
-def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[dtype])
+def _load_static(source: str, folder: Path, tag: str) -> type[nn.Module]:
+    """The Network class of ``source`` from a file of its own: each mode compiles its own code
+    objects, so that no mode's compiled graphs (or frozen weights) are shared with another's."""
+    path = folder / f"bench_{len(list(folder.iterdir()))}_{tag.replace('-', '_')}.py"
+    path.write_text(source, encoding="utf-8")
+    return load_model_class(path)
 
 
-def _step_function(module: Callable, raw: nn.Module, x: torch.Tensor, settings: BenchSettings, device: torch.device) -> Callable[[], object]:
+def _network_for(mode: Mode, cell: Cell, settings: BenchSettings, device: torch.device, folder: Path) -> nn.Module:
+    """A fresh copy of the mode's network with the cell's weights, on ``device``."""
+    if mode.network == "static":
+        with _seeded(0):
+            module = _load_static(cell.source, folder, mode.name)(num_labels=settings.config.num_labels)
+        module.load_state_dict(cell.static.state_dict())
+    else:
+        module = copy.deepcopy(cell.dynamic)
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    return module.to(device=device, memory_format=memory_format).train(settings.train)
+
+
+def _step_function(module: Callable, raw: nn.Module, x: torch.Tensor, labels: torch.Tensor, settings: BenchSettings, device: torch.device) -> Callable[[], object]:
     """One inference forward, or one training step (forward, backward, SGD step)."""
     if not settings.train:
 
         def infer() -> object:
-            with torch.no_grad(), _autocast(device, settings.dtype):
+            with torch.no_grad(), autocast(device, settings.dtype):
                 return module(x)
 
         return infer
-    labels = torch.randint(0, settings.config.num_labels, (x.shape[0],), device=device)
     optimizer = torch.optim.SGD(raw.parameters(), lr=0.01, momentum=0.9)
 
     def train_step() -> object:
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, settings.dtype):
+        with autocast(device, settings.dtype):
             loss = F.cross_entropy(module(x), labels)
         loss.backward()
         optimizer.step()
@@ -114,13 +147,20 @@ def _step_function(module: Callable, raw: nn.Module, x: torch.Tensor, settings: 
     return train_step
 
 
+def _optimized_step(optimized: Callable, x: torch.Tensor, labels: torch.Tensor, train: bool) -> Callable[[], object]:
+    """The step of ``static-optimized``: ``optimize`` already chose the dtype, layout and optimizer."""
+    if train:
+        return lambda: optimized(x, labels)
+    return lambda: optimized(x)
+
+
 def _graph_breaks(module: nn.Module, x: torch.Tensor, settings: BenchSettings, device: torch.device) -> dict[str, Any]:
     """Dynamo's view of the module: graphs, breaks, and the first break reason."""
     torch._dynamo.reset()
     with contextlib.ExitStack() as stack:
         if not settings.train:
             stack.enter_context(torch.no_grad())
-        stack.enter_context(_autocast(device, settings.dtype))
+        stack.enter_context(autocast(device, settings.dtype))
         explanation = torch._dynamo.explain(module)(x)
     torch._dynamo.reset()
     reasons = [str(getattr(r, "reason", r)).splitlines()[0] for r in explanation.break_reasons]
@@ -131,59 +171,213 @@ def _graph_breaks(module: nn.Module, x: torch.Tensor, settings: BenchSettings, d
     }
 
 
-def measure_mode(cell: Cell, mode: Mode, batch_size: int, settings: BenchSettings, device: torch.device) -> dict[str, Any]:
-    """Measure one (cell, mode, batch size); a failure or skip is recorded, never raised."""
-    result: dict[str, Any] = {"cell": cell.label, "module_hash": cell.module_hash, "mode": mode.name, "batch_size": batch_size}
-    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
-    raw = copy.deepcopy(cell.static if mode.network == "static" else cell.dynamic)
-    raw = raw.to(device=device, memory_format=memory_format).train(settings.train)
-    x = torch.randn(batch_size, settings.config.in_channels, settings.image_size, settings.image_size, device=device)
-    x = x.contiguous(memory_format=memory_format)
+def _compile_seconds() -> float:
+    """Seconds spent compiling so far in this process: dynamo's frames (the forward graphs,
+    inductor included) and the backward graphs, which AOTAutograd compiles on the first backward."""
+    from torch._dynamo.utils import compilation_time_metrics
+
+    keys = ("_compile.compile_inner", "backward._backward_impl")
+    return sum(sum(compilation_time_metrics.get(key, [])) for key in keys)
+
+
+def _fxgraph_cache_counts() -> dict[str, int]:
+    from torch._dynamo.utils import counters
+
+    return {key: counters["inductor"][f"fxgraph_cache_{key}"] for key in ("hit", "miss", "bypass")}
+
+
+@dataclass
+class _Built:
+    """A mode ready to be timed: its result row so far and its step."""
+
+    mode: Mode
+    result: dict[str, Any]
+    step: Callable[[], object]
+    samples: list[list[float]] = field(default_factory=list)  # per round: the timed calls' medians, IQRs, counts
+
+
+def _failure(error: Exception) -> dict[str, str]:
+    message = str(error).strip().splitlines()
+    return {"status": "failed", "error": f"{type(error).__name__}: {message[0] if message else ''}"}
+
+
+def _build_mode(mode: Mode, cell: Cell, batch_size: int, settings: BenchSettings, device: torch.device, folder: Path) -> _Built | dict[str, Any]:
+    """Build one mode and make its first call; a skip or failure is returned as a finished row."""
     import torch._inductor.config as inductor_config
 
+    result: dict[str, Any] = {"cell": cell.label, "module_hash": cell.module_hash, "mode": mode.name, "batch_size": batch_size}
+    generator = torch.Generator().manual_seed(batch_size)
+    x = torch.randn(batch_size, settings.config.in_channels, settings.image_size, settings.image_size, generator=generator)
+    labels = torch.randint(0, settings.config.num_labels, (batch_size,), generator=generator).to(device)
+    x = x.to(device).contiguous(memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
     try:
         check_applicable(mode, device, settings.train)
+        raw = _network_for(mode, cell, settings, device, folder)
         with inductor_config.patch(dict(mode.inductor_options)):
-            if mode.compiles:
-                result.update(_graph_breaks(raw, x, settings, device))
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
+            compiled_before, cache_before = _compile_seconds(), _fxgraph_cache_counts()
             started = time.perf_counter()
-            module = build(mode, raw, settings.compile_backend)
-            step = _step_function(module, raw, x, settings, device)
+            if mode.optimized:
+                optimized = optimize(raw, x, train=settings.train, dtype=settings.dtype, backend=settings.compile_backend)
+                result["applied"] = optimized.summary
+                step = _optimized_step(optimized, x, labels, settings.train)
+            else:
+                module = build(mode, raw, settings.compile_backend)
+                step = _step_function(module, raw, x, labels, settings, device)
+            synchronize(device)
+            result["build_s"] = time.perf_counter() - started
+            first = time.perf_counter()
             step()
             synchronize(device)
-            result["setup_s"] = time.perf_counter() - started
-            timing = time_calls(step, device, settings.warmup, settings.iters, settings.max_seconds)
+            result["first_call_s"] = time.perf_counter() - first
+            result["setup_s"] = result["build_s"] + result["first_call_s"]
+            if mode.compiles:
+                result["compile_s"] = _compile_seconds() - compiled_before
+                cache_after = _fxgraph_cache_counts()
+                result["fxgraph_cache"] = {key: cache_after[key] - cache_before[key] for key in cache_after}
+            for _ in range(settings.warmup):
+                step()
+            synchronize(device)
     except ModeSkipped as reason:
-        result.update(status="skipped", error=str(reason))
-        return result
+        return {**result, "status": "skipped", "error": str(reason)}
     except Exception as error:  # noqa: BLE001 - a failing mode is a result, not a crash
-        message = str(error).strip().splitlines()
-        result.update(status="failed", error=f"{type(error).__name__}: {message[0] if message else ''}")
-        return result
+        return {**result, **_failure(error)}
+    return _Built(mode, result, step)
+
+
+def measure_batch(cell: Cell, batch_size: int, settings: BenchSettings, device: torch.device, folder: Path) -> list[dict[str, Any]]:
+    """Every mode for one (cell, batch size): build all, then time them in interleaved rounds."""
+    modes = [MODES[name] for name in settings.modes]
+    breaks: dict[str, dict[str, Any]] = {}
+    for mode in modes:  # dynamo.explain resets dynamo, so it runs before anything is built
+        if mode.compiles and not (mode.cuda_only and device.type != "cuda") and not (mode.inference_only and settings.train):
+            try:
+                breaks[mode.name] = _graph_breaks(_network_for(mode, cell, settings, device, folder), _example(batch_size, settings, device), settings, device)
+            except Exception as error:  # noqa: BLE001
+                breaks[mode.name] = {"graph_breaks_error": _failure(error)["error"]}
+    built = [_build_mode(mode, cell, batch_size, settings, device, folder) for mode in modes]
+    try:
+        timed = [b for b in built if isinstance(b, _Built)]
+        for round_index in range(settings.rounds):
+            for entry in list(timed):
+                try:
+                    timing = time_calls(entry.step, device, settings.warmup if round_index else 0, settings.iters, settings.max_seconds)
+                except Exception as error:  # noqa: BLE001
+                    entry.result.update(_failure(error))
+                    timed.remove(entry)
+                    continue
+                entry.samples.append([timing.median_ms, timing.iqr_ms, timing.calls])
+        rows = []
+        for entry in built:
+            if isinstance(entry, dict):
+                rows.append(entry)
+                continue
+            row = {**entry.result, **breaks.get(entry.mode.name, {})}
+            if row.get("status") != "failed":
+                row.update(_round_statistics(entry.samples))
+                row.update(_throughput(cell, batch_size, row["median_ms"], settings))
+            rows.append(row)
+        return rows
     finally:
-        if mode.compiles:
+        if any(mode.compiles for mode in modes):
             torch._dynamo.reset()
-    seconds = timing.median_ms * 1e-3
+
+
+def _example(batch_size: int, settings: BenchSettings, device: torch.device) -> torch.Tensor:
+    return torch.zeros(batch_size, settings.config.in_channels, settings.image_size, settings.image_size, device=device)
+
+
+def _round_statistics(samples: list[list[float]]) -> dict[str, Any]:
+    """Median of the round medians, their spread, the within-round IQR (median over rounds)."""
+    medians = [s[0] for s in samples]
+    return {
+        "status": "ok",
+        "round_medians_ms": medians,
+        "median_ms": statistics.median(medians),
+        "spread_ms": max(medians) - min(medians),
+        "iqr_ms": statistics.median(s[1] for s in samples),
+        "calls": int(sum(s[2] for s in samples)),
+    }
+
+
+def _throughput(cell: Cell, batch_size: int, median_ms: float, settings: BenchSettings) -> dict[str, float]:
+    seconds = median_ms * 1e-3
     flops = cell.flops_per_image * batch_size * (3 if settings.train else 1)
-    result.update(
-        status="ok",
-        median_ms=timing.median_ms,
-        iqr_ms=timing.iqr_ms,
-        calls=timing.calls,
-        images_per_s=batch_size / seconds,
-        tflops=flops / seconds / 1e12,
-    )
-    if device.type == "cuda":
-        result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
-    return result
+    return {"images_per_s": batch_size / seconds, "tflops": flops / seconds / 1e12}
 
 
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def _gpu_clocks(device: torch.device) -> dict[str, str] | None:
+    """nvidia-smi's clocks, power and temperature for ``device``; None without nvidia-smi."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    fields = "clocks.sm,clocks.max.sm,clocks.mem,clocks.max.mem,power.draw,power.limit,temperature.gpu,driver_version"
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    try:
+        output = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader", "-i", str(index)],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return dict(zip(fields.split(","), (value.strip() for value in output.strip().split(","))))
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions, the device (GPU name, capability, clocks on CUDA) and the inductor cache's state."""
+    info: dict[str, Any] = {
+        "torch_version": torch.__version__,
+        "python_version": sys.version.split()[0],
+        "device": _device_name(device),
+        "cpu_threads": torch.get_num_threads(),
+        "inductor_cache": inductor_cache_state(),
+    }
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        info.update(
+            cuda_version=torch.version.cuda,
+            cudnn_version=torch.backends.cudnn.version(),
+            gpu={
+                "name": properties.name,
+                "capability": f"{properties.major}.{properties.minor}",
+                "multiprocessors": properties.multi_processor_count,
+                "memory_bytes": properties.total_memory,
+                "clocks": _gpu_clocks(device),
+            },
+        )
+    return info
+
+
+def inductor_cache_state(limit: int = 10_000) -> dict[str, Any]:
+    """Where inductor caches compiled code, whether that is not torch's default (set by
+    TORCHINDUCTOR_CACHE_DIR), and whether it already held files (warm) before this run (files
+    counted up to ``limit``)."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
+
+    folder = Path(cache_dir())
+    from_env = folder != Path(default_cache_dir())  # importing dynamo sets the variable itself
+    count = 0
+    if folder.is_dir():
+        for _, _, files in os.walk(folder):
+            count += len(files)
+            if count >= limit:
+                break
+    return {"dir": str(folder), "from_env": from_env, "files_before": count, "warm": count > 0}
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
+    """cudnn.benchmark on for a CUDA run, put back as it was afterwards."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = before or device.type == "cuda"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def run_benchmark(
@@ -193,12 +387,12 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Benchmark every cell × batch size × mode; returns the JSON-ready report."""
     device = torch.device(settings.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    peak = matmul_peak_tflops(device, DTYPES[settings.dtype]) if settings.measure_peak else None
+    started = datetime.datetime.now(datetime.timezone.utc)
+    info = environment(device)
     results: list[dict[str, Any]] = []
     cell_info = []
-    with tempfile.TemporaryDirectory(prefix="nbcompile-bench-") as folder:
+    with _cudnn_benchmark(device), tempfile.TemporaryDirectory(prefix="nbcompile-bench-") as folder:
+        peak = matmul_peak_tflops(device, DTYPES[settings.dtype]) if settings.measure_peak else None
         for label, spec in cells:
             cell = prepare_cell(label, spec, settings, Path(folder))
             cell_info.append(
@@ -210,18 +404,15 @@ def run_benchmark(
                 }
             )
             for batch_size in settings.batch_sizes:
-                for name in settings.modes:
-                    result = measure_mode(cell, MODES[name], batch_size, settings, device)
+                for result in measure_batch(cell, batch_size, settings, device, Path(folder)):
                     results.append(result)
                     if on_result is not None:
                         on_result(result)
-    _add_ratios(results, peak)
+    add_ratios(results, peak)
     return {
         "nbcompile_version": __version__,
-        "torch_version": torch.__version__,
-        "python_version": sys.version.split()[0],
-        "device": _device_name(device),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **info,
+        "date": started.isoformat(timespec="seconds"),
         "settings": {**asdict(settings), "config": settings.config.as_dict()},
         "matmul_peak_tflops": peak,
         "cells": cell_info,
@@ -229,10 +420,11 @@ def run_benchmark(
     }
 
 
-def _add_ratios(results: list[dict[str, Any]], peak: float | None) -> None:
-    """Speedup over dynamic eager of the same cell and batch, and the fraction of the matmul peak."""
+def add_ratios(results: list[dict[str, Any]], peak: float | None) -> None:
+    """Speedup over dynamic eager of the same cell and batch (median of round medians, and the
+    worst and best round's ratio), and the fraction of the matmul peak."""
     baseline = {
-        (r["cell"], r["batch_size"]): r["median_ms"]
+        (r["cell"], r["batch_size"]): r["round_medians_ms"]
         for r in results
         if r["mode"] == "dynamic" and r.get("status") == "ok"
     }
@@ -240,7 +432,12 @@ def _add_ratios(results: list[dict[str, Any]], peak: float | None) -> None:
         if r.get("status") != "ok":
             continue
         base = baseline.get((r["cell"], r["batch_size"]))
-        r["speedup_vs_dynamic"] = base / r["median_ms"] if base else None
+        if base:
+            per_round = [b / m for b, m in zip(base, r["round_medians_ms"])]
+            r["speedup_vs_dynamic"] = statistics.median(base) / r["median_ms"]
+            r["speedup_range"] = [min(per_round), max(per_round)]
+        else:
+            r["speedup_vs_dynamic"] = r["speedup_range"] = None
         r["fraction_of_peak"] = r["tflops"] / peak if peak else None
 
 

@@ -56,7 +56,8 @@ def time_calls(
 def matmul_peak_tflops(device: torch.device, dtype: torch.dtype) -> float:
     """Measured dense matmul rate (TFLOP/s) in ``dtype``: 8192³ on GPU, 2048³ on CPU."""
     size = 8192 if device.type == "cuda" else 2048
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
+    generator = torch.Generator().manual_seed(0)  # a local generator: the global RNG is left alone
+    a = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
     timing = time_calls(lambda: a @ b, device, warmup=2, iters=10, max_seconds=5.0)
     return 2 * size**3 / (timing.median_ms * 1e-3) / 1e12

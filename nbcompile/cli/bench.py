@@ -66,8 +66,9 @@ class Device(click.ParamType):
 @click.option("--channels-last", is_flag=True, help="Use channels_last inputs and weights.")
 @click.option("--train", is_flag=True, help="Time a training step (forward, backward, SGD step) instead of inference.")
 @click.option("--warmup", type=click.IntRange(0), default=5, show_default=True, help="Untimed calls before timing.")
-@click.option("--iters", type=click.IntRange(1), default=50, show_default=True, help="Timed calls (at most).")
-@click.option("--max-seconds", type=click.FloatRange(0, 86400, min_open=True), default=10.0, show_default=True, help="Time limit for the timed calls of one mode.")
+@click.option("--iters", type=click.IntRange(1), default=50, show_default=True, help="Timed calls of a mode in one round (at most).")
+@click.option("--max-seconds", type=click.FloatRange(0, 86400, min_open=True), default=10.0, show_default=True, help="Time limit for the timed calls of one mode in one round.")
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True, help="Interleaved rounds (ABC ABC ABC): the median of round medians is reported.")
 @click.option("--compile-backend", default="inductor", show_default=True, help="torch.compile backend.")
 @click.option("--image-size", type=click.IntRange(1, 4096), default=32, show_default=True, help="Input height and width.")
 @click.option("--canonical", is_flag=True, help="Build the cell in the labeling NAS-Bench-101 trained.")
@@ -87,6 +88,7 @@ def bench_command(
     warmup: int,
     iters: int,
     max_seconds: float,
+    rounds: int,
     compile_backend: str,
     image_size: int,
     canonical: bool,
@@ -97,8 +99,8 @@ def bench_command(
 ) -> None:
     """Time generated models against graph walking for every spec in SPECS.
 
-    Every mode runs in this process on the same weights; a mode that fails or does not
-    apply is reported in the table and the JSON, not raised.
+    Every mode runs in this process on the same weights, in --rounds interleaved rounds; a mode
+    that fails or does not apply is reported in the table and the JSON, not raised.
     """
     check_output_file(json_path, "--json")
     check_output_file(plot_path, "--plot")
@@ -127,6 +129,7 @@ def bench_command(
             warmup=warmup,
             iters=iters,
             max_seconds=max_seconds,
+            rounds=rounds,
             compile_backend=compile_backend,
             image_size=image_size,
             canonical=canonical,
@@ -134,7 +137,8 @@ def bench_command(
             config=network_config(options),
         )
     except ValueError as error:
-        raise ConfigError(str(error)) from None
+        field = "rounds" if str(error).startswith("rounds") else None
+        raise ConfigError(str(error), field=field) from None
     cells = []
     stdin_text = read_stdin(specs)
     for source in specs:

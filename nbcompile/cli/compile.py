@@ -18,7 +18,7 @@ from nbcompile.cli._common import (
     read_stdin,
     reports_bad_input,
 )
-from nbcompile.compiler.driver import plan_job
+from nbcompile.compiler.driver import CompileJob, plan_job
 from nbcompile.compiler.naming import validate_module_name
 from nbcompile.compiler.report import format_info, info_json, spec_info
 from nbcompile.errors import ConfigError, OutOfDomainError, SpecError
@@ -33,16 +33,31 @@ from nbcompile.space.spec import ModelSpec
 @click.option("--canonical", is_flag=True, help="Build the cell in the labeling NAS-Bench-101 stored and trained.")
 @click.option("--dataset", type=click.Path(), default=None, help="NAS-Bench-101 .tfrecord (or its cache folder) in which to look up SPECS given as module hashes.")
 @cache_options
+@click.option("--aot", is_flag=True, help="Also write an AOTInductor package (.pt2) of the optimised inference network beside each file.")
+@click.option("--device", default="cpu", show_default=True, help="With --aot: the package's device, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=int, default=1, show_default=True, help="With --aot: the package's fixed batch size.")
+@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="With --aot: weight dtype; auto is bf16 on CUDA, fp32 on the CPU.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --aot: seed of the packaged weights' initialisation.")
 @config_options
 @reports_bad_input
 def compile_command(
     specs: tuple[str, ...], out_dir: str, name: str | None, canonical: bool, dataset: str | None,
-    cache_dir: str | None, no_cache: bool, workers: int | None, **options: int | None,
+    cache_dir: str | None, no_cache: bool, workers: int | None, aot: bool, device: str, batch_size: int,
+    dtype: str, seed: int, **options: int | None,
 ) -> None:  # fmt: skip
     """Generate a model file for every spec in SPECS (JSON, JSON Lines, - for stdin, or a
-    32-digit module hash with --dataset)."""
+    32-digit module hash with --dataset).
+
+    With --aot, each file also gets a precompiled package that ``nbcompile.load_package`` loads
+    with no compilation; it holds freshly initialised weights (from --seed). To package trained
+    weights, call ``nbcompile.build_package(model, path)`` in Python.
+    """
     check_output_folder(out_dir, "--out-dir")
     config = network_config(options)
+    if aot:
+        from nbcompile.runtime.aot import check_package_options
+
+        device = str(check_package_options(device, dtype, batch_size)[0])
     if name is not None:
         validate_module_name(name)
     hashes = [source for source in specs if is_module_hash(source) and not Path(source).exists()]
@@ -71,7 +86,32 @@ def compile_command(
     quiet = len(unique) < 2 or not console.is_terminal
     for spec in track(unique.values(), description="compiling", console=console, disable=quiet):
         job = plan_job(spec, name=name, canonical=canonical, config=config)
-        click.echo(str(job.write(out_dir)))
+        path = job.write(out_dir)
+        click.echo(str(path))
+        if aot:
+            click.echo(str(_write_package(job, path, out_dir, device, dtype, batch_size, seed)))
+
+
+def _write_package(job: CompileJob, source: Path, out_dir: str, device: str, dtype: str, batch_size: int, seed: int) -> Path:
+    """Build the AOT package of the generated file ``source``, weights initialised from ``seed``."""
+    import torch
+
+    from nbcompile.runtime.aot import build_package, check_package_options
+    from nbcompile.runtime.loader import load_model
+
+    dtype = check_package_options(device, dtype, batch_size)[1]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = load_model(source, num_labels=job.plan.config.num_labels)
+    return build_package(
+        model,
+        job.package_path(out_dir, device, dtype, batch_size),
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        in_channels=job.plan.config.in_channels,
+        module_hash=job.plan.module_hash,
+    )
 
 
 @click.command("info")

@@ -32,6 +32,11 @@ class CompileJob:
         write_atomic(path, self.source())
         return path
 
+    def package_path(self, out_dir: str | os.PathLike[str], device: str, dtype: str, batch_size: int) -> Path:
+        """Where the AOT package of this file goes: beside it, named by what it was built for,
+        e.g. ``nb101_0123456789ab.cpu-fp32-b1.pt2`` (built by ``nbcompile.runtime.aot``)."""
+        return Path(out_dir) / f"{self.module_name}.{device.replace(':', '')}-{dtype}-b{batch_size}.pt2"
+
 
 def plan_job(
     spec: Any, *, name: str | None = None, canonical: bool = False, config: NetworkConfig | None = None

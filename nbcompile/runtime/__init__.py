@@ -1,2 +1,3 @@
-"""What runs in torch: the layers, the graph-walking oracle network, and the loader of generated
-files. Depends on ``compiler`` and ``space``."""
+"""What runs in torch: the layers, the graph-walking oracle network, the loader of generated
+files, ``optimize`` (the fastest inference and training paths) and AOT packages (``aot``).
+Depends on ``compiler`` and ``space``."""

@@ -1,0 +1,305 @@
+"""The fastest inference and training paths for a network, in one call: ``optimize``.
+
+Inference (what the 2026-11-28 H200 probe found fastest, see ``benchmarks/gpu.sh``): eval mode,
+BatchNorm folded into the convs (the generated ``Network.fuse()``, else inductor freezing),
+channels_last, weights cast to bf16 where the device supports it (no per-call weight casts, as
+autocast would do), ``torch.compile(fullgraph=True)``, with CUDA graphs on CUDA.
+
+Training: channels_last, bf16 autocast (fp32 weights), a fused (CUDA) or foreach (CPU) SGD,
+the network compiled cell by cell (regional compilation: cells of the same class share one
+compiled graph, which cuts compile time), with CUDA graphs over forward and backward on CUDA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nbcompile.errors import ConfigError
+
+#: The dtypes ``optimize``, the AOT packages and the benchmarks accept, by name.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(device: torch.device, dtype: str) -> str:
+    """``"auto"`` → bf16 on a CUDA device that supports it, else fp32; other names are checked."""
+    if dtype == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be auto, {' or '.join(DTYPES)}, got {dtype!r}", field="dtype")
+    return dtype
+
+
+def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device``, or nothing for fp32."""
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[dtype])
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What ``optimize`` did, for the one-line summary."""
+
+    train: bool
+    device: str
+    dtype: str
+    fold: str  # "fuse()", "inductor freezing" or "" (training)
+    compile: str  # "whole network", "per cell (N distinct cell classes)" or "off"
+    cuda_graphs: bool
+    optimizer: str = ""
+
+    def summary(self) -> str:
+        parts = ["train" if self.train else "eval", self.device]
+        parts.append(("bf16 autocast" if self.train else "bf16 weights") if self.dtype == "bf16" else "fp32")
+        parts.append("channels_last")
+        if self.fold:
+            parts.append(f"BN folded by {self.fold}")
+        parts.append(f"torch.compile: {self.compile}")
+        parts.append("CUDA graphs" if self.cuda_graphs else "no CUDA graphs")
+        if self.optimizer:
+            parts.append(self.optimizer)
+        return "optimize: " + ", ".join(parts)
+
+
+class _Inference(nn.Module):
+    """The prepared network with its input conversion: one graph to compile or export."""
+
+    def __init__(self, network: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.network = network
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        return self.network(x).float()
+
+
+def prepare_inference(model: nn.Module, device: torch.device, dtype: str) -> tuple[nn.Module, bool]:
+    """A copy of ``model`` ready for inference: eval, BN folded if it has ``fuse()``, on ``device``,
+    channels_last, weights in ``dtype``. Returns it and whether BN was folded."""
+    network = copy.deepcopy(model).eval()
+    fuse = getattr(network, "fuse", None)
+    folded = callable(fuse)
+    if folded:
+        network = fuse() or network
+    network = network.to(device=device, dtype=DTYPES[dtype], memory_format=torch.channels_last)
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return _Inference(network, DTYPES[dtype]), folded
+
+
+class OptimizedNetwork(nn.Module):
+    """An inference network from ``optimize``: call it like the original (fp32 logits out)."""
+
+    def __init__(self, compiled: Callable[[torch.Tensor], torch.Tensor], prepared: nn.Module, applied: Applied) -> None:
+        super().__init__()
+        self.prepared = prepared
+        self.__dict__["_compiled"] = compiled  # not a submodule: its weights are ``prepared``'s
+        self.applied = applied
+        self.summary = applied.summary()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            if self.applied.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+                return self._compiled(x).clone()  # the graph's output buffer is reused by the next call
+            return self._compiled(x)
+
+
+@dataclass
+class TrainingStep:
+    """One training step from ``optimize(train=True)``: ``step(inputs, labels)`` runs forward, loss,
+    backward and the optimizer step, and returns the loss (detached). After a step, each
+    parameter's ``.grad`` holds that step's gradient."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    device: torch.device
+    dtype: str
+    applied: Applied
+
+    @property
+    def summary(self) -> str:
+        return self.applied.summary()
+
+    def __call__(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.applied.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        inputs = inputs.to(self.device).contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.dtype):
+            loss = self.loss_fn(self.model(inputs), labels.to(self.device))
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach().clone()
+
+
+def _regions(model: nn.Module) -> Iterator[nn.Module]:
+    """The cells of a generated network (its direct children with cell-shaped class names), else
+    the model itself: the units compiled one by one."""
+    children = [child for child in model.children() if type(child).__name__.startswith("Cell")]
+    yield from children or [model]
+
+
+def optimize(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    train: bool = False,
+    dtype: str = "auto",
+    device: str | torch.device | None = None,
+    backend: str = "inductor",
+    cuda_graphs: bool | None = None,
+    freeze: bool | None = None,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    verbose: bool = False,
+) -> OptimizedNetwork | TrainingStep:
+    """The fastest inference network, or training step, for ``model`` on ``example_input``'s device.
+
+    Inference returns an ``OptimizedNetwork`` (a copy: ``model`` is left as it is) that takes the
+    same input and returns fp32 logits; it has been called once on ``example_input`` (the compile
+    happens here, not on your first call). ``train=True`` returns a ``TrainingStep`` over
+    ``model`` itself (moved to channels_last; its parameters are the ones trained), warmed up
+    with one step on ``example_input`` and random labels of a local generator, after which its
+    weights are restored. ``dtype`` is auto (bf16 on a CUDA device that supports it), bf16 or
+    fp32; ``cuda_graphs`` defaults to on for CUDA; ``freeze`` (inference, inductor backend) adds
+    inductor freezing, by default only for a model without ``fuse()``. ``summary`` says in one line
+    what was applied; ``verbose`` prints it to stderr.
+    """
+    device = torch.device(device) if device is not None else example_input.device
+    dtype = resolve_dtype(device, dtype)
+    use_graphs = device.type == "cuda" if cuda_graphs is None else cuda_graphs
+    if use_graphs and device.type != "cuda":
+        raise ConfigError("CUDA graphs need a CUDA device", field="cuda_graphs")
+    mode = "reduce-overhead" if use_graphs else None
+    example = example_input.to(device)
+    if train:
+        result: OptimizedNetwork | TrainingStep = _optimize_training(model, example, device, dtype, backend, mode, lr, momentum, loss_fn)
+    else:
+        result = _optimize_inference(model, example, device, dtype, backend, mode, freeze)
+    if verbose:
+        print(result.summary, file=sys.stderr)
+    return result
+
+
+def _optimize_inference(
+    model: nn.Module,
+    example: torch.Tensor,
+    device: torch.device,
+    dtype: str,
+    backend: str,
+    mode: str | None,
+    freeze: bool | None,
+) -> OptimizedNetwork:
+    prepared, folded = prepare_inference(model, device, dtype)
+    freeze = backend == "inductor" and (not folded if freeze is None else freeze)
+    folds = [name for name, used in (("fuse()", folded), ("inductor freezing", freeze)) if used]
+    applied = Applied(
+        train=False,
+        device=str(device),
+        dtype=dtype,
+        fold=" and ".join(folds),
+        compile="whole network" if backend == "inductor" else f"whole network ({backend} backend)",
+        cuda_graphs=mode is not None,
+    )
+    # Inductor settings go in as options, not a config patch: options are part of the backend's
+    # identity, so a later optimize() with other settings cannot reuse this compiled graph.
+    settings = {"mode": mode} if backend != "inductor" else {"options": {"freezing": freeze, **_mode_options(mode)}}
+    for fullgraph in (True, False):
+        network = OptimizedNetwork(torch.compile(prepared, backend=backend, fullgraph=fullgraph, **settings), prepared, applied)
+        try:
+            for _ in range(3 if mode else 1):  # CUDA graphs are recorded on the third call
+                network(example)
+            return network
+        except torch._dynamo.exc.Unsupported:
+            if not fullgraph:
+                raise
+            applied = replace(applied, compile=applied.compile + " with graph breaks")
+    raise AssertionError("unreachable")
+
+
+def _mode_options(mode: str | None) -> dict[str, object]:
+    """The inductor options ``torch.compile``'s ``mode`` stands for (CUDA graphs for reduce-overhead)."""
+    if mode is None:
+        return {}
+    from torch._inductor import list_mode_options
+
+    return dict(list_mode_options(mode))
+
+
+def _optimize_training(
+    model: nn.Module,
+    example: torch.Tensor,
+    device: torch.device,
+    dtype: str,
+    backend: str,
+    mode: str | None,
+    lr: float,
+    momentum: float,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> TrainingStep:
+    model.to(device=device, memory_format=torch.channels_last).train()
+    regions = list(_regions(model))
+    fused = device.type == "cuda"
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=momentum, fused=True if fused else None, foreach=None if fused else True
+    )
+    distinct = len({type(region) for region in regions})
+    where = "whole network" if regions == [model] else f"per cell ({len(regions)} cells, {distinct} distinct classes)"
+    applied = Applied(
+        train=True,
+        device=str(device),
+        dtype=dtype,
+        fold="",
+        compile=where if backend == "inductor" else f"{where}, {backend} backend",
+        cuda_graphs=mode is not None,
+        optimizer=f"SGD(momentum={momentum}, {'fused' if fused else 'foreach'})",
+    )
+    for fullgraph in (True, False):
+        for region in regions:
+            region.compile(backend=backend, fullgraph=fullgraph, mode=mode)
+        step = TrainingStep(model, optimizer, loss_fn, device, dtype, applied)
+        try:
+            _warm_up(step, example)
+            return step
+        except torch._dynamo.exc.Unsupported:
+            if not fullgraph:
+                raise
+            applied = replace(applied, compile=applied.compile + " with graph breaks")
+    raise AssertionError("unreachable")
+
+
+def _num_labels(model: nn.Module) -> int:
+    """The output width of the model's last Linear layer (its classifier)."""
+    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ConfigError("optimize(train=True) needs a model whose last Linear layer is its classifier", field="model")
+    return linears[-1].out_features
+
+
+def _warm_up(step: TrainingStep, example: torch.Tensor) -> None:
+    """Compile by running steps on ``example``, then put back the weights, buffers and optimizer state."""
+    generator = torch.Generator(device=example.device).manual_seed(0)
+    labels = torch.randint(0, _num_labels(step.model), (example.shape[0],), generator=generator, device=example.device)
+    state = {name: value.detach().clone() for name, value in step.model.state_dict().items()}
+    optimizer_state = copy.deepcopy(step.optimizer.state_dict())
+    try:
+        for _ in range(3 if step.applied.cuda_graphs else 1):  # CUDA graphs are recorded on the third
+            step(example, labels)
+    finally:
+        with torch.no_grad():
+            for name, value in step.model.state_dict().items():
+                value.copy_(state[name])
+        step.optimizer.load_state_dict(optimizer_state)
+        step.optimizer.zero_grad(set_to_none=True)
