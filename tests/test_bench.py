@@ -213,7 +213,7 @@ def test_cli_writes_json_and_plot(tmp_path: Path) -> None:
         (["--batch-sizes", "0"], "batch size 0 is not in 1..65536"),
         (["--batch-sizes", "a,b"], "must be comma-separated integers"),
         (["--device", "cuda"], "CUDA is not available"),
-        (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--rounds", "0"], "'--rounds': 0 is not in the range"),
     ],
 )
 def test_cli_bad_options_are_one_line_errors(args: list[str], fragment: str) -> None:

@@ -10,6 +10,7 @@ from rich.console import Console
 from nbcompile.bench.modes import MODES
 from nbcompile.cli._common import check_output_file, config_options, network_config, reports_bad_input, read_stdin
 from nbcompile.errors import ConfigError, OutOfDomainError
+from nbcompile.optional import require
 from nbcompile.space.cellfiles import read_specs
 
 def _cell_label(location: str) -> str:
@@ -114,10 +115,7 @@ def bench_command(
     if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
         raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices")
     if plot_path is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ConfigError("--plot needs matplotlib: pip install 'nbcompile[plot]'") from None
+        require("matplotlib", "--plot")
     try:
         settings = BenchSettings(
             device=device,
@@ -137,8 +135,7 @@ def bench_command(
             config=network_config(options),
         )
     except ValueError as error:
-        field = "rounds" if str(error).startswith("rounds") else None
-        raise ConfigError(str(error), field=field) from None
+        raise ConfigError(str(error)) from None
     cells = []
     stdin_text = read_stdin(specs)
     for source in specs:
