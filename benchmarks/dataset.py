@@ -26,9 +26,9 @@ import json, resource, sys, time
 started = time.perf_counter()
 from nbcompile.nasbench import NASBench
 imported = time.perf_counter()
-bench = NASBench(sys.argv[1], cache_dir=sys.argv[2], progress=False)
+dataset = NASBench(sys.argv[1], cache_dir=sys.argv[2], progress=False)
 loaded = time.perf_counter()
-print(json.dumps({"converted": bench.converted, "cells": len(bench), "records": bench.tables.num_records,
+print(json.dumps({"converted": dataset.converted, "cells": len(dataset), "records": dataset.tables.num_records,
                   "import_s": imported - started, "load_s": loaded - imported,
                   "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "max_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
@@ -124,10 +124,10 @@ def measure_queries(args: argparse.Namespace) -> None:
         print(f"cold conversion: {cold['load_s']:.2f} s for {cold['records']:,} records (peak RSS {cold['max_rss_mb']:.0f} MB)")
         print(f"warm load: {warm['load_s']:.3f} s (+ {warm['import_s']:.3f} s import), peak RSS {warm['max_rss_mb']:.0f} MB")
 
-        bench = NASBench(args.dataset, seed=0, cache_dir=cache_dir)
+        dataset = NASBench(args.dataset, seed=0, cache_dir=cache_dir)
         rng = np.random.default_rng(0)
-        rows = rng.choice(len(bench), min(args.queries, len(bench)), replace=False)
-        raw = [(bench.tables.cell_matrix(r).tolist(), bench.tables.cell_ops(r)) for r in rows]
+        rows = rng.choice(len(dataset), min(args.queries, len(dataset)), replace=False)
+        raw = [(dataset.tables.cell_matrix(r).tolist(), dataset.tables.cell_ops(r)) for r in rows]
         hashed = [ModelSpec(m, o) for m, o in raw]
         for spec in hashed:
             spec.module_hash  # noqa: B018 - hash once, as a search holding specs would
@@ -135,11 +135,11 @@ def measure_queries(args: argparse.Namespace) -> None:
         def query_raw(items):
             graph._cached_module_hash.cache_clear()  # every cell hashed from scratch
             for matrix, ops in items:
-                bench.query(ModelSpec(matrix, ops))
+                dataset.query(ModelSpec(matrix, ops))
 
         def query_hashed(items):
             for spec in items:
-                bench.query(spec)
+                dataset.query(spec)
 
         generator = np.random.default_rng(1)
         stream = []
@@ -150,7 +150,7 @@ def measure_queries(args: argparse.Namespace) -> None:
         def query_stream(items):
             graph._cached_module_hash.cache_clear()
             for matrix, ops in items:
-                bench.query(ModelSpec(matrix, ops))
+                dataset.query(ModelSpec(matrix, ops))
 
         vertices = np.bincount([len(o) for _, o in raw], minlength=8)[2:].tolist()
         results["queries"] = {
@@ -158,7 +158,7 @@ def measure_queries(args: argparse.Namespace) -> None:
             "raw_cells_vertex_histogram_2_to_7": vertices,
             "raw_random_spec_stream_per_s": _rate(query_stream, stream),
             "hashed_spec_per_s": _rate(query_hashed, hashed),
-            "query_many_hashes_per_s": _rate(lambda items: bench.query_many(items), [s.module_hash for s in hashed]),
+            "query_many_hashes_per_s": _rate(lambda items: dataset.query_many(items), [s.module_hash for s in hashed]),
         }
         for key, value in results["queries"].items():
             if key.endswith("_per_s"):

@@ -11,6 +11,7 @@ EXTRAS: dict[str, str] = {
     "matplotlib": "plot",
     "pandas": "pandas",
     "tensorflow": "tf",
+    "ray": "ray",
 }
 
 

@@ -20,7 +20,7 @@ from test_cli import invoke
 from nasbench_bytes import frames
 
 from nbcompile.compiler.config import NetworkConfig
-from nbcompile.errors import ConfigError, DatasetError
+from nbcompile.errors import DatasetError
 from nbcompile.nasbench import NASBench
 from nbcompile.space.spec import ModelSpec
 from nbcompile.train.loop import Evaluation, NonFiniteLoss, RunResult, TrainConfig
@@ -236,11 +236,13 @@ def test_hash_specs_are_looked_up_in_a_dataset(tmp_path):
     assert [s.module_hash for s in specs] == [cells[1].module_hash]
 
 
-def test_missing_optional_dependency_names_the_extra():
-    from nbcompile.cli.train import require
+def test_missing_optional_dependency_names_the_extra(monkeypatch):
+    from nbcompile import optional
+    from nbcompile.errors import MissingDependencyError
 
-    with pytest.raises(ConfigError, match=r'pip install "nbcompile\[ray\]"'):
-        require("surely_not_a_module_nbcompile", "ray", "--ray")
+    monkeypatch.setitem(optional.EXTRAS, "surely_not_a_module_nbcompile", "ray")
+    with pytest.raises(MissingDependencyError, match=r'--ray needs .*pip install "nbcompile\[ray\]"'):
+        optional.require("surely_not_a_module_nbcompile", "--ray")
 
 
 # --- Ray ----------------------------------------------------------------------------------------

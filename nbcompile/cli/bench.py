@@ -58,7 +58,7 @@ class Device(click.ParamType):
         self.fail(f"{text!r} is not cpu, cuda or cuda:N", param, ctx)
 
 
-@click.command("bench")
+@click.command("bench", epilog="\b\nModes:\n" + "\n".join(f"  {m.name:18} {m.description}" for m in MODES.values()))
 @click.argument("specs", nargs=-1, required=True)
 @click.option("--device", type=Device(), default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--batch-sizes", type=BatchSizes(), default="1,64,256", show_default=True, help=f"Comma-separated batch sizes (each at most {MAX_BATCH_SIZE}).")

@@ -3,8 +3,6 @@ the dataset's own format; ``nbcompile train-merge``: merge sweep folders into on
 
 from __future__ import annotations
 
-import importlib.util
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +15,26 @@ from nbcompile.cli._common import (
     reports_bad_input,
 )
 from nbcompile.errors import ConfigError, NbcompileError, OutOfDomainError
+from nbcompile.optional import require
 from nbcompile.space.cellfiles import read_specs
+from nbcompile.space.graph import is_module_hash
 from nbcompile.space.spec import ModelSpec
-
-_HASH = re.compile(r"[0-9a-f]{32}")
-
-
-def require(module: str, extra: str, purpose: str) -> None:
-    """Fail before any work when an optional dependency is missing, naming its extra."""
-    if importlib.util.find_spec(module) is None:
-        raise ConfigError(f'{purpose} needs {module}: pip install "nbcompile[{extra}]"')
 
 
 def resolve_specs(sources: tuple[str, ...], dataset: str | None) -> list[ModelSpec]:
     """Specs from files (JSON, JSON Lines, - for stdin) or 32-digit hashes looked up in ``dataset``."""
-    bench = None
+    opened = None
     specs = []
     stdin_text = read_stdin(sources)
     for source in sources:
-        if _HASH.fullmatch(source):
+        if is_module_hash(source):
             if dataset is None:
                 raise ConfigError(f"{source} is a module hash: give --dataset FILE to look it up")
-            if bench is None:
+            if opened is None:
                 from nbcompile.nasbench.api import NASBench
 
-                bench = NASBench(dataset)
-            specs.append(bench.spec_of(source))
+                opened = NASBench(dataset)
+            specs.append(opened.spec_of(source))
             continue
         for location, spec in read_specs(source, stdin_text):
             try:
@@ -98,9 +90,9 @@ def train_command(
     halfway and at the end on 9,984 images. Finished runs are skipped when the command is run
     again on the same --out; failing runs are retried from scratch (--max-attempts)."""
     if ray_address is not None:
-        require("ray", "ray", "--ray")
+        require("ray", "--ray")
     if not no_plot:
-        require("matplotlib", "plot", "the metrics plot (or pass --no-plot)")
+        require("matplotlib", "the metrics plot (or pass --no-plot)")
     from nbcompile.compiler.driver import plan_job
     from nbcompile.train.cifar10 import load_cifar10
     from nbcompile.train.loop import TrainConfig

@@ -203,7 +203,7 @@ class NASBench:
         self._choose = self._rng.choice
         self.training_time_spent = 0.0
         self.total_epochs_spent = 0
-        self.history: dict[str, Any] = {}
+        self.history: dict[str, Any] = {}  # upstream's attribute, unused there too; kept for drop-in code
         self.fixed_statistics: Mapping[str, dict[str, Any]] = _StatisticsView(self, self._fixed_view, "fixed_statistics")
         self.computed_statistics: Mapping[str, dict[int, list[dict[str, float]]]] = _StatisticsView(
             self, self._computed_view, "computed_statistics"
