@@ -59,17 +59,24 @@ def device_data(path: str, device: str) -> DeviceData:
     return DeviceData.of(load_cifar10(path), device)
 
 
-def result_json(job: Job, settings: SweepSettings, run: RunResult, seed: int, attempt: int, device: str) -> dict[str, Any]:
-    """The JSON document of a successful run."""
+def _job_fields(job: Job, status: str) -> dict[str, Any]:
+    """What every result document says of its job, first."""
     return {
         "format": FORMAT,
-        "status": "ok",
+        "status": status,
         "job": job.name,
         "module_hash": job.module_hash,
         "epochs": job.epochs,
         "repeat": job.repeat,
         "matrix": [list(row) for row in job.matrix],
         "ops": list(job.ops),
+    }
+
+
+def result_json(job: Job, settings: SweepSettings, run: RunResult, seed: int, attempt: int, device: str) -> dict[str, Any]:
+    """The JSON document of a successful run."""
+    return {
+        **_job_fields(job, "ok"),
         "attempt": attempt,
         "seed": seed,
         "device": device,
@@ -89,14 +96,7 @@ def result_json(job: Job, settings: SweepSettings, run: RunResult, seed: int, at
 
 def failed_json(job: Job, settings: SweepSettings, errors: list[str]) -> dict[str, Any]:
     return {
-        "format": FORMAT,
-        "status": "failed",
-        "job": job.name,
-        "module_hash": job.module_hash,
-        "epochs": job.epochs,
-        "repeat": job.repeat,
-        "matrix": [list(row) for row in job.matrix],
-        "ops": list(job.ops),
+        **_job_fields(job, "failed"),
         "network": settings.network.as_dict(),
         "train": dataclasses.asdict(settings.with_budget(job.epochs)),
         "errors": errors,
