@@ -666,3 +666,12 @@ def test_damaged_cell_archives_are_refused_or_read_right(cells_npz, tmp_path_fac
         assert "\n" not in str(error)
         return
     assert [spec.module_hash for _, spec in located if spec.is_valid()] == expected
+
+
+def test_convert_refuses_a_cache_folder_it_cannot_write_before_converting(small, tmp_path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = _run("data", "convert", str(small), "--cache-dir", str(blocker / "cache"))
+    _one_line_error(result, "--cache-dir")
+    assert "nbcompile: loading" not in result.stderr  # refused before the conversion started
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]

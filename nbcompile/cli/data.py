@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import click
 
-from nbcompile.cli._common import cache_options, check_output_file, open_dataset, reports_bad_input, read_stdin
+from nbcompile.cli._common import (
+    cache_options,
+    check_output_file,
+    check_output_folder,
+    open_dataset,
+    read_stdin,
+    reports_bad_input,
+)
 from nbcompile.errors import OutOfDomainError, SpecError
-from nbcompile.fixture import DEFAULT_LAYOUT, LAYOUTS
+from nbcompile.nasbench.writer import DEFAULT_LAYOUT, LAYOUTS
 from nbcompile.space.cellfiles import read_specs
 
 @click.group("data")
@@ -50,6 +57,10 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
 @reports_bad_input
 def convert_command(path: str, cache_dir: str | None, no_cache: bool, workers: int | None) -> None:
     """Convert the dataset file PATH into the cache (or find it there) and say where it is."""
+    if not no_cache:  # writing the cache is this command's job: refuse a folder it cannot write first
+        from nbcompile.nasbench.cache import default_cache_root
+
+        check_output_folder(cache_dir or str(default_cache_root()), "--cache-dir")
     dataset = open_dataset(path, cache_dir, no_cache, workers)
     action = "converted" if dataset.converted else "found in the cache"
     click.echo(f"{action}: {len(dataset):,} cells, {dataset.tables.num_records:,} records in {dataset.load_seconds:.2f} s", err=True)
