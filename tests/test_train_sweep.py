@@ -221,19 +221,19 @@ def test_bad_data_and_hashes_without_dataset(tmp_path, specs_file, cifar):
     assert result.exit_code == 2 and "data_batch_2.bin: 3000 bytes is not a whole number" in result.stderr
     module_hash = ModelSpec(**CELLS[0]).module_hash
     result = invoke(["train", module_hash, "--data", str(cifar), "--out", str(tmp_path / "o"), "--device", "cpu"])
-    assert result.exit_code == 2 and "give --dataset FILE" in result.stderr
+    assert result.exit_code == 2 and "to train a module hash, name the dataset with --dataset FILE" in result.stderr
     assert not (tmp_path / "o").exists()
 
 
 def test_hash_specs_are_looked_up_in_a_dataset(tmp_path):
-    from nbcompile.cli.train import resolve_specs
+    from nbcompile.cli._common import located_specs
     from nbcompile.fixture import write_fixture
     from nbcompile.space.enumeration import sample_cells
 
     cells = sample_cells(3)
     write_fixture(tmp_path / "synthetic.tfrecord", cells)
-    specs = resolve_specs((cells[1].module_hash,), str(tmp_path / "synthetic.tfrecord"))
-    assert [s.module_hash for s in specs] == [cells[1].module_hash]
+    located = located_specs((cells[1].module_hash,), str(tmp_path / "synthetic.tfrecord"), "train")
+    assert [spec.module_hash for _, spec in located] == [cells[1].module_hash]
 
 
 def test_missing_optional_dependency_names_the_extra(monkeypatch):

@@ -9,13 +9,16 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from nbcompile.compiler.config import NetworkConfig
-from nbcompile.errors import ConfigError, NbcompileError, first_line
+from nbcompile.errors import ConfigError, NbcompileError, OutOfDomainError, SpecError, first_line
 from nbcompile.parallel import sigterm_unwinds
+
+if TYPE_CHECKING:
+    from nbcompile.space.spec import ModelSpec
 
 #: Exit code for bad input (specs, options, files), as click uses for usage errors.
 EXIT_BAD_INPUT = 2
@@ -119,6 +122,40 @@ def open_dataset(path: str, cache_dir: str | None, no_cache: bool, workers: int 
     from nbcompile.nasbench.api import NASBench
 
     return NASBench(path, seed, cache_dir=cache_dir, cache=not no_cache, workers=workers)
+
+
+def located_specs(
+    sources: tuple[str, ...],
+    dataset: str | None,
+    verb: str,
+    cache_dir: str | None = None,
+    no_cache: bool = False,
+    workers: int | None = None,
+) -> list[tuple[str, ModelSpec]]:
+    """``(location, spec)`` of every SOURCE: a spec file (JSON, JSON Lines, .npz, ``-`` for stdin)
+    or a 32-digit module hash looked up in ``dataset``. Every file is read and every spec checked
+    to be in the space before the dataset is opened (it may need converting)."""
+    from nbcompile.space.cellfiles import read_specs
+    from nbcompile.space.graph import is_module_hash
+
+    hashes = {source for source in sources if is_module_hash(source) and not Path(source).exists()}
+    if hashes and dataset is None:
+        first = next(source for source in sources if source in hashes)
+        raise SpecError(f"{first}: no such file; to {verb} a module hash, name the dataset with --dataset FILE")
+    stdin_text = read_stdin(sources)
+    from_files = {source: read_specs(source, stdin_text) for source in sources if source not in hashes}
+    for located in from_files.values():
+        for location, spec in located:
+            try:
+                spec.validate()
+            except OutOfDomainError as error:
+                raise OutOfDomainError(f"{location}: {error}") from None
+    opened = open_dataset(dataset, cache_dir, no_cache, workers) if hashes else None
+    return [
+        item
+        for source in sources
+        for item in ([(source, opened.spec_of(source))] if source in hashes else from_files[source])
+    ]
 
 
 def check_output_file(path: str | None, flag: str) -> None:

@@ -13,8 +13,8 @@ from nbcompile.cli._common import (
     cache_options,
     check_output_folder,
     config_options,
+    located_specs,
     network_config,
-    open_dataset,
     read_stdin,
     reports_bad_input,
 )
@@ -23,7 +23,6 @@ from nbcompile.compiler.naming import validate_module_name
 from nbcompile.compiler.report import format_info, info_json, spec_info
 from nbcompile.errors import ConfigError, OutOfDomainError, SpecError
 from nbcompile.space.cellfiles import read_specs
-from nbcompile.space.graph import is_module_hash
 from nbcompile.space.spec import ModelSpec
 
 @click.command("compile")
@@ -60,15 +59,7 @@ def compile_command(
         device = str(check_package_options(device, dtype, batch_size)[0])
     if name is not None:
         validate_module_name(name)
-    hashes = [source for source in specs if is_module_hash(source) and not Path(source).exists()]
-    if hashes and dataset is None:
-        raise SpecError(f"{hashes[0]}: no such file; to compile a module hash, name the dataset with --dataset FILE")
-    stdin_text = read_stdin(specs)
-    from_files = {source: read_specs(source, stdin_text) for source in specs if source not in hashes}
-    opened = open_dataset(dataset, cache_dir, no_cache, workers) if hashes else None  # after the files
-    located = []
-    for source in specs:
-        located.extend([(source, opened.spec_of(source))] if source in hashes else from_files[source])
+    located = located_specs(specs, dataset, "compile", cache_dir, no_cache, workers)
     if name is not None and len(located) != 1:
         raise ConfigError(f"--name needs exactly one spec, got {len(located)}")
     # Every spec is lowered (checked) before any file is written, and lowered again when written.

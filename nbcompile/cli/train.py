@@ -10,39 +10,12 @@ import click
 
 from nbcompile.cli._common import (
     config_options,
+    located_specs,
     network_config,
-    read_stdin,
     reports_bad_input,
 )
-from nbcompile.errors import ConfigError, NbcompileError, OutOfDomainError
+from nbcompile.errors import ConfigError, NbcompileError
 from nbcompile.optional import require
-from nbcompile.space.cellfiles import read_specs
-from nbcompile.space.graph import is_module_hash
-from nbcompile.space.spec import ModelSpec
-
-
-def resolve_specs(sources: tuple[str, ...], dataset: str | None) -> list[ModelSpec]:
-    """Specs from files (JSON, JSON Lines, - for stdin) or 32-digit hashes looked up in ``dataset``."""
-    opened = None
-    specs = []
-    stdin_text = read_stdin(sources)
-    for source in sources:
-        if is_module_hash(source):
-            if dataset is None:
-                raise ConfigError(f"{source} is a module hash: give --dataset FILE to look it up")
-            if opened is None:
-                from nbcompile.nasbench.api import NASBench
-
-                opened = NASBench(dataset)
-            specs.append(opened.spec_of(source))
-            continue
-        for location, spec in read_specs(source, stdin_text):
-            try:
-                spec.validate()
-            except OutOfDomainError as error:
-                raise OutOfDomainError(f"{location}: {error}") from None
-            specs.append(spec)
-    return specs
 
 
 def default_device() -> str:
@@ -110,7 +83,7 @@ def train_command(
         batch_size=batch_size, ghost_bn=ghost_bn, loss_every=loss_every, precision=precision, channels_last=channels_last,
         compile_step=device.startswith("cuda") if compile_step is None else compile_step,
     )  # fmt: skip
-    cells = resolve_specs(specs, dataset)
+    cells = [spec for _, spec in located_specs(specs, dataset, "train")]
     cells = [spec.canonical() for spec in cells] if canonical else cells
     for spec in cells:
         plan_job(spec, config=network)  # a config too small for a cell fails here, before training

@@ -19,12 +19,12 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from nbcompile.errors import DatasetError
+from nbcompile.errors import DatasetError, first_line
 from nbcompile.nasbench.metrics import ModelMetrics, describe_error, metrics_from_message, model_metrics_class
 from nbcompile.nasbench.tfrecord import where
+from nbcompile.space.graph import is_module_hash
 from nbcompile.space.ops import MAX_VERTICES, OP_ALIASES, OP_CODE, OP_CODES
 
-_HASH = re.compile(r"[0-9a-f]{32}")
 _WS = rb"[ \t\n\r]*"  # JSON's whitespace
 #: The payload when no string holds an escape other than ``\n`` in the base64; else json.loads.
 _PAYLOAD = re.compile(
@@ -110,7 +110,7 @@ def _json_fields(payload: bytes, place: str) -> tuple[bytes, int, bytes, bytes, 
         count = len(fields) if isinstance(fields, list) else type(fields).__name__
         raise DatasetError(f"{place}: payload must be a JSON array of 5 fields, got {count}")
     module_hash, epochs, adjacency, operations, metrics = fields
-    if not isinstance(module_hash, str) or not _HASH.fullmatch(module_hash):
+    if not isinstance(module_hash, str) or not is_module_hash(module_hash):
         raise DatasetError(f"{place}: module_hash {_short(module_hash)} is not 32 lowercase hex digits")
     if type(epochs) is not int or not 0 < epochs <= MAX_EPOCHS:
         raise DatasetError(f"{place}: epochs {_short(epochs)} is not a positive integer below 2**63")
@@ -150,7 +150,8 @@ def _short(value: object) -> str:
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    """The error's first line, cut to 100 characters (a parser's message may quote the payload)."""
+    text = first_line(error)
     return text if len(text) <= 100 else text[:100] + "..."
 
 
