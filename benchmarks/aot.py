@@ -57,9 +57,20 @@ def child_build(args: argparse.Namespace, config: dict[str, int]) -> dict:
     cache = inductor_cache_state()
     model, job = _network(args.spec, config)
     started = time.perf_counter()
-    build_package(model, args.package, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                  in_channels=job.plan.config.in_channels, module_hash=job.plan.module_hash)  # fmt: skip
-    return {"build_s": time.perf_counter() - started, "package_bytes": Path(args.package).stat().st_size, "inductor_cache": cache}
+    build_package(
+        model,
+        args.package,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        in_channels=job.plan.config.in_channels,
+        module_hash=job.plan.module_hash,
+    )
+    return {
+        "build_s": time.perf_counter() - started,
+        "package_bytes": Path(args.package).stat().st_size,
+        "inductor_cache": cache,
+    }
 
 
 def child_load(args: argparse.Namespace, config: dict[str, int]) -> dict:
@@ -152,16 +163,39 @@ def main() -> None:
     from nbcompile.runtime.aot import check_package_options
 
     args.dtype = check_package_options(args.device, args.dtype, args.batch_size)[1]
-    report: dict = {"spec": args.spec, "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size,
-                    "config": config, "torch_version": torch.__version__}  # fmt: skip
+    report: dict = {
+        "spec": args.spec,
+        "device": args.device,
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
+        "config": config,
+        "torch_version": torch.__version__,
+    }
     if torch.cuda.is_available() and args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     with tempfile.TemporaryDirectory(prefix="nbcompile-aot-") as folder:
         args.package = str(Path(folder) / "network.pt2")
         for step in ("build", "load", "latency"):
-            command = [sys.executable, __file__, args.spec, "--child", step, "--package", args.package,
-                       "--device", args.device, "--dtype", args.dtype, "--batch-size", str(args.batch_size),
-                       "--rounds", str(args.rounds), "--iters", str(args.iters), *config_flags]  # fmt: skip
+            command = [
+                sys.executable,
+                __file__,
+                args.spec,
+                "--child",
+                step,
+                "--package",
+                args.package,
+                "--device",
+                args.device,
+                "--dtype",
+                args.dtype,
+                "--batch-size",
+                str(args.batch_size),
+                "--rounds",
+                str(args.rounds),
+                "--iters",
+                str(args.iters),
+                *config_flags,
+            ]
             started = time.perf_counter()
             completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
             if completed.returncode != 0:

@@ -53,8 +53,16 @@ def _tables(budgets: int):
     ops[np.arange(MAX_VERTICES) >= vertices[:, None]] = PAD_CODE
     matrices = np.triu(rng.integers(0, 2, (CELLS, MAX_VERTICES, MAX_VERTICES)), 1).astype(np.uint8)
     epochs = np.array([4, 12, 36, 108][-budgets:], dtype=np.int64)
-    return DatasetTables(hashes, vertices, matrices, ops, rng.integers(1, 10**7, CELLS).astype(np.int64), epochs,
-                         np.full((CELLS, budgets), 3, dtype=np.uint8), rng.random((CELLS, budgets, 3, len(METRIC_FIELDS))))  # fmt: skip
+    return DatasetTables(
+        hashes,
+        vertices,
+        matrices,
+        ops,
+        rng.integers(1, 10**7, CELLS).astype(np.int64),
+        epochs,
+        np.full((CELLS, budgets), 3, dtype=np.uint8),
+        rng.random((CELLS, budgets, 3, len(METRIC_FIELDS))),
+    )
 
 
 def main() -> None:
@@ -64,8 +72,13 @@ def main() -> None:
     args = parser.parse_args()
     from nbcompile.nasbench import cache
 
-    results = {"machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs", "python": platform.python_version(),
-               "date": time.strftime("%Y-%m-%d"), "runs": args.runs, "caches": {}}  # fmt: skip
+    results = {
+        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs",
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "runs": args.runs,
+        "caches": {},
+    }
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         source = root / "source.tfrecord"
@@ -75,15 +88,29 @@ def main() -> None:
             tables = _tables(budgets)
             cache.save_tables(tables, folder, source, cache.SourceKey.of(source), {})
             size = sum(p.stat().st_size for p in folder.iterdir())
-            subprocess.run([sys.executable, "-c", _CHILD, str(folder)], check=True, capture_output=True)  # warm the page cache
-            runs = [json.loads(subprocess.run([sys.executable, "-c", _CHILD, str(folder)], check=True, capture_output=True,
-                                              text=True).stdout) for _ in range(args.runs)]  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-c", _CHILD, str(folder)], check=True, capture_output=True
+            )  # warm the page cache
+            runs = [
+                json.loads(
+                    subprocess.run(
+                        [sys.executable, "-c", _CHILD, str(folder)], check=True, capture_output=True, text=True
+                    ).stdout
+                )
+                for _ in range(args.runs)
+            ]
             medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-            results["caches"][name] = {"cells": CELLS, "budgets": budgets, "cache_mb": round(size / 1e6, 1),
-                                       **{key: round(value, 4) for key, value in medians.items()}}  # fmt: skip
-            print(f"{name:>14}: cache {size / 1e6:7.1f} MB  checks {medians['checks_without_crc_s']:.3f} s  "
-                  f"+CRC-32C {medians['checks_with_crc_s']:.3f} s  NASBench open {medians['nasbench_open_s']:.3f} s "
-                  f"(without the CRC-32C {medians['nasbench_open_without_crc_s']:.3f} s)")
+            results["caches"][name] = {
+                "cells": CELLS,
+                "budgets": budgets,
+                "cache_mb": round(size / 1e6, 1),
+                **{key: round(value, 4) for key, value in medians.items()},
+            }
+            print(
+                f"{name:>14}: cache {size / 1e6:7.1f} MB  checks {medians['checks_without_crc_s']:.3f} s  "
+                f"+CRC-32C {medians['checks_with_crc_s']:.3f} s  NASBench open {medians['nasbench_open_s']:.3f} s "
+                f"(without the CRC-32C {medians['nasbench_open_without_crc_s']:.3f} s)"
+            )
         for label, megabytes in (("nasbench_only108.tfrecord size", 499), ("nasbench_full.tfrecord size", 2000)):
             big = root / "big.bin"
             with open(big, "wb") as handle:

@@ -24,9 +24,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from nbcompile._version import __version__
+from nbcompile.compiler.lower import lower
 from nbcompile.compiler.render import render_plan
 from nbcompile.space.enumeration import enumerate_cells
-from nbcompile.compiler.lower import lower
 from nbcompile.space.spec import ModelSpec
 
 
@@ -66,8 +66,11 @@ def main() -> None:
         done = list(pool.map(_sources, chunks))
     sources_s = time.perf_counter() - started
     compiled = sum(n for n, _ in done)
-    print(f"sources: {compiled:,} cells in {sources_s:.1f} s = {compiled / sources_s:,.0f} specs/s "
-          f"({args.workers} processes), {sum(b for _, b in done) / compiled:,.0f} bytes each", flush=True)
+    print(
+        f"sources: {compiled:,} cells in {sources_s:.1f} s = {compiled / sources_s:,.0f} specs/s "
+        f"({args.workers} processes), {sum(b for _, b in done) / compiled:,.0f} bytes each",
+        flush=True,
+    )
 
     sample = _sample(cells, args.black_sample)
     started = time.perf_counter()
@@ -76,8 +79,11 @@ def main() -> None:
         plan = lower(ModelSpec(matrix, ops))
         mismatches += render_plan(plan, formatter="black") != render_plan(plan)
     black_s = time.perf_counter() - started
-    print(f"black on every file: {len(sample)} cells in {black_s:.1f} s = {len(sample) / black_s:.1f} specs/s "
-          f"(1 process, includes the fast path for comparison); mismatches: {mismatches}", flush=True)
+    print(
+        f"black on every file: {len(sample)} cells in {black_s:.1f} s = {len(sample) / black_s:.1f} specs/s "
+        f"(1 process, includes the fast path for comparison); mismatches: {mismatches}",
+        flush=True,
+    )
 
     import torch
 
@@ -95,8 +101,11 @@ def main() -> None:
                 network = load_model_class(path)()
             wrong += sum(p.numel() for p in network.parameters()) != plan.trainable_parameters
     import_s = time.perf_counter() - started
-    print(f"import + build + count: {len(sample)} cells in {import_s:.1f} s = {len(sample) / import_s:.1f} specs/s; "
-          f"parameter mismatches: {wrong}", flush=True)
+    print(
+        f"import + build + count: {len(sample)} cells in {import_s:.1f} s = {len(sample) / import_s:.1f} specs/s; "
+        f"parameter mismatches: {wrong}",
+        flush=True,
+    )
 
     report = {
         "nbcompile_version": __version__,

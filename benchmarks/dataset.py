@@ -36,7 +36,9 @@ print(json.dumps({"converted": dataset.converted, "cells": len(dataset), "record
 
 
 def _child(dataset: str, cache_dir: str) -> dict:
-    output = subprocess.run([sys.executable, "-c", _CHILD, dataset, cache_dir], check=True, capture_output=True, text=True)
+    output = subprocess.run(
+        [sys.executable, "-c", _CHILD, dataset, cache_dir], check=True, capture_output=True, text=True
+    )
     return json.loads(output.stdout)
 
 
@@ -91,8 +93,11 @@ def measure_layouts(args: argparse.Namespace) -> None:
                 cold = _child(str(path), cache_dir)
             assert cold["converted"]
             entry["cold"].append(cold)
-            print(f"{name:>13}: cold {cold['load_s']:.2f} s for {cold['records']:,} records "
-                  f"(peak RSS {cold['max_rss_mb']:.0f} MB, worker {cold['max_worker_rss_mb']:.0f} MB)", flush=True)  # fmt: skip
+            print(
+                f"{name:>13}: cold {cold['load_s']:.2f} s for {cold['records']:,} records "
+                f"(peak RSS {cold['max_rss_mb']:.0f} MB, worker {cold['max_worker_rss_mb']:.0f} MB)",
+                flush=True,
+            )
         times = [run["load_s"] for run in entry["cold"]]
         entry["cold_median_s"] = statistics.median(times)
         entry["cold_runs"] = len(times)
@@ -106,9 +111,9 @@ def measure_layouts(args: argparse.Namespace) -> None:
 def measure_queries(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from nbcompile.space import graph
     from nbcompile.nasbench import NASBench
     from nbcompile.search.specs import random_spec
+    from nbcompile.space import graph
     from nbcompile.space.spec import ModelSpec
 
     results: dict = {
@@ -121,8 +126,14 @@ def measure_queries(args: argparse.Namespace) -> None:
         results["cold"] = cold = _child(args.dataset, cache_dir)
         results["warm"] = warm = _child(args.dataset, cache_dir)
         assert cold["converted"] and not warm["converted"]
-        print(f"cold conversion: {cold['load_s']:.2f} s for {cold['records']:,} records (peak RSS {cold['max_rss_mb']:.0f} MB)")
-        print(f"warm load: {warm['load_s']:.3f} s (+ {warm['import_s']:.3f} s import), peak RSS {warm['max_rss_mb']:.0f} MB")
+        print(
+            f"cold conversion: {cold['load_s']:.2f} s for {cold['records']:,} records "
+            f"(peak RSS {cold['max_rss_mb']:.0f} MB)"
+        )
+        print(
+            f"warm load: {warm['load_s']:.3f} s (+ {warm['import_s']:.3f} s import), "
+            f"peak RSS {warm['max_rss_mb']:.0f} MB"
+        )
 
         dataset = NASBench(args.dataset, seed=0, cache_dir=cache_dir)
         rng = np.random.default_rng(0)

@@ -5,12 +5,29 @@
 Each figure is the median of 9 fresh interpreters, less the median of 9 that import nothing.
 """
 
-import statistics, subprocess, sys, time, os
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
 def t(code, cwd):
-    xs=[]
+    xs = []
     for _ in range(9):
-        s=time.perf_counter(); subprocess.run([sys.executable,"-c",code],cwd=cwd,check=True,env={**os.environ,"PYTHONPATH":cwd}); xs.append(time.perf_counter()-s)
+        s = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], cwd=cwd, check=True, env={**os.environ, "PYTHONPATH": cwd})
+        xs.append(time.perf_counter() - s)
     return statistics.median(xs)
+
+
 for cwd in sys.argv[1:]:
-    base=t("pass",cwd)
-    print(cwd, {c: round((t(c,cwd)-base)*1000) for c in ["import nbcompile.nasbench","import nbcompile","import nbcompile.cli"]}, "ms (median of 9, interpreter start subtracted)")
+    base = t("pass", cwd)
+    print(
+        cwd,
+        {
+            c: round((t(c, cwd) - base) * 1000)
+            for c in ["import nbcompile.nasbench", "import nbcompile", "import nbcompile.cli"]
+        },
+        "ms (median of 9, interpreter start subtracted)",
+    )

@@ -28,10 +28,15 @@ def _environment(report: dict) -> str:
         clocks = gpu.get("clocks") or {}
         parts.append(f"CUDA {report.get('cuda_version')}, capability {gpu['capability']}")
         if clocks:
-            parts.append(f"SM clock {clocks.get('clocks.sm')} (max {clocks.get('clocks.max.sm')}), driver {clocks.get('driver_version')}")
+            parts.append(
+                f"SM clock {clocks.get('clocks.sm')} (max {clocks.get('clocks.max.sm')}), "
+                f"driver {clocks.get('driver_version')}"
+            )
     cache = report.get("inductor_cache")
     if cache:
-        parts.append(f"inductor cache {'warm' if cache['warm'] else 'cold'} ({cache['files_before']} files in {cache['dir']})")
+        parts.append(
+            f"inductor cache {'warm' if cache['warm'] else 'cold'} ({cache['files_before']} files in {cache['dir']})"
+        )
     return "; ".join(parts)
 
 
@@ -49,7 +54,8 @@ def summarize(path: Path) -> str:
         "",
         _environment(report),
         "",
-        "| cell | batch | mode | median ms | round spread ms | images/s | vs dynamic | worst–best round | TFLOP/s | compile s | first call s | graphs / breaks | note |",
+        "| cell | batch | mode | median ms | round spread ms | images/s | vs dynamic | worst–best round "
+        "| TFLOP/s | compile s | first call s | graphs / breaks | note |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in report["results"]:
@@ -71,18 +77,22 @@ def summarize_aot(path: Path) -> str:
     where = report.get("gpu") or report["device"]
     return "\n".join(
         [
-            f"**{path.name}**: {report['spec']}, {where}, torch {report['torch_version']}, {report['dtype']}, batch {report['batch_size']}",
+            f"**{path.name}**: {report['spec']}, {where}, torch {report['torch_version']}, {report['dtype']}, "
+            f"batch {report['batch_size']}",
             "",
-            "| path | compile / build s | load s (fresh process) | compiled at load | latency ms (median of rounds) | round medians ms |",
+            "| path | compile / build s | load s (fresh process) | compiled at load "
+            "| latency ms (median of rounds) | round medians ms |",
             "|---|---:|---:|---|---:|---|",
             (
-                f"| JIT `optimize` | {latency['jit_compile_and_first_calls_s']:.1f} | | yes | {latency['median_ms']['jit']:.3f} "
+                f"| JIT `optimize` | {latency['jit_compile_and_first_calls_s']:.1f} | | yes "
+                f"| {latency['median_ms']['jit']:.3f} "
                 f"| {', '.join(f'{v:.3f}' for v in latency['round_medians_ms']['jit'])} |"
             ),
             (
                 f"| AOT package | {build['build_s']:.1f} | {load['load_s']:.2f} (+{load['import_s']:.1f} import, "
                 f"{load['first_call_s']:.2f} first call) | {'yes' if load['compiled_in_process'] else 'no'} "
-                f"| {latency['median_ms']['aot']:.3f} | {', '.join(f'{v:.3f}' for v in latency['round_medians_ms']['aot'])} |"
+                f"| {latency['median_ms']['aot']:.3f} "
+                f"| {', '.join(f'{v:.3f}' for v in latency['round_medians_ms']['aot'])} |"
             ),
         ]
     )

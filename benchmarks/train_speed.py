@@ -93,7 +93,9 @@ def measure(cell: str, data: DeviceData, config: TrainConfig, network: NetworkCo
         "evaluation_seconds": None if args.no_eval else round(evaluation, 3),
         "evaluation_images": sum(images for _, images in counts),
         "run_108_training_seconds": round(total_steps * step_time, 1),
-        "run_108_wall_seconds_extrapolated": None if args.no_eval else round(overhead + total_steps * step_time + 3 * evaluation, 1),
+        "run_108_wall_seconds_extrapolated": None
+        if args.no_eval
+        else round(overhead + total_steps * step_time + 3 * evaluation, 1),
     }
 
 
@@ -113,7 +115,9 @@ def main() -> None:
     parser.add_argument("--no-eval", action="store_true", help="skip timing an evaluation (slow on a CPU)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the figures")
     args = parser.parse_args()
-    network = NetworkConfig(stem_channels=args.stem_channels, num_stacks=args.num_stacks, cells_per_stack=args.cells_per_stack)
+    network = NetworkConfig(
+        stem_channels=args.stem_channels, num_stacks=args.num_stacks, cells_per_stack=args.cells_per_stack
+    )
     compile_step = args.compile == "on" or (args.compile == "auto" and args.device.startswith("cuda"))
     started = time.perf_counter()
     data = DeviceData.of(synthetic_cifar(), args.device)
@@ -130,7 +134,11 @@ def main() -> None:
                 f"warm-up {row['warmup_seconds']:6.1f} s  108 epochs ≈ {row['run_108_wall_seconds_extrapolated']} s",
                 flush=True,
             )
-    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    device_name = (
+        torch.cuda.get_device_name(args.device)
+        if args.device.startswith("cuda")
+        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
     report = {
         "device": device_name,
         "torch": torch.__version__,

@@ -47,11 +47,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as cache:
         first = subprocess.run(  # from the folder of the cache: `-c` puts the working folder first on sys.path
-            [sys.executable, "-c", _FIRST_LOAD, args.dataset, cache], capture_output=True, text=True, check=True, cwd=cache
+            [sys.executable, "-c", _FIRST_LOAD, args.dataset, cache],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=cache,
         )
         nasbench = api.NASBench(args.dataset, seed=0, cache_dir=cache, progress=False)
         hashes = list(nasbench.hash_iterator())
-        cells = [(nasbench.tables.cell_matrix(row).tolist(), nasbench.tables.cell_ops(row)) for row in range(len(hashes))]
+        cells = [
+            (nasbench.tables.cell_matrix(row).tolist(), nasbench.tables.cell_ops(row)) for row in range(len(hashes))
+        ]
         api_specs = [api.ModelSpec(matrix, ops) for matrix, ops in cells]
         compiler_specs = [CompilerSpec(matrix, ops) for matrix, ops in cells]
         for spec in api_specs + compiler_specs:

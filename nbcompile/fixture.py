@@ -18,16 +18,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
-from nbcompile.space.enumeration import EnumeratedCell
-from nbcompile.io import atomic_output
+from nbcompile.compiler.lower import lower
 from nbcompile.errors import DatasetError
+from nbcompile.io import atomic_output
 from nbcompile.nasbench.api import SYNTHETIC_MARK, is_synthetic_name
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record
 from nbcompile.nasbench.tfrecord import frame
 from nbcompile.nasbench.writer import DEFAULT_LAYOUT, LAYOUTS
 from nbcompile.parallel import ordered_map
-from nbcompile.compiler.lower import lower
+from nbcompile.space.enumeration import EnumeratedCell
 from nbcompile.space.spec import ModelSpec
 
 #: Epoch budgets of the official files.
@@ -89,9 +89,9 @@ def fixture_records(cells: Iterable[EnumeratedCell], epochs: tuple[int, ...] = O
                 yield Record(cell.module_hash, budget, adjacency, cell.ops, metrics)
 
 
-
-
-def _framed_batch(cells: list[EnumeratedCell], epochs: tuple[int, ...], layouts: tuple[str, ...]) -> list[tuple[bytes, int]]:
+def _framed_batch(
+    cells: list[EnumeratedCell], epochs: tuple[int, ...], layouts: tuple[str, ...]
+) -> list[tuple[bytes, int]]:
     records = list(fixture_records(cells, epochs))
     return [(b"".join(frame(LAYOUTS[name].payload(r)) for r in records), len(records)) for name in layouts]
 

@@ -26,4 +26,6 @@ def require(module: str, feature: str) -> None:
         found = False
     if not found:
         extra = EXTRAS[module]
-        raise MissingDependencyError(f'{feature} needs {module}, which is not installed: pip install "nbcompile[{extra}]"')
+        raise MissingDependencyError(
+            f'{feature} needs {module}, which is not installed: pip install "nbcompile[{extra}]"'
+        )

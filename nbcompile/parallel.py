@@ -184,7 +184,9 @@ def ordered_map(
         return
     context = multiprocessing.get_context()
     parent = os.getpid() if context.get_start_method() == "fork" else None
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(parent, initializer, initargs))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(parent, initializer, initargs)
+    )
     with _signals_stop(pool):
         finished = False
         try:

@@ -11,7 +11,14 @@ import io
 import tarfile
 from pathlib import Path
 
-BATCHES = ("data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin")
+BATCHES = (
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+    "test_batch.bin",
+)
 
 
 def pixel_value(image: int, channel: int, row: int, col: int) -> int:

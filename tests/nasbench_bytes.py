@@ -134,13 +134,22 @@ def metrics_bytes(run: Run, layout: Layout) -> bytes:
     evaluations = [pb(1, LEN, evaluation_bytes(values, layout)) for values in run.evaluations]
     scalars = [pb(2, VARINT, run.parameters), pb(3, I64, float(run.total_time))]
     if layout.repeated_scalars:
-        scalars = [pb(2, VARINT, 1), pb(3, I64, -1.0)] + scalars
+        scalars = [pb(2, VARINT, 1), pb(3, I64, -1.0), *scalars]
     fields = scalars + evaluations if layout.reordered else evaluations + scalars
     if layout.unknown:  # wire types 0, 1, 2, 5; a known number with the wrong wire type (2 as I64)
         fields[1:1] = [pb(20, VARINT, 1 << 63), pb(21, I64, 1.5), pb(22, LEN, b"abc"), pb(23, I32, 3), pb(2, I64, 9)]
     if layout.derived:
-        extras = [(6, VARINT, 7), (7, I64, 0.5), (8, LEN, b"derived"), (9, I32, 1.5), (10, VARINT, 1 << 35),
-                  (11, I64, 2.0), (12, LEN, b""), (13, I32, 4), (14, VARINT, 0)]  # fmt: skip
+        extras = [
+            (6, VARINT, 7),
+            (7, I64, 0.5),
+            (8, LEN, b"derived"),
+            (9, I32, 1.5),
+            (10, VARINT, 1 << 35),
+            (11, I64, 2.0),
+            (12, LEN, b""),
+            (13, I32, 4),
+            (14, VARINT, 0),
+        ]
         fields += [pb(*extra) for extra in extras]
     return b"".join(fields)
 
@@ -167,11 +176,13 @@ def payload(run: Run, layout: Layout) -> bytes:
 CELLS = (
     ("4f3d0b2a9c8e7f6a5b4c3d2e1f0a9b8c", "0100", ("input", "output"), 882_570),
     ("0123456789abcdef0123456789abcdef", "011001000", ("input", "conv3x3-bn-relu", "output"), 10_177_674),
-    ("28cfc7874f6d200472e1a9dcd8650aa0",
-     "0111010" "0000001" "0000001" "0000100" "0000001" "0000001" "0000000",
-     ("input", "conv3x3-bn-relu", "conv3x3-bn-relu", "conv1x1-bn-relu", "conv3x3-bn-relu", "maxpool3x3", "output"),
-     2_694_282),
-)  # fmt: skip
+    (
+        "28cfc7874f6d200472e1a9dcd8650aa0",
+        "0111010000000100000010000100000000100000010000000",
+        ("input", "conv3x3-bn-relu", "conv3x3-bn-relu", "conv1x1-bn-relu", "conv3x3-bn-relu", "maxpool3x3", "output"),
+        2_694_282,
+    ),
+)
 
 
 def known_runs(epochs: tuple[int, ...] = (108,), repeats: int = 3) -> list[Run]:

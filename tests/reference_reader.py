@@ -16,9 +16,15 @@ import crc32c
 
 OPS = ("input", "output", "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 METRICS = (
-    "halfway_training_time", "halfway_train_accuracy", "halfway_validation_accuracy", "halfway_test_accuracy",
-    "final_training_time", "final_train_accuracy", "final_validation_accuracy", "final_test_accuracy",
-)  # fmt: skip
+    "halfway_training_time",
+    "halfway_train_accuracy",
+    "halfway_validation_accuracy",
+    "halfway_test_accuracy",
+    "final_training_time",
+    "final_train_accuracy",
+    "final_validation_accuracy",
+    "final_test_accuracy",
+)
 HEX = set("0123456789abcdef")
 
 
@@ -44,7 +50,12 @@ def _mask(crc: int) -> int:
 
 def frame(payload: bytes) -> bytes:
     length = struct.pack("<Q", len(payload))
-    return length + struct.pack("<I", _mask(crc32c.crc32c(length))) + payload + struct.pack("<I", _mask(crc32c.crc32c(payload)))
+    return (
+        length
+        + struct.pack("<I", _mask(crc32c.crc32c(length)))
+        + payload
+        + struct.pack("<I", _mask(crc32c.crc32c(payload)))
+    )
 
 
 def payloads(data: bytes) -> list[bytes]:

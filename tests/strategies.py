@@ -6,8 +6,6 @@ because it has no ``__init__.py``).
 
 from __future__ import annotations
 
-from nbcompile.compiler.channels import compute_vertex_channels
-
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from torch import nn
 
 import nbcompile
 from nbcompile import ModelSpec
+from nbcompile.compiler.channels import compute_vertex_channels
 
 #: Interior ops of the NAS-Bench-101 space, in the benchmark's order.
 INTERIOR_OPS: tuple[str, ...] = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
@@ -118,9 +117,7 @@ def cell_matrices(draw: st.DrawFn, num_vertices: int | None = None) -> list[list
 def valid_specs(draw: st.DrawFn, num_vertices: int | None = None) -> ModelSpec:
     """A ModelSpec inside the NAS-Bench-101 space (``is_valid()``), possibly with pruned vertices."""
     matrix = draw(cell_matrices(num_vertices))
-    interior = draw(
-        st.lists(st.sampled_from(INTERIOR_OPS), min_size=len(matrix) - 2, max_size=len(matrix) - 2)
-    )
+    interior = draw(st.lists(st.sampled_from(INTERIOR_OPS), min_size=len(matrix) - 2, max_size=len(matrix) - 2))
     spec = ModelSpec(matrix, ["input", *interior, "output"])
     assume(spec.is_valid())
     return spec
@@ -228,11 +225,7 @@ def stack_truncations(spec: ModelSpec, stem_channels: int, num_stacks: int) -> l
         out_channels = stem_channels * 2**stack
         channels = compute_vertex_channels(spec.pruned_matrix, in_channels, out_channels)
         result.append(
-            any(
-                matrix[s][t] and channels[s] > channels[t]
-                for t in range(1, len(matrix) - 1)
-                for s in range(1, t)
-            )
+            any(matrix[s][t] and channels[s] > channels[t] for t in range(1, len(matrix) - 1) for s in range(1, t))
         )
         in_channels = out_channels
     return result
@@ -247,4 +240,8 @@ def edge_bits(matrix: Sequence[Sequence[int]]) -> int:
 
 def not_loading_lines(stderr: str) -> list[str]:
     """The lines of ``stderr`` other than the two a dataset's first load prints."""
-    return [line for line in stderr.strip().splitlines() if not line.startswith(("nbcompile: loading ", "nbcompile: loaded "))]
+    return [
+        line
+        for line in stderr.strip().splitlines()
+        if not line.startswith(("nbcompile: loading ", "nbcompile: loaded "))
+    ]

@@ -23,7 +23,10 @@ from nbcompile.compiler.driver import plan_job
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_FLAGS = ["--stem-channels", "8", "--num-stacks", "1", "--cells-per-stack", "1"]
-CELL = {"matrix": [[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]], "ops": ["input", "conv3x3-bn-relu", "maxpool3x3", "output"]}
+CELL = {
+    "matrix": [[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]],
+    "ops": ["input", "conv3x3-bn-relu", "maxpool3x3", "output"],
+}
 
 #: Run in a fresh process: load the package and the generated file (weights from seed 0, as the
 #: CLI made them), compare, and report whether anything was compiled in that process.
@@ -77,20 +80,31 @@ def test_package_round_trip_in_a_fresh_process(tmp_path: Path) -> None:
     environment = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
     completed = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, str(package), str(source)],
-        capture_output=True, text=True, env=environment, timeout=300, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(completed.stdout.splitlines()[-1])
     assert report["max_abs_diff"] < 1e-4, report
     assert report["dtype"] == "torch.float32" and report["shape"] == [2, 10]
     assert report["info"] == {
-        "device": "cpu", "dtype": "fp32", "batch_size": 2, "image_size": 32, "in_channels": 3,
-        "nbcompile_version": nbcompile.__version__, "module_hash": plan_job(CELL).plan.module_hash,
-    }  # fmt: skip
+        "device": "cpu",
+        "dtype": "fp32",
+        "batch_size": 2,
+        "image_size": 32,
+        "in_channels": 3,
+        "nbcompile_version": nbcompile.__version__,
+        "module_hash": plan_job(CELL).plan.module_hash,
+    }
     # Nothing was compiled in the loading process: no dynamo frames, no inductor graphs.
     assert "_compile.compile_inner" not in report["compiled"] and not report["inductor_counters"], report
     assert report["shape_error"].endswith("built for input shape [2, 3, 32, 32], got [1, 3, 32, 32]")
-    print(f"load_package: {report['load_s']:.2f} s; import torch + nbcompile + load: {report['import_and_load_s']:.2f} s")
+    print(
+        f"load_package: {report['load_s']:.2f} s; import torch + nbcompile + load: {report['import_and_load_s']:.2f} s"
+    )
 
 
 @pytest.mark.parametrize(
@@ -101,7 +115,9 @@ def test_package_round_trip_in_a_fresh_process(tmp_path: Path) -> None:
         (["--device", "cuda"], "--device cuda: CUDA is not available on this machine"),
     ],
 )
-def test_bad_package_options_are_one_line_errors_before_any_file(tmp_path: Path, flags: list[str], fragment: str) -> None:
+def test_bad_package_options_are_one_line_errors_before_any_file(
+    tmp_path: Path, flags: list[str], fragment: str
+) -> None:
     import torch
 
     if "cuda" in flags and torch.cuda.is_available():

@@ -30,17 +30,17 @@ CELLS = [("two_vertex", ModelSpec.from_dict(TWO_VERTEX)), ("truncation", ModelSp
 
 
 def tiny_settings(**overrides) -> BenchSettings:
-    values = dict(
-        batch_sizes=(1, 2),
-        warmup=0,
-        iters=3,
-        max_seconds=1.0,
-        rounds=2,
-        compile_backend="eager",
-        image_size=8,
-        measure_peak=False,
-        config=TINY,
-    )
+    values = {
+        "batch_sizes": (1, 2),
+        "warmup": 0,
+        "iters": 3,
+        "max_seconds": 1.0,
+        "rounds": 2,
+        "compile_backend": "eager",
+        "image_size": 8,
+        "measure_peak": False,
+        "config": TINY,
+    }
     values.update(overrides)
     return BenchSettings(**values)
 
@@ -65,7 +65,9 @@ def test_inference_report_has_every_mode_cell_and_batch() -> None:
             assert "BN folded by fuse()" in ok["static-optimized"]["applied"]
             for row in ok.values():
                 assert row["median_ms"] > 0 and row["images_per_s"] > 0 and row["calls"] == 3 * 2
-                assert len(row["round_medians_ms"]) == 2 and row["median_ms"] == statistics.median(row["round_medians_ms"])
+                assert len(row["round_medians_ms"]) == 2 and row["median_ms"] == statistics.median(
+                    row["round_medians_ms"]
+                )
                 assert row["spread_ms"] == max(row["round_medians_ms"]) - min(row["round_medians_ms"])
                 low, high = row["speedup_range"]
                 assert low <= high and row["setup_s"] == row["build_s"] + row["first_call_s"]
@@ -85,7 +87,9 @@ def test_training_step_skips_inference_only_modes() -> None:
     assert rows["static-fused"] == {**rows["static-fused"], "status": "skipped", "error": "inference only"}
     assert rows["static-freeze"]["status"] == "skipped"
     assert all(rows[m]["status"] == "ok" for m in ("dynamic", "static", "static-script", "static-optimized"))
-    assert rows["static-optimized"]["applied"].startswith("optimize: train, cpu, fp32, channels_last, torch.compile: per cell")
+    assert rows["static-optimized"]["applied"].startswith(
+        "optimize: train, cpu, fp32, channels_last, torch.compile: per cell"
+    )
 
 
 def test_modes_run_in_interleaved_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,9 +114,33 @@ def test_modes_run_in_interleaved_rounds(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_ratios_use_the_median_of_round_medians_and_the_worst_and_best_round() -> None:
     rows = [
-        {"cell": "a", "batch_size": 1, "mode": "dynamic", "status": "ok", "round_medians_ms": [10.0, 20.0, 30.0], "median_ms": 20.0, "tflops": 1.0},
-        {"cell": "a", "batch_size": 1, "mode": "static", "status": "ok", "round_medians_ms": [5.0, 5.0, 10.0], "median_ms": 5.0, "tflops": 4.0},
-        {"cell": "a", "batch_size": 2, "mode": "static", "status": "ok", "round_medians_ms": [1.0], "median_ms": 1.0, "tflops": 2.0},
+        {
+            "cell": "a",
+            "batch_size": 1,
+            "mode": "dynamic",
+            "status": "ok",
+            "round_medians_ms": [10.0, 20.0, 30.0],
+            "median_ms": 20.0,
+            "tflops": 1.0,
+        },
+        {
+            "cell": "a",
+            "batch_size": 1,
+            "mode": "static",
+            "status": "ok",
+            "round_medians_ms": [5.0, 5.0, 10.0],
+            "median_ms": 5.0,
+            "tflops": 4.0,
+        },
+        {
+            "cell": "a",
+            "batch_size": 2,
+            "mode": "static",
+            "status": "ok",
+            "round_medians_ms": [1.0],
+            "median_ms": 1.0,
+            "tflops": 2.0,
+        },
         {"cell": "a", "batch_size": 1, "mode": "static-cudagraph", "status": "skipped"},
     ]
     add_ratios(rows, peak=8.0)
@@ -141,9 +169,16 @@ def test_the_benchmark_leaves_global_torch_state_as_it_was() -> None:
         torch.backends.cudnn.benchmark = before
 
 
-def test_inductor_cache_state_tells_a_cold_cache_from_a_warm_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inductor_cache_state_tells_a_cold_cache_from_a_warm_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
-    assert inductor_cache_state() == {"dir": str(tmp_path / "cache"), "from_env": True, "files_before": 0, "warm": False}
+    assert inductor_cache_state() == {
+        "dir": str(tmp_path / "cache"),
+        "from_env": True,
+        "files_before": 0,
+        "warm": False,
+    }
     (tmp_path / "cache" / "fxgraph").mkdir(parents=True)
     (tmp_path / "cache" / "fxgraph" / "entry").write_bytes(b"x")
     assert inductor_cache_state()["warm"] is True
@@ -188,12 +223,34 @@ def test_time_calls_counts_and_stops() -> None:
 def test_cli_writes_json_and_plot(tmp_path: Path) -> None:
     json_path, plot_path = tmp_path / "out" / "bench.json", tmp_path / "out" / "bench.png"
     args = [
-        "bench", str(ROOT / "examples" / "two_vertex.json"), "--batch-sizes", "1,2",
-        "--modes", "dynamic,static,static-compile,static-cudagraph", "--warmup", "0", "--iters", "2", "--rounds", "2",
-        "--compile-backend", "eager", "--image-size", "8", "--no-peak",
-        "--stem-channels", "4", "--num-stacks", "2", "--cells-per-stack", "1",
-        "--json", str(json_path), "--plot", str(plot_path),
-    ]  # fmt: skip
+        "bench",
+        str(ROOT / "examples" / "two_vertex.json"),
+        "--batch-sizes",
+        "1,2",
+        "--modes",
+        "dynamic,static,static-compile,static-cudagraph",
+        "--warmup",
+        "0",
+        "--iters",
+        "2",
+        "--rounds",
+        "2",
+        "--compile-backend",
+        "eager",
+        "--image-size",
+        "8",
+        "--no-peak",
+        "--stem-channels",
+        "4",
+        "--num-stacks",
+        "2",
+        "--cells-per-stack",
+        "1",
+        "--json",
+        str(json_path),
+        "--plot",
+        str(plot_path),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = json.loads(json_path.read_text())

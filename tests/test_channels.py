@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import valid_specs
 
 from nbcompile import ConfigError, ModelSpec, compute_vertex_channels
-from strategies import valid_specs
 
 
 @pytest.mark.parametrize(
@@ -18,7 +17,12 @@ from strategies import valid_specs
         ([[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]], 8, 15, (8, 8, 7, 15)),
         # three parallel vertices
         ([[0, 1, 1, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0] * 5], 8, 8, (8, 3, 3, 2, 8)),
-        ([[0, 1, 1, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0] * 5], 128, 128, (128, 43, 43, 42, 128)),
+        (
+            [[0, 1, 1, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0] * 5],
+            128,
+            128,
+            (128, 43, 43, 42, 128),
+        ),
         # 1 → {2, 3}, both feeding the output: vertex 1 takes the max of its successors
         ([[0, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0] * 5], 8, 9, (8, 5, 5, 4, 9)),
         # a chain: every vertex gets all output channels

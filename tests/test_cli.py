@@ -195,18 +195,16 @@ BAD_CASES: dict[str, BadCase] = {
         dumps({"matrix": [[0, 1, 0], [0, 0, 1], [0, 0, 0]], "ops": ["input", "conv5x5", "output"]}),
         ("{path}: ops[1] = 'conv5x5'", "not a NAS-Bench-101 op"),
     ),
-    "input_not_first": BadCase(
-        dumps(INPUT_NOT_FIRST), ("{path}: ops[0]", "the first vertex must be 'input'")
-    ),
-    "output_in_middle": BadCase(
-        dumps(OUTPUT_IN_MIDDLE), ("{path}: ops[1] = 'output'", "only the last 'output'")
-    ),
+    "input_not_first": BadCase(dumps(INPUT_NOT_FIRST), ("{path}: ops[0]", "the first vertex must be 'input'")),
+    "output_in_middle": BadCase(dumps(OUTPUT_IN_MIDDLE), ("{path}: ops[1] = 'output'", "only the last 'output'")),
     "eight_vertices": BadCase(dumps(chain(8)), ("{path}: 8 vertices after pruning", "at most 7")),
     "ten_edges": BadCase(dumps(TEN_EDGES), ("{path}: 10 edges after pruning", "at most 9")),
     "disconnected": BadCase(
         dumps(DISCONNECTED), ("{path}: the output (vertex 2) is not reachable from the input (vertex 0)",)
     ),
-    "missing_keys": BadCase(dumps({"matrix": [[0, 1], [0, 0]]}), ("{path}:", "needs the keys 'matrix' and 'ops'", "it has 'matrix'")),
+    "missing_keys": BadCase(
+        dumps({"matrix": [[0, 1], [0, 0]]}), ("{path}:", "needs the keys 'matrix' and 'ops'", "it has 'matrix'")
+    ),
     "not_an_object": BadCase("5", ("{path}: expected a JSON object",)),
     "malformed_json": BadCase(
         '{"matrix": [[0, 1], [0, 0]], "ops": ["input", "output"]', ("{path}: not valid JSON", "line 1")
@@ -214,9 +212,7 @@ BAD_CASES: dict[str, BadCase] = {
     "empty_file": BadCase("", ("{path}: no spec: the input is empty",)),
     "blank_file": BadCase("  \n\n", ("{path}: no spec: the input is empty",)),
     "empty_array": BadCase("[]", ("{path}: no spec: the JSON array is empty",)),
-    "array_second_bad": BadCase(
-        dumps([TWO, BELOW_DIAGONAL]), ("{path}[1]: matrix[4][1] = 1", "below the diagonal")
-    ),
+    "array_second_bad": BadCase(dumps([TWO, BELOW_DIAGONAL]), ("{path}[1]: matrix[4][1] = 1", "below the diagonal")),
     "missing_file": BadCase(None, ("{path}: no such file",)),
     "not_utf8": BadCase(b"\xff\xfe{\x00", ("{path}: not a UTF-8 text file",)),
     "jsonl_line3_bad_matrix": BadCase(
@@ -256,12 +252,8 @@ BAD_CASES: dict[str, BadCase] = {
     "name_with_dash": BadCase(
         dumps(TWO), ("--name 'my-net' is not a valid Python module name",), args=("--name", "my-net")
     ),
-    "stem_channels_zero": BadCase(
-        dumps(TWO), ("--stem-channels = 0 is out of range",), args=("--stem-channels", "0")
-    ),
-    "num_stacks_too_big": BadCase(
-        dumps(TWO), ("--num-stacks = 7 is out of range 1..6",), args=("--num-stacks", "7")
-    ),
+    "stem_channels_zero": BadCase(dumps(TWO), ("--stem-channels = 0 is out of range",), args=("--stem-channels", "0")),
+    "num_stacks_too_big": BadCase(dumps(TWO), ("--num-stacks = 7 is out of range 1..6",), args=("--num-stacks", "7")),
     "too_few_channels": BadCase(
         dumps(THREE_FEEDERS),
         ("{path}: 2 output channels cannot be split among the 3 vertices that feed the output",),
@@ -387,9 +379,7 @@ def test_compile_canonical_keeps_name_of_canonical_spec(tmp_path: Path) -> None:
 
 def test_compile_config_flags_change_name_suffix(tmp_path: Path) -> None:
     default = compile_ok([str(TWO_VERTEX)], tmp_path / "a")[0].stem
-    small = compile_ok([str(TWO_VERTEX), "--stem-channels", "16", "--num-stacks", "1"], tmp_path / "b")[
-        0
-    ].stem
+    small = compile_ok([str(TWO_VERTEX), "--stem-channels", "16", "--num-stacks", "1"], tmp_path / "b")[0].stem
     labels = compile_ok([str(TWO_VERTEX), "--num-labels", "100"], tmp_path / "c")[0].stem
     assert default == "nb101_043721b9c7fe"
     for name in (small, labels):
@@ -419,9 +409,7 @@ def test_compile_duplicate_specs_write_one_file(tmp_path: Path) -> None:
 # --- compile: atomic writes --------------------------------------------------------------------
 
 
-def test_failed_replace_keeps_old_file_and_leaves_no_temp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_replace_keeps_old_file_and_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash at the final rename leaves the previous target intact and no temporary file."""
     out = tmp_path / "out"
     out.mkdir()
@@ -439,9 +427,7 @@ def test_failed_replace_keeps_old_file_and_leaves_no_temp(
     assert files_in(out) == [INCEPTION_FILE]
 
 
-@pytest.mark.parametrize(
-    "error", [OSError("disk full"), KeyboardInterrupt()], ids=["OSError", "KeyboardInterrupt"]
-)
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()], ids=["OSError", "KeyboardInterrupt"])
 def test_crash_mid_write_leaves_no_partial_file(
     error: BaseException, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -593,9 +579,7 @@ def test_info_out_of_domain_exits_1(spec: dict[str, Any], reason: str, tmp_path:
     ],
     ids=["below_diagonal", "malformed_json", "empty", "two_specs", "too_few_channels", "stem_zero"],
 )
-def test_info_malformed_input_exits_2(
-    content: str, args: tuple[str, ...], fragment: str, tmp_path: Path
-) -> None:
+def test_info_malformed_input_exits_2(content: str, args: tuple[str, ...], fragment: str, tmp_path: Path) -> None:
     path = write_spec(tmp_path, content)
     for json_flag in ([], ["--json"]):
         result = invoke(["info", str(path), *args, *json_flag])

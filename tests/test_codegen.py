@@ -10,12 +10,12 @@ import black
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import valid_specs
 
 from nbcompile import ConfigError, ModelSpec, NetworkConfig, SpecError, compile_to_file, generate_source
-from nbcompile.compiler.render import BLACK_MODE, render_plan
-from nbcompile.compiler.lower import lower
-from strategies import valid_specs
 from nbcompile.compiler.driver import plan_job
+from nbcompile.compiler.lower import lower
+from nbcompile.compiler.render import BLACK_MODE, render_plan
 from nbcompile.space.cellfiles import read_specs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,9 +73,12 @@ def test_forward_is_straight_line() -> None:
         assert not [n for n in ast.walk(forward) if isinstance(n, (ast.For, ast.While, ast.If, ast.IfExp))]
         init = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
         assigned = {
-            t.attr for n in ast.walk(init) if isinstance(n, ast.Assign)
-            for t in n.targets if isinstance(t, ast.Attribute)
-        }  # fmt: skip
+            t.attr
+            for n in ast.walk(init)
+            if isinstance(n, ast.Assign)
+            for t in n.targets
+            if isinstance(t, ast.Attribute)
+        }
         used = {n.attr for n in ast.walk(forward) if isinstance(n, ast.Attribute)}
         assert assigned <= used, f"{cls.name} defines unused layers {assigned - used}"
     code = source.split('"""', 2)[2]  # after the module docstring
@@ -111,7 +114,7 @@ def test_constants_describe_the_network() -> None:
 
 def test_spec_text_cannot_reach_the_source() -> None:
     with pytest.raises(SpecError):
-        generate_source({"matrix": [[0, 1], [0, 0]], "ops": ["input", "output\"); import os; ("]})
+        generate_source({"matrix": [[0, 1], [0, 0]], "ops": ["input", 'output"); import os; (']})
     with pytest.raises(ConfigError):
         generate_source(INCEPTION, name="x; import os")
 
@@ -124,7 +127,9 @@ def test_compile_to_file_writes_an_importable_named_file(tmp_path: Path) -> None
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
-@given(valid_specs(), st.sampled_from([NetworkConfig(), NetworkConfig(stem_channels=5, num_stacks=2, cells_per_stack=1)]))
+@given(
+    valid_specs(), st.sampled_from([NetworkConfig(), NetworkConfig(stem_channels=5, num_stacks=2, cells_per_stack=1)])
+)
 def test_template_output_is_black_stable(spec, config) -> None:
     """The fast path (black only for over-long lines) gives exactly black's output."""
     plan = lower(spec, config)

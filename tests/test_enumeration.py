@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from strategies import edge_bits
 
 from nbcompile import ModelSpec
-from strategies import edge_bits
+from nbcompile.cli import main
 from nbcompile.space import graph
 from nbcompile.space.cellfiles import read_npz, write_jsonl, write_npz
-from nbcompile.cli import main
 from nbcompile.space.enumeration import NASBENCH_COUNTS, cell_keys, enumerate_cells, full_dag_masks
 from nbcompile.space.ops import AVAILABLE_OPS
 
@@ -76,10 +76,17 @@ def test_seven_vertex_sample_is_canonical_and_hashes_match() -> None:
 
 def test_inception_cell_is_enumerated_in_its_stored_form() -> None:
     inception = ModelSpec(
-        [[0, 1, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 0, 0],
-         [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0]],
+        [
+            [0, 1, 1, 1, 0, 1, 0],
+            [0, 0, 0, 0, 0, 0, 1],
+            [0, 0, 0, 0, 0, 0, 1],
+            [0, 0, 0, 0, 1, 0, 0],
+            [0, 0, 0, 0, 0, 0, 1],
+            [0, 0, 0, 0, 0, 0, 1],
+            [0, 0, 0, 0, 0, 0, 0],
+        ],
         ["input", "conv1x1", "conv3x3", "conv3x3", "conv3x3", "maxpool3x3", "output"],
-    )  # fmt: skip
+    )
     stored = inception.canonical()
     bits = edge_bits(stored.pruned_matrix)
     labels = tuple(stored.labels[1:-1])
@@ -129,7 +136,9 @@ def test_cli_enumerate_to_stdout_and_bad_out() -> None:
 
 def test_compile_rejects_a_wrong_module_hash(tmp_path: Path) -> None:
     spec = tmp_path / "cells.jsonl"
-    spec.write_text(json.dumps({"module_hash": "0" * 32, "matrix": [[0, 1], [0, 0]], "ops": ["input", "output"]}) + "\n")
+    spec.write_text(
+        json.dumps({"module_hash": "0" * 32, "matrix": [[0, 1], [0, 0]], "ops": ["input", "output"]}) + "\n"
+    )
     result = CliRunner().invoke(main, ["compile", str(spec), "-o", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "module_hash '00000000000000000000000000000000' does not match the cell" in result.stderr

@@ -7,8 +7,6 @@ and train mode), BatchNorm running statistics and gradients.
 
 from __future__ import annotations
 
-from nbcompile.compiler.channels import compute_vertex_channels
-
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +14,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from torch import nn
-
-import nbcompile
-from nbcompile import ModelSpec
 from strategies import (
     PER_STACK_TRUNCATION,
     SMALL_STEMS,
@@ -30,6 +24,11 @@ from strategies import (
     stack_truncations,
     valid_specs,
 )
+from torch import nn
+
+import nbcompile
+from nbcompile import ModelSpec
+from nbcompile.compiler.channels import compute_vertex_channels
 
 ATOL = 1e-5
 RTOL = 1e-4
@@ -74,9 +73,7 @@ def assert_same_training_step(pair: NetworkPair, x: torch.Tensor) -> None:
     for name, parameter in pair.generated.named_parameters():
         assert parameter.grad is not None, f"{name} got no gradient in the generated network"
         assert grads_dynamic[name] is not None, f"{name} got no gradient in the dynamic network"
-        torch.testing.assert_close(
-            parameter.grad, grads_dynamic[name], atol=ATOL, rtol=RTOL, msg=name
-        )
+        torch.testing.assert_close(parameter.grad, grads_dynamic[name], atol=ATOL, rtol=RTOL, msg=name)
 
 
 def check_equivalence(spec: Any, out_dir: Path, x: torch.Tensor, **config: Any) -> NetworkPair:
@@ -134,9 +131,7 @@ def _input(batch: int, in_channels: int, side: int, seed: int = 0) -> torch.Tens
     in_channels=3,
     num_labels=10,
 )
-@example(
-    spec=ModelSpec(**TWO_VERTEX), stem_channels=6, cells_per_stack=2, in_channels=3, num_labels=10
-)
+@example(spec=ModelSpec(**TWO_VERTEX), stem_channels=6, cells_per_stack=2, in_channels=3, num_labels=10)
 def test_generated_matches_dynamic_on_random_specs(
     tmp_path_factory: pytest.TempPathFactory,
     spec: ModelSpec,
@@ -197,9 +192,7 @@ def test_pruned_vertices_are_not_built(tmp_path: Path) -> None:
         [0, 0, 0, 0],
     ]
     spec = ModelSpec(matrix, ["input", "conv3x3", "conv1x1", "output"])
-    pair = check_equivalence(
-        spec, tmp_path / "given", _input(2, 3, 8), stem_channels=6, num_stacks=2
-    )
+    pair = check_equivalence(spec, tmp_path / "given", _input(2, 3, 8), stem_channels=6, num_stacks=2)
     pruned = build_pair(
         ModelSpec(spec.pruned_matrix, spec.pruned_ops),
         tmp_path / "pruned",

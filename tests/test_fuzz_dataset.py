@@ -24,8 +24,30 @@ from nbcompile.space.enumeration import sample_cells
 SEED = 13
 CASES = 338
 #: JSON values a hostile file puts in a field (integers that overflow int64 are issue 11's, below).
-HOSTILE = [-1, 0, 1, 2**31, 1.5, 108.0, "108", None, True, [], {}, "", "x" * 300, "0" * 49, "1" * 4, "input,output",
-           "conv3x3", "0" * 32, "f" * 31, [108], {"a": 1}, "conv3x3-bn-relu,,output"]  # fmt: skip
+HOSTILE = [
+    -1,
+    0,
+    1,
+    2**31,
+    1.5,
+    108.0,
+    "108",
+    None,
+    True,
+    [],
+    {},
+    "",
+    "x" * 300,
+    "0" * 49,
+    "1" * 4,
+    "input,output",
+    "conv3x3",
+    "0" * 32,
+    "f" * 31,
+    [108],
+    {"a": 1},
+    "conv3x3-bn-relu,,output",
+]
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +93,7 @@ def _mutant(kind: str, rng: random.Random, good: list[bytes]) -> bytes:
         insert = bytes(rng.choice(b'[]{},:"0123456789e.-\\ ') for _ in range(rng.randrange(3)))
         payloads[at] = payload[:position] + insert + payload[position + rng.randrange(3) :]
     elif kind == "protobuf byte":
+
         def flip(raw: bytearray) -> bytes:
             raw[rng.randrange(len(raw))] = rng.randrange(256)
             return bytes(raw)
@@ -79,8 +102,11 @@ def _mutant(kind: str, rng: random.Random, good: list[bytes]) -> bytes:
     elif kind == "protobuf length":
         cut = rng.randrange(1, 40)
         tail = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 12)))
-        payloads[at] = _with_metrics(payload, lambda raw: bytes(raw[:-cut]) if rng.random() < 0.5 else bytes(raw) + tail)
+        payloads[at] = _with_metrics(
+            payload, lambda raw: bytes(raw[:-cut]) if rng.random() < 0.5 else bytes(raw) + tail
+        )
     elif kind == "protobuf double":
+
         def special(raw: bytearray) -> bytes:
             tags = [i for i in range(len(raw) - 8) if raw[i] in (0x11, 0x19, 0x21, 0x29)]
             position = rng.choice(tags) + 1
@@ -106,11 +132,13 @@ def _mutant(kind: str, rng: random.Random, good: list[bytes]) -> bytes:
         payloads = [_with_metrics(p, parameters) if json.loads(p)[0] == module_hash else p for p in payloads]
     elif kind == "field value":
         index, value = rng.randrange(5), rng.choice(HOSTILE)
-        payloads[at] = _with_fields(payload, lambda fields: fields[:index] + [value] + fields[index + 1 :])
+        payloads[at] = _with_fields(payload, lambda fields: [*fields[:index], value, *fields[index + 1 :]])
     elif kind == "field count":
         index = rng.randrange(5)
         drop = rng.random() < 0.5
-        payloads[at] = _with_fields(payload, lambda f: f[:index] + f[index + 1 :] if drop else f[: index + 1] + f[index:])
+        payloads[at] = _with_fields(
+            payload, lambda f: f[:index] + f[index + 1 :] if drop else f[: index + 1] + f[index:]
+        )
     elif kind == "records":  # duplicated, dropped or moved records: a valid file
         action = rng.randrange(3)
         if action == 0:
@@ -130,13 +158,27 @@ def _mutant(kind: str, rng: random.Random, good: list[bytes]) -> bytes:
     return _file(payloads)
 
 
-KINDS = ["raw byte", "truncate", "json byte", "json splice", "protobuf byte", "protobuf length", "protobuf double",
-         "parameters", "field value", "field count", "records", "hash", "spacing"]  # fmt: skip
+KINDS = [
+    "raw byte",
+    "truncate",
+    "json byte",
+    "json splice",
+    "protobuf byte",
+    "protobuf length",
+    "protobuf double",
+    "parameters",
+    "field value",
+    "field count",
+    "records",
+    "hash",
+    "spacing",
+]
 
 
 def _same_runs(got: list[tuple[float, ...]], want: list[tuple[float, ...]]) -> bool:
     return len(got) == len(want) and all(
-        len(a) == len(b) and all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b)) for a, b in zip(got, want)
+        len(a) == len(b) and all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b))
+        for a, b in zip(got, want)
     )
 
 
@@ -190,7 +232,9 @@ def test_corrupted_files_are_refused_in_one_line_or_read_correctly(good_payloads
     for number in range(CASES):
         kind = KINDS[number % len(KINDS)]
         data = _mutant(kind, rng, good_payloads)
-        outcomes[_outcome(data, tmp_path / f"case{number}.tfrecord", tmp_path / "cache", f"case {number} ({kind})")] += 1
+        outcomes[
+            _outcome(data, tmp_path / f"case{number}.tfrecord", tmp_path / "cache", f"case {number} ({kind})")
+        ] += 1
     # the fuzzer is worth something only if it produces both kinds of file
     assert outcomes["loaded"] >= 40 and outcomes["refused"] >= 100, outcomes
 
@@ -210,6 +254,8 @@ def test_hostile_values_are_one_line_errors(good_payloads, tmp_path, name, chang
     elif name == "nesting bomb":
         payload = b"[" * 100_000
     else:
-        payload = json.dumps(json.loads(good_payloads[1])[:1]).encode()[:-1] + b", " + b"7" * 5000 + b', "0", "input", ""]'
+        payload = (
+            json.dumps(json.loads(good_payloads[1])[:1]).encode()[:-1] + b", " + b"7" * 5000 + b', "0", "input", ""]'
+        )
     data = _file([good_payloads[0], payload, *good_payloads[2:]])
     assert _outcome(data, tmp_path / "hostile.tfrecord", tmp_path / "cache", name) == "refused"

@@ -7,12 +7,12 @@ import itertools
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from strategies import INCEPTION as INCEPTION_CELL
+from strategies import edge_bits, relabeled_spec_pairs
 
 from nbcompile import ModelSpec
 from nbcompile.space import graph
 from nbcompile.space.ops import AVAILABLE_OPS
-from strategies import edge_bits, INCEPTION as INCEPTION_CELL
-from strategies import relabeled_spec_pairs
 
 INCEPTION = ModelSpec.from_dict(INCEPTION_CELL)
 INCEPTION_HASH = "28cfc7874f6d200472e1a9dcd8650aa0"

@@ -9,11 +9,11 @@ from types import ModuleType
 
 import pytest
 import torch
+from strategies import INCEPTION, PER_STACK_TRUNCATION, TWO_VERTEX, write_generated
 from torch import nn
 
 import nbcompile
 import nbcompile.runtime.loader
-from strategies import INCEPTION, PER_STACK_TRUNCATION, TWO_VERTEX, write_generated
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "generated" / "nb101_78e264120b42.py"
@@ -72,9 +72,7 @@ def test_same_file_name_in_different_folders(tmp_path: Path) -> None:
     assert class_a.__module__ != class_b.__module__
     # Loading b did not replace a: each module keeps its own cell.
     assert _module_of(class_a).MODULE_HASH == nbcompile.ModelSpec(**INCEPTION).module_hash
-    assert (
-        _module_of(class_b).MODULE_HASH == nbcompile.ModelSpec(**PER_STACK_TRUNCATION).module_hash
-    )
+    assert _module_of(class_b).MODULE_HASH == nbcompile.ModelSpec(**PER_STACK_TRUNCATION).module_hash
     keys_a, keys_b = set(class_a().state_dict()), set(class_b().state_dict())
     assert keys_a != keys_b
     assert "stack0_cell0.op5.conv.weight" not in keys_a  # vertex 5 of Inception is a max-pool

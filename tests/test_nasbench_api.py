@@ -10,19 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nasbench_bytes import frame, frames
+from strategies import INCEPTION, not_loading_lines
 
-from nbcompile.space.enumeration import EnumeratedCell, sample_cells
-from nbcompile.errors import OutOfDomainError
+from nbcompile.errors import DatasetError, OutOfDomainError
+from nbcompile.fixture import FULL, LAYOUTS, ONLY_108, fixture_records, write_fixture
 from nbcompile.nasbench import NASBench, UnknownCellError
 from nbcompile.nasbench import convert as convert_module
 from nbcompile.nasbench.convert import convert_file, tables_from_records
-from nbcompile.errors import DatasetError
-from nbcompile.fixture import FULL, LAYOUTS, ONLY_108, fixture_records, write_fixture
 from nbcompile.nasbench.records import Record, parse_record
 from nbcompile.nasbench.tables import METRIC_FIELDS
-from nasbench_bytes import frame, frames
+from nbcompile.space.enumeration import EnumeratedCell, sample_cells
 from nbcompile.space.spec import ModelSpec
-from strategies import INCEPTION, not_loading_lines
 
 INCEPTION_SPEC = ModelSpec(INCEPTION["matrix"], INCEPTION["ops"])
 
@@ -88,8 +87,16 @@ def test_tables_hold_what_the_records_say(full, cells) -> None:
     # record (row 5, 36 epochs, repeat 1) is record number 5*12 + 2*3 + 1 in the file
     record = records[row * 12 + 2 * 3 + 1]
     halfway, final = record.metrics.evaluation_data[1:3]
-    expected = [halfway.training_time, halfway.train_accuracy, halfway.validation_accuracy, halfway.test_accuracy,
-                final.training_time, final.train_accuracy, final.validation_accuracy, final.test_accuracy]  # fmt: skip
+    expected = [
+        halfway.training_time,
+        halfway.train_accuracy,
+        halfway.validation_accuracy,
+        halfway.test_accuracy,
+        final.training_time,
+        final.train_accuracy,
+        final.validation_accuracy,
+        final.test_accuracy,
+    ]
     assert tables.metrics[row, 2, 1].tolist() == expected
     assert tables.parameters[0] == 2_694_282  # the Inception-like cell, reference §8
 
@@ -152,9 +159,13 @@ def _bad_files(tmp_path: Path, cells) -> list[tuple[str, bytes, str]]:
         ("matrix size", with_field(2, fields[2] + "0"), "does not match"),
         ("bad hash", with_field(0, "xyz"), "is not 32 lowercase hex digits"),
         ("bad epochs", with_field(1, "108"), "epochs '108' is not a positive integer"),
-        ("inconsistent cell", replace(json.dumps([fields[0], *json.loads(good[3])[1:]]).encode()), "has a different adjacency"),
+        (
+            "inconsistent cell",
+            replace(json.dumps([fields[0], *json.loads(good[3])[1:]]).encode()),
+            "has a different adjacency",
+        ),
         ("empty", b"", "the file is empty"),
-    ]  # fmt: skip
+    ]
 
 
 def test_bad_files_name_the_record_and_offset_and_cache_nothing(tmp_path, cells) -> None:
@@ -229,13 +240,20 @@ def test_no_cache_writes_nothing(only108, tmp_path, monkeypatch) -> None:
 # --- the API ---------------------------------------------------------------------------------------
 def test_query_returns_upstreams_keys_and_the_stored_cell(bench, cells) -> None:
     result = bench.query(INCEPTION_SPEC)
-    assert list(result) == ["module_adjacency", "module_operations", "trainable_parameters",
-                            "training_time", "train_accuracy", "validation_accuracy", "test_accuracy"]  # fmt: skip
+    assert list(result) == [
+        "module_adjacency",
+        "module_operations",
+        "trainable_parameters",
+        "training_time",
+        "train_accuracy",
+        "validation_accuracy",
+        "test_accuracy",
+    ]
     assert result["module_adjacency"].dtype == np.int8
     assert result["module_adjacency"].tolist() == [list(r) for r in cells[0].matrix]
     assert result["module_operations"] == list(cells[0].ops) != INCEPTION["ops"]
     assert result["trainable_parameters"] == 2_694_282
-    fixed, computed = bench.get_metrics_from_spec(INCEPTION_SPEC)
+    _fixed, computed = bench.get_metrics_from_spec(INCEPTION_SPEC)
     finals = [run["final_test_accuracy"] for run in computed[108]]
     assert result["test_accuracy"] in finals and list(computed) == [108] and len(finals) == 3
     assert set(computed[108][0]) == set(METRIC_FIELDS)
@@ -258,7 +276,9 @@ def test_repeats_come_from_a_private_rng_like_upstreams(only108, tmp_path) -> No
     bench = NASBench(only108, seed=11, cache_dir=tmp_path)
     runs = bench.get_metrics_from_spec(INCEPTION_SPEC)[1][108]
     state = random.getstate()
-    picked = [[r["final_test_accuracy"] for r in runs].index(bench.query(INCEPTION_SPEC)["test_accuracy"]) for _ in range(40)]
+    picked = [
+        [r["final_test_accuracy"] for r in runs].index(bench.query(INCEPTION_SPEC)["test_accuracy"]) for _ in range(40)
+    ]
     assert random.getstate() == state  # the global random module is untouched
     upstream = random.Random(11)  # upstream: random.seed(seed); random.randint(0, num_repeats - 1)
     assert picked == [upstream.randint(0, 2) for _ in range(40)]
@@ -273,8 +293,9 @@ def test_is_valid_fixes_upstreams_bugs(bench) -> None:
     assert bench.is_valid(big) is False  # upstream: TypeError
     float_matrix = np.array(INCEPTION["matrix"], dtype=float)
     assert bench.query(ModelSpec(float_matrix, INCEPTION["ops"]))["trainable_parameters"] == 2_694_282
-    upstream_like = types.SimpleNamespace(original_matrix=np.array(INCEPTION["matrix"]), original_ops=INCEPTION["ops"],
-                                          matrix=None, ops=None)  # fmt: skip
+    upstream_like = types.SimpleNamespace(
+        original_matrix=np.array(INCEPTION["matrix"]), original_ops=INCEPTION["ops"], matrix=None, ops=None
+    )
     assert bench.is_valid(upstream_like) and bench.query(upstream_like)["trainable_parameters"] == 2_694_282
     assert bench.query({"matrix": INCEPTION["matrix"], "ops": INCEPTION["ops"]})["trainable_parameters"] == 2_694_282
 

@@ -9,17 +9,25 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from nasbench_bytes import frames
 from nasbench_bytes import frame as hand_frame
+from nasbench_bytes import frames
+
 from nbcompile.errors import DatasetError
 from nbcompile.fixture import LAYOUTS
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics, ProtobufError, parse_model_metrics
 from nbcompile.nasbench.records import Record, parse_record
 from nbcompile.nasbench.tfrecord import first_bad_crc, frame, masked_crc, record_offsets
 
-INCEPTION_ADJACENCY = "0111100" "0000001" "0000001" "0000001" "0000010" "0000001" "0000000"
-INCEPTION_OPS = ("input", "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3", "conv3x3-bn-relu", "conv3x3-bn-relu", "output")
+INCEPTION_ADJACENCY = "0111100000000100000010000001000001000000010000000"
+INCEPTION_OPS = (
+    "input",
+    "conv3x3-bn-relu",
+    "conv1x1-bn-relu",
+    "maxpool3x3",
+    "conv3x3-bn-relu",
+    "conv3x3-bn-relu",
+    "output",
+)
 # The notebook's query of the Inception-like cell (one repeat at 108 epochs, reference §8).
 FINAL = EvaluationData(108.0, 1155.85302734375, 1.0, 0.9376001358032227, 0.9311898946762085, "")
 METRICS = ModelMetrics((EvaluationData(), EvaluationData(54.0, 578.0, 0.9, 0.9, 0.9, ""), FINAL), 2694282, 1769.0)
@@ -105,7 +113,10 @@ def _file(*payloads: bytes) -> bytearray:
 @pytest.mark.parametrize(
     ("corrupt", "message"),
     [
-        (lambda b: b[: len(b) - 3], r"record 1 at byte 21: file ends inside the record \(6 bytes of payload announced, 7 left\)"),
+        (
+            lambda b: b[: len(b) - 3],
+            r"record 1 at byte 21: file ends inside the record \(6 bytes of payload announced, 7 left\)",
+        ),
         (lambda b: b[:25], r"record 1 at byte 21: file ends inside the record header"),
         (lambda b: b[:21] + bytes([b[21] ^ 1]) + b[22:], r"record 1 at byte 21: bad CRC of the length field"),
         (lambda b: b[:21] + bytes([b[21] ^ 64]) + b[22:], r"record 1 at byte 21: bad CRC of the length field"),
@@ -146,7 +157,10 @@ def test_record_round_trip() -> None:
     assert parse_record(OFFICIAL.payload(record)) == record
     for layout in LAYOUTS.values():  # other layouts: the same record, but for the checkpoint paths
         again = parse_record(layout.payload(record))
-        assert again.metrics.evaluation_data[2].test_accuracy == FINAL.test_accuracy and again.module_hash == record.module_hash
+        assert (
+            again.metrics.evaluation_data[2].test_accuracy == FINAL.test_accuracy
+            and again.module_hash == record.module_hash
+        )
     assert record.metrics.evaluation_data[2].validation_accuracy == 0.9376001358032227
 
 
@@ -171,9 +185,9 @@ def test_bad_payloads_name_the_record(payload: bytes, message: str) -> None:
 
 
 def test_fixture_file_is_official_format_with_real_parameter_counts(tmp_path) -> None:
-    from nbcompile.space.enumeration import enumerate_cells
-    from nbcompile.fixture import FULL, write_fixture
     from nbcompile.compiler.lower import lower
+    from nbcompile.fixture import FULL, write_fixture
+    from nbcompile.space.enumeration import enumerate_cells
     from nbcompile.space.spec import ModelSpec
 
     cells = list(enumerate_cells(max_vertices=3, workers=1))
@@ -220,16 +234,16 @@ def test_cli_data_fixture(tmp_path) -> None:
     result = CliRunner().invoke(main, ["data", "fixture", str(other), "--cells", "20", "--layout", "third-party"])
     assert result.exit_code == 0, result.output
     assert b"\\n" in other.read_bytes() and other.read_bytes() != out.read_bytes()
-    assert [parse_record(p, i, o).metrics.evaluation_data[2] for i, (o, p) in enumerate(frames(other.read_bytes()))] == [
-        record.metrics.evaluation_data[2] for record in records
-    ]
+    assert [
+        parse_record(p, i, o).metrics.evaluation_data[2] for i, (o, p) in enumerate(frames(other.read_bytes()))
+    ] == [record.metrics.evaluation_data[2] for record in records]
     bad = CliRunner().invoke(main, ["data", "fixture", str(tmp_path / "nasbench.tfrecord")])
     assert bad.exit_code == 2 and "must contain 'synthetic'" in bad.stderr
 
 
 def test_fixture_written_by_several_processes_is_the_same_file(tmp_path, monkeypatch) -> None:
-    from nbcompile.space.enumeration import sample_cells
     from nbcompile import fixture
+    from nbcompile.space.enumeration import sample_cells
 
     monkeypatch.setattr(fixture, "_BATCH_CELLS", 3)  # several batches, in flight at once
     cells = sample_cells(20)

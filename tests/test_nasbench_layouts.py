@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nasbench_bytes import CELLS, I32, I64, LAYOUTS, LEN, VARINT, Layout, Run, known_runs, payload, pb, write_file
 
-from nasbench_bytes import CELLS, I32, I64, LAYOUTS, LEN, VARINT, Layout, Run, known_runs, pb, payload, write_file
 from nbcompile.errors import DatasetError
 from nbcompile.nasbench import NASBench
 from nbcompile.nasbench.convert import convert_file
@@ -41,9 +41,9 @@ def _assert_holds(tables, runs: list[Run]) -> None:
 
 def _tf_agrees(path: Path, tables) -> None:
     try:
-        from nbcompile.nasbench.tf_reader import convert_file_tf
-
         import tensorflow  # noqa: F401
+
+        from nbcompile.nasbench.tf_reader import convert_file_tf
     except ImportError:
         return
     other = convert_file_tf(path)
@@ -66,7 +66,9 @@ def test_a_file_mixing_layouts_record_by_record(tmp_path, monkeypatch) -> None:
 
     runs = known_runs(epochs=(4, 12, 36, 108))
     layouts = list(LAYOUTS.values())
-    path = write_file(tmp_path / "mixed.tfrecord", [payload(run, layouts[i % len(layouts)]) for i, run in enumerate(runs)])
+    path = write_file(
+        tmp_path / "mixed.tfrecord", [payload(run, layouts[i % len(layouts)]) for i, run in enumerate(runs)]
+    )
     tables = convert_file(path, workers=1)
     _assert_holds(tables, runs)
     monkeypatch.setattr(convert, "CHUNK_RECORDS", 5)  # several processes, chunks cut inside cells
@@ -91,6 +93,8 @@ def test_a_third_party_file_loads_and_answers_queries(tmp_path) -> None:
 
 # --- the protobuf message on its own -----------------------------------------------------------------
 _values = st.tuples(*[st.floats(allow_nan=False, width=64)] * 5)
+
+
 def _unknown(first: int):
     """Fields numbered ``first`` to 99 (unknown to the message), of every wire type."""
     numbers = st.integers(first, 99)
@@ -106,8 +110,14 @@ def _unknown(first: int):
 
 
 @settings(max_examples=100, derandomize=True, deadline=None)
-@given(st.lists(_values, min_size=3, max_size=4), st.integers(-(2**31), 2**31 - 1), st.floats(allow_nan=False),
-       st.randoms(use_true_random=False), _unknown(4), _unknown(7))  # fmt: skip
+@given(
+    st.lists(_values, min_size=3, max_size=4),
+    st.integers(-(2**31), 2**31 - 1),
+    st.floats(allow_nan=False),
+    st.randoms(use_true_random=False),
+    _unknown(4),
+    _unknown(7),
+)
 def test_fields_in_any_order_with_unknown_fields(evaluations, parameters, total, rng, top_extra, inner_extra) -> None:
     inner = []
     for values in evaluations:
@@ -120,8 +130,10 @@ def test_fields_in_any_order_with_unknown_fields(evaluations, parameters, total,
     decoded = parse_model_metrics(b"".join(scalars[:cut] + inner + scalars[cut:]))  # evaluations keep their order
     assert decoded.trainable_parameters == parameters
     assert decoded.total_time == total or (decoded.total_time != decoded.total_time and total != total)
-    got = [(e.current_epoch, e.training_time, e.train_accuracy, e.validation_accuracy, e.test_accuracy)
-           for e in decoded.evaluation_data]  # fmt: skip
+    got = [
+        (e.current_epoch, e.training_time, e.train_accuracy, e.validation_accuracy, e.test_accuracy)
+        for e in decoded.evaluation_data
+    ]
     assert got == [tuple(values) for values in evaluations]
 
 
@@ -162,10 +174,24 @@ def _edit_metrics(run: Run, edit) -> bytes:
     [
         (lambda run: _edit_metrics(run, lambda text: "*" + text), "metrics is not valid base64"),
         (lambda run: _edit_metrics(run, lambda text: text[:8] + "\u00e9" + text[8:]), "metrics is not valid base64"),
-        (lambda run: payload(Run(*[getattr(run, f) for f in ("module_hash", "epochs", "adjacency", "ops", "parameters")],
-                                 run.evaluations[:2]), Layout()), "metrics has 2 evaluations, expected 3"),  # fmt: skip
-        (lambda run: payload(run, Layout()).replace(b", 108,", b", 9223372036854775808,"), "epochs 9223372036854775808 is not"),
-        (lambda run: payload(run, Layout()).replace(b", 108,", b", " + b"9" * 5000 + b","), "payload is not JSON (Exceeds the limit"),
+        (
+            lambda run: payload(
+                Run(
+                    *[getattr(run, f) for f in ("module_hash", "epochs", "adjacency", "ops", "parameters")],
+                    run.evaluations[:2],
+                ),
+                Layout(),
+            ),
+            "metrics has 2 evaluations, expected 3",
+        ),
+        (
+            lambda run: payload(run, Layout()).replace(b", 108,", b", 9223372036854775808,"),
+            "epochs 9223372036854775808 is not",
+        ),
+        (
+            lambda run: payload(run, Layout()).replace(b", 108,", b", " + b"9" * 5000 + b","),
+            "payload is not JSON (Exceeds the limit",
+        ),
         (lambda run: b"[" * 200_000 + b"]" * 200_000, "payload is not JSON (nested too deeply)"),
         (lambda run: payload(run, Layout()).replace(b'", "input', b'", "input\\u0000'), "unknown op"),
     ],
@@ -205,7 +231,9 @@ def test_epoch_budgets_are_bounded(tmp_path) -> None:
     payloads = [payload(run, Layout()) for run in runs]
     path = write_file(tmp_path / "budgets.tfrecord", payloads)
     offset = sum(len(p) + 16 for p in payloads[:-1])
-    with pytest.raises(DatasetError, match=rf"record {MAX_EPOCH_BUDGETS} at byte {offset}: epoch budget 17 .* at most 16"):
+    with pytest.raises(
+        DatasetError, match=rf"record {MAX_EPOCH_BUDGETS} at byte {offset}: epoch budget 17 .* at most 16"
+    ):
         convert_file(path, workers=1)
     write_file(path, payloads[:-1])
     assert convert_file(path, workers=1).epochs.tolist() == list(range(1, 17))
@@ -251,5 +279,7 @@ def test_a_file_truncated_during_a_multi_worker_conversion(tmp_path, monkeypatch
             with open(path, "r+b") as handle:
                 handle.truncate(size // 2)
 
-    with pytest.raises(DatasetError, match=r"^record \d+ at byte \d+: file ends inside the record \(the file became shorter"):
+    with pytest.raises(
+        DatasetError, match=r"^record \d+ at byte \d+: file ends inside the record \(the file became shorter"
+    ):
         convert_file(path, workers=2, progress=truncate)

@@ -90,7 +90,9 @@ def test_a_network_without_fuse_is_still_optimised(tmp_path) -> None:
     dynamic.load_state_dict(network_with_running_statistics(tmp_path).state_dict())
     x = images(2)
     optimized = optimize_quietly(dynamic, x, backend="eager")
-    assert "BN folded" not in optimized.summary and "whole network (eager backend) with graph breaks" in optimized.summary
+    assert (
+        "BN folded" not in optimized.summary and "whole network (eager backend) with graph breaks" in optimized.summary
+    )
     with torch.no_grad():
         torch.testing.assert_close(optimized(x), dynamic.eval()(x), rtol=1e-4, atol=1e-5)
 
@@ -125,7 +127,9 @@ def test_training_step_gives_the_eager_loss_and_gradients(tmp_path, backend="aot
         torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)
     for name, value in model.state_dict().items():  # momentum, running statistics, step counts
         torch.testing.assert_close(value, expected_model.state_dict()[name], rtol=1e-4, atol=1e-6)
-    assert step.summary.startswith("optimize: train, cpu, fp32, channels_last, torch.compile: per cell (4 cells, 3 distinct classes")
+    assert step.summary.startswith(
+        "optimize: train, cpu, fp32, channels_last, torch.compile: per cell (4 cells, 3 distinct classes"
+    )
     assert "SGD(momentum=0.9, foreach)" in step.summary
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
-
-from nbcompile import ConfigError, ModelSpec, NetworkConfig, OutOfDomainError
-from nbcompile.compiler.naming import module_name_for, validate_module_name
-from nbcompile.compiler.lower import lower
-from nbcompile.compiler.report import same_network
 from strategies import valid_specs
 from test_graph import INCEPTION
+
+from nbcompile import ConfigError, ModelSpec, NetworkConfig, OutOfDomainError
+from nbcompile.compiler.lower import lower
+from nbcompile.compiler.naming import module_name_for, validate_module_name
+from nbcompile.compiler.report import same_network
 
 TWO_VERTEX = ModelSpec([[0, 1], [0, 0]], ["input", "output"])
 ONE_CONV = ModelSpec([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv3x3", "output"])
@@ -64,13 +64,23 @@ def test_inception_flops() -> None:
 def test_one_body_per_channel_pair() -> None:
     plan = lower(INCEPTION)
     assert [b.class_name for b in plan.cell_bodies] == [
-        "Cell128To128", "Cell128To256", "Cell256To256", "Cell256To512", "Cell512To512"
+        "Cell128To128",
+        "Cell128To256",
+        "Cell256To256",
+        "Cell256To512",
+        "Cell512To512",
     ]
     assert [c.class_name for c in plan.cells] == [
-        "Cell128To128", "Cell128To128", "Cell128To128",
-        "Cell128To256", "Cell256To256", "Cell256To256",
-        "Cell256To512", "Cell512To512", "Cell512To512",
-    ]  # fmt: skip
+        "Cell128To128",
+        "Cell128To128",
+        "Cell128To128",
+        "Cell128To256",
+        "Cell256To256",
+        "Cell256To256",
+        "Cell256To512",
+        "Cell512To512",
+        "Cell512To512",
+    ]
     assert [c.downsample_before for c in plan.cells] == [False] * 3 + [True, False, False] * 2
     assert [c.side for c in plan.cells] == [32] * 3 + [16] * 3 + [8] * 3
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from strategies import not_loading_lines
 
-from nbcompile.space.enumeration import sample_cells
-from nbcompile.nasbench import NASBench
 from nbcompile.fixture import ONLY_108, write_fixture
+from nbcompile.nasbench import NASBench
 from nbcompile.search import Budget, SearchOptions, local_search, random_search, regularized_evolution
 from nbcompile.search.experiment import Experiment, run_experiment, summarize
 from nbcompile.search.specs import mutate_spec, neighbours, random_spec
+from nbcompile.space.enumeration import sample_cells
 from nbcompile.space.spec import ModelSpec
-from strategies import not_loading_lines
 
 ALGORITHMS = [random_search, regularized_evolution, local_search]
 
@@ -88,8 +88,15 @@ def test_trajectory_reports_the_test_accuracy_of_the_best_validation_cell(bench)
 def test_mutation_works_on_the_unpruned_spec_and_stays_valid() -> None:
     rng = np.random.default_rng(0)
     # vertex 3 is pruned (no path to the output), yet mutations may reconnect it
-    matrix = [[0, 1, 0, 1, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 1],
-              [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], [0] * 7]  # fmt: skip
+    matrix = [
+        [0, 1, 0, 1, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0],
+        [0] * 7,
+    ]
     parent = ModelSpec(matrix, ["input", "conv3x3", "conv1x1", "maxpool3x3", "conv3x3", "conv3x3", "output"])
     assert parent.num_vertices == 4
     children = [mutate_spec(parent, rng) for _ in range(300)]
@@ -113,14 +120,18 @@ def test_random_spec_and_neighbours() -> None:
     assert around and len({n.module_hash for n in around}) == len(around)
     assert spec.module_hash not in {n.module_hash for n in around}
     for n in around:
-        edges = sum(a != b for ra, rb in zip(n.original_matrix_tuple, spec.original_matrix_tuple) for a, b in zip(ra, rb))
+        edges = sum(
+            a != b for ra, rb in zip(n.original_matrix_tuple, spec.original_matrix_tuple) for a, b in zip(ra, rb)
+        )
         ops = sum(a != b for a, b in zip(n.original_ops_tuple, spec.original_ops_tuple))
         assert edges + ops == 1
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_deduplication_never_queries_a_hash_twice(bench, algorithm) -> None:
-    result = algorithm(bench, Budget(150, "queries"), seed=4, options=SearchOptions(deduplicate=True, population_size=20))
+    result = algorithm(
+        bench, Budget(150, "queries"), seed=4, options=SearchOptions(deduplicate=True, population_size=20)
+    )
     assert len(set(result.queried_hashes)) == len(result.queried_hashes) == 151
     plain = algorithm(bench, Budget(150, "queries"), seed=4, options=SearchOptions(population_size=20))
     if algorithm is regularized_evolution:
@@ -128,7 +139,15 @@ def test_deduplication_never_queries_a_hash_twice(bench, algorithm) -> None:
 
 
 def test_experiment_runs_are_independent_of_workers(dataset, tmp_path) -> None:
-    experiment = Experiment(str(dataset), ("random", "evolution"), 2, Budget(30, "queries"), 7, SearchOptions(population_size=10), str(tmp_path))
+    experiment = Experiment(
+        str(dataset),
+        ("random", "evolution"),
+        2,
+        Budget(30, "queries"),
+        7,
+        SearchOptions(population_size=10),
+        str(tmp_path),
+    )
     one = run_experiment(experiment, workers=1)
     two = run_experiment(experiment, workers=2)
     assert [r.to_json() for r in one] == [r.to_json() for r in two]
@@ -152,9 +171,32 @@ def test_cli_search_emits_the_best_cell(dataset, tmp_path) -> None:
 
     write_fixture(cells, list(enumerate_cells(max_vertices=4, workers=1)), ONLY_108)
     out = tmp_path / "out"
-    args = ["search", "--dataset", str(cells), "--cache-dir", str(tmp_path / "cache"), "--algo", "random,evolution,local",
-            "--repeats", "2", "--budget", "40", "--budget-kind", "queries", "--population-size", "5", "--tournament-size", "2",
-            "--out", str(out), "--plot", "--emit-best", str(tmp_path / "models"), "--workers", "1"]  # fmt: skip
+    args = [
+        "search",
+        "--dataset",
+        str(cells),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--algo",
+        "random,evolution,local",
+        "--repeats",
+        "2",
+        "--budget",
+        "40",
+        "--budget-kind",
+        "queries",
+        "--population-size",
+        "5",
+        "--tournament-size",
+        "2",
+        "--out",
+        str(out),
+        "--plot",
+        "--emit-best",
+        str(tmp_path / "models"),
+        "--workers",
+        "1",
+    ]
     # a tiny space: 4-vertex random cells are rare, so draw from what exists
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -176,8 +218,11 @@ def test_cli_search_bad_input(dataset, tmp_path) -> None:
     from nbcompile.cli import main
 
     base = ["search", "--dataset", str(dataset), "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]
-    for extra, message in ((["--algo", "bogus"], "unknown algorithm 'bogus'"), (["--budget", "-1"], "must be a positive, finite number"),
-                           (["--epochs", "12"], "invalid number of epochs 12")):  # fmt: skip
+    for extra, message in (
+        (["--algo", "bogus"], "unknown algorithm 'bogus'"),
+        (["--budget", "-1"], "must be a positive, finite number"),
+        (["--epochs", "12"], "invalid number of epochs 12"),
+    ):
         result = CliRunner().invoke(main, base + extra)
         assert result.exit_code == 2 and message in result.stderr, result.output
         assert len(not_loading_lines(result.stderr)) == 1  # the one-line error, after the first load's lines

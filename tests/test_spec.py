@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from strategies import INCEPTION
 
 from nbcompile import ModelSpec, OutOfDomainError, SpecError
 from nbcompile.space.spec import as_model_spec
-from strategies import INCEPTION
 
 INCEPTION_MATRIX = INCEPTION["matrix"]
 INCEPTION_OPS = ["input", "conv1x1", "conv3x3", "conv3x3", "conv3x3", "maxpool3x3", "output"]
@@ -117,14 +117,26 @@ def test_nine_edges_is_fine() -> None:
 @pytest.mark.parametrize(
     ("matrix", "ops", "message"),
     [
-        ([[0, 1, 0], [0, 0, 1]], ["input", "conv3x3", "output"], "matrix must be square: it has 2 rows but row 0 has 3"),
+        (
+            [[0, 1, 0], [0, 0, 1]],
+            ["input", "conv3x3", "output"],
+            "matrix must be square: it has 2 rows but row 0 has 3",
+        ),
         ([[0, 1], [0, 0]], ["input", "conv3x3", "output"], "ops has 3 entries but the matrix has 2 vertices"),
-        ([[0, 1, 0], [0, 0, 1], [0, 1, 0]], ["input", "conv3x3", "output"], r"matrix\[2\]\[1\] = 1 is below the diagonal"),
+        (
+            [[0, 1, 0], [0, 0, 1], [0, 1, 0]],
+            ["input", "conv3x3", "output"],
+            r"matrix\[2\]\[1\] = 1 is below the diagonal",
+        ),
         ([[0, 1, 0], [0, 1, 1], [0, 0, 0]], ["input", "conv3x3", "output"], r"matrix\[1\]\[1\] = 1 is on the diagonal"),
         ([[0, 2], [0, 0]], ["input", "output"], r"matrix\[0\]\[1\] = 2 is not 0 or 1"),
         ([[0, 0.5], [0, 0]], ["input", "output"], r"matrix\[0\]\[1\] = 0.5 is not 0 or 1"),
         ([[0, "1"], [0, 0]], ["input", "output"], r"matrix\[0\]\[1\] = '1' is not 0 or 1"),
-        ([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv5x5", "output"], r"ops\[1\] = 'conv5x5' is not a NAS-Bench-101 op"),
+        (
+            [[0, 1, 0], [0, 0, 1], [0, 0, 0]],
+            ["input", "conv5x5", "output"],
+            r"ops\[1\] = 'conv5x5' is not a NAS-Bench-101 op",
+        ),
         ([[0, 1], [0, 0]], ["input", 3], r"ops\[1\] = 3 is not a string"),
         ([], [], "matrix is empty"),
         (np.zeros((2, 2, 2)), ["input", "output"], "matrix must be 2-D"),
@@ -189,7 +201,7 @@ def test_arrays_are_read_only_copies() -> None:
 def test_from_dict_accepts_query_keys_and_reports_missing_ones() -> None:
     spec = ModelSpec.from_dict({"module_adjacency": INCEPTION_MATRIX, "module_operations": INCEPTION_OPS})
     assert spec.module_hash == "28cfc7874f6d200472e1a9dcd8650aa0"
-    with pytest.raises(SpecError, match="it has 'matrix'$"):
+    with pytest.raises(SpecError, match=r"it has 'matrix'$"):
         ModelSpec.from_dict({"matrix": INCEPTION_MATRIX})
     with pytest.raises(SpecError, match="needs the keys"):
         ModelSpec.from_dict({"adjacency": INCEPTION_MATRIX})

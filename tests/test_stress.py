@@ -43,8 +43,9 @@ def searchable(tmp_path_factory) -> Path:
 
 def _start(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "nbcompile", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "nbcompile", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _processes_with(token: str) -> list[int]:
@@ -115,8 +116,23 @@ def test_killed_search_leaves_no_process(searchable, tmp_path, signal_number) ->
     cache = tmp_path / "cache"
     NASBench(searchable, cache_dir=cache)  # converted before, so the search starts its workers at once
     token = f"stress-search-{uuid.uuid4().hex}"
-    process = _start("search", "--dataset", str(searchable), "--cache-dir", str(cache), "--out", str(tmp_path / token),
-                     "--budget", "1e15", "--repeats", "4", "--algo", "random", "--workers", "2")  # fmt: skip
+    process = _start(
+        "search",
+        "--dataset",
+        str(searchable),
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(tmp_path / token),
+        "--budget",
+        "1e15",
+        "--repeats",
+        "4",
+        "--algo",
+        "random",
+        "--workers",
+        "2",
+    )
     _wait_for_workers(process)
     time.sleep(1.0)
     process.send_signal(signal_number)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from strategies import BACKEND_CELLS, PER_STACK_TRUNCATION, write_generated
 from torch import nn
 
 import nbcompile
 import nbcompile.runtime.loader
-from strategies import BACKEND_CELLS, PER_STACK_TRUNCATION, write_generated
 
 REPO = Path(__file__).resolve().parent.parent
 INCEPTION_FILE = REPO / "generated" / "nb101_28cfc7874f6d_2d1790b6.py"

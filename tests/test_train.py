@@ -30,10 +30,17 @@ from nbcompile.train.loop import (
 )
 
 INCEPTION = ModelSpec(
-    [[0, 1, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 0, 0],
-     [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0]],
+    [
+        [0, 1, 1, 1, 0, 1, 0],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 0],
+    ],
     ["input", "conv1x1-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu", "maxpool3x3", "output"],
-)  # fmt: skip
+)
 TINY = NetworkConfig(stem_channels=8, num_stacks=1, cells_per_stack=1)
 single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
@@ -76,8 +83,9 @@ def test_tf_rmsprop_equals_the_hand_computation_over_several_steps(foreach):
     ms = 0.9 * (0.9 + 0.1 * 0.25) + 0.1 * 1.5**2
     assert math.isclose(
         _run_optimizer(lambda p, lr: recipe.TFRMSProp(p, lr=lr), [1.0], [[0.5], [1.5]], [0.0, 0.2])[0],
-        1.0 - 0.2 * 1.5 / math.sqrt(ms + 1.0), rel_tol=1e-14,
-    )  # fmt: skip
+        1.0 - 0.2 * 1.5 / math.sqrt(ms + 1.0),
+        rel_tol=1e-14,
+    )
 
 
 def test_torch_rmsprop_is_not_tf_rmsprop():
@@ -103,7 +111,9 @@ def test_tf_rmsprop_matches_tensorflow_itself():
         optimizer.apply_gradients([(tf.constant(np.array(g, dtype=np.float64)), var)])
     # TF turns the Python hyperparameters into float32 tensors before casting them to float64
     point_nine = float(np.float32(0.9))
-    got = _run_optimizer(lambda p, lr: recipe.TFRMSProp(p, lr=lr, decay=point_nine, momentum=point_nine), w0, GRADS, LRS)
+    got = _run_optimizer(
+        lambda p, lr: recipe.TFRMSProp(p, lr=lr, decay=point_nine, momentum=point_nine), w0, GRADS, LRS
+    )
     np.testing.assert_allclose(got, var.numpy(), rtol=0, atol=1e-12)
 
 
@@ -141,7 +151,9 @@ def test_cosine_schedule_at_upstream_steps():
     assert recipe.cosine_lr(total, total) == pytest.approx(0.0, abs=1e-15)
     table = recipe.schedule_tensor(total)
     assert table.dtype == torch.float32 and table.shape == (total + 1,)
-    assert table[0] == 0 and table[1] == np.float32(0.19999999826706538) and table[8437] == np.float32(0.10000930842266387)
+    assert (
+        table[0] == 0 and table[1] == np.float32(0.19999999826706538) and table[8437] == np.float32(0.10000930842266387)
+    )
 
 
 # --- loss ---------------------------------------------------------------------------------------
@@ -180,7 +192,9 @@ def test_ghost_batch_norm_normalises_each_half_on_its_own():
     plain = nn.BatchNorm2d(3)
     assert not torch.allclose(plain(x), expected, atol=1e-3)
     ghost.eval()
-    torch.testing.assert_close(ghost(x), F.batch_norm(x, ghost.running_mean, ghost.running_var, ghost.weight, ghost.bias, False, 0.0, 1e-5))
+    torch.testing.assert_close(
+        ghost(x), F.batch_norm(x, ghost.running_mean, ghost.running_var, ghost.weight, ghost.bias, False, 0.0, 1e-5)
+    )
 
 
 def test_use_ghost_batch_norm_swaps_every_batch_norm(tmp_path):
@@ -256,7 +270,9 @@ def test_diverging_loss_raises(tmp_path):
 @pytest.mark.parametrize("options", [{"ghost_bn": True}, {"precision": "bf16", "channels_last": True}])
 def test_run_options_train(tmp_path, options):
     data = DeviceData.of(synthetic_data(32), "cpu")
-    result = train_run(INCEPTION, data, TrainConfig(epochs=1, batch_size=32, loss_every=1, **options), TINY, 0, tmp_path)
+    result = train_run(
+        INCEPTION, data, TrainConfig(epochs=1, batch_size=32, loss_every=1, **options), TINY, 0, tmp_path
+    )
     assert len(result.evaluations) == 3 and all(math.isfinite(v) for _, v in result.losses)
 
 

@@ -91,10 +91,10 @@ def test_every_layout_reads_the_same(tmp_path, layout):
 def test_missing_and_broken_files(tmp_path):
     folder = write_folder(tmp_path / "cifar-10-batches-bin", 4)
     (folder / "test_batch.bin").unlink()
-    with pytest.raises(DatasetError, match="test_batch.bin: missing"):
+    with pytest.raises(DatasetError, match=r"test_batch\.bin: missing"):
         cifar10.load_cifar10(folder)
     (folder / "test_batch.bin").write_bytes(batch_bytes(5, 4)[:5000])
-    with pytest.raises(DatasetError, match="test_batch.bin: 5000 bytes"):
+    with pytest.raises(DatasetError, match=r"test_batch\.bin: 5000 bytes"):
         cifar10.load_cifar10(folder)
     (tmp_path / "junk.tar.gz").write_bytes(b"not a tarball")
     with pytest.raises(DatasetError, match="not a CIFAR-10 tarball"):
@@ -171,7 +171,7 @@ def test_unreachable_address_is_a_dataset_error(tmp_path, served_tarball):
 
 def test_unpack_of_a_bad_tarball_leaves_no_folder(tmp_path):
     (tmp_path / "t.tar.gz").write_bytes(tarball_bytes(2, extra={"cifar-10-batches-bin/test_batch.bin": b"short"}))
-    with pytest.raises(DatasetError, match="test_batch.bin: 5 bytes"):
+    with pytest.raises(DatasetError, match=r"test_batch\.bin: 5 bytes"):
         cifar10.unpack(tmp_path / "t.tar.gz", tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.tar.gz"]
 

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cifar_files import one_thread, write_folder
-from test_cli import invoke
-
 from nasbench_bytes import frames
+from test_cli import invoke
 
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.errors import DatasetError
@@ -35,8 +34,23 @@ from nbcompile.train.sweep import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-CELLS = [json.loads((REPO / "examples" / name).read_text()) for name in ("inception.json", "seven_vertex_nine_edge.json")]
-TINY_FLAGS = ["--device", "cpu", "--batch-size", "32", "--stem-channels", "8", "--num-stacks", "1", "--cells-per-stack", "1", "--loss-every", "1"]
+CELLS = [
+    json.loads((REPO / "examples" / name).read_text()) for name in ("inception.json", "seven_vertex_nine_edge.json")
+]
+TINY_FLAGS = [
+    "--device",
+    "cpu",
+    "--batch-size",
+    "32",
+    "--stem-channels",
+    "8",
+    "--num-stacks",
+    "1",
+    "--cells-per-stack",
+    "1",
+    "--loss-every",
+    "1",
+]
 TINY = NetworkConfig(stem_channels=8, num_stacks=1, cells_per_stack=1)
 single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
@@ -55,7 +69,19 @@ def specs_file(tmp_path_factory) -> Path:
 
 def test_sweep_writes_the_datasets_format_and_nasbench_reads_it_back(cifar, specs_file, tmp_path):
     out = tmp_path / "out"
-    args = ["train", str(specs_file), "--data", str(cifar), "--epochs", "1", "--repeats", "2", "--out", str(out), *TINY_FLAGS]
+    args = [
+        "train",
+        str(specs_file),
+        "--data",
+        str(cifar),
+        "--epochs",
+        "1",
+        "--repeats",
+        "2",
+        "--out",
+        str(out),
+        *TINY_FLAGS,
+    ]
     result = invoke(args)
     assert result.exit_code == 0, result.stderr
     assert "4 runs trained, 0 failed, 0 already done" in result.stderr
@@ -89,7 +115,22 @@ def test_sweep_writes_the_datasets_format_and_nasbench_reads_it_back(cifar, spec
 def test_records_pass_tensorflows_own_reader(cifar, specs_file, tmp_path):
     tf = pytest.importorskip("tensorflow")
     out = tmp_path / "out"
-    result = invoke(["train", str(specs_file), "--data", str(cifar), "--epochs", "1", "--repeats", "1", "--out", str(out), "--no-plot", *TINY_FLAGS])
+    result = invoke(
+        [
+            "train",
+            str(specs_file),
+            "--data",
+            str(cifar),
+            "--epochs",
+            "1",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+            "--no-plot",
+            *TINY_FLAGS,
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     payloads = [bytes(r.numpy()) for r in tf.data.TFRecordDataset(str(out / "results.tfrecord"))]
     assert [json.loads(p)[1] for p in payloads] == [1, 1]
@@ -134,14 +175,18 @@ def test_failures_are_retried_five_times_then_recorded_without_stopping(tmp_path
     executor = Scripted(settings, failures)
     summary = run_sweep(jobs, settings, ResultFolder(tmp_path / "out"), executor)
     assert (summary.succeeded, summary.failed, summary.retries) == (2, 1, 6)
-    assert executor.closed and sorted(executor.calls) == sorted([(0, a) for a in range(1, 6)] + [(1, 1), (1, 2), (1, 3), (2, 1)])
+    assert executor.closed and sorted(executor.calls) == sorted(
+        [(0, a) for a in range(1, 6)] + [(1, 1), (1, 2), (1, 3), (2, 1)]
+    )
     failed = json.loads((tmp_path / "out" / "runs" / f"{jobs[0].name}.json").read_text())
     assert failed["status"] == "failed" and len(failed["errors"]) == 5
     assert failed["errors"][0] == "attempt 1: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
     assert not (tmp_path / "out" / "runs" / f"{jobs[0].name}.tfrecord").exists()
     retried = json.loads((tmp_path / "out" / "runs" / f"{jobs[1].name}.json").read_text())
     assert retried["status"] == "ok" and retried["failed_attempts"] == [
-        "attempt 1: NonFiniteLoss: loss is not finite at step 1", "attempt 2: NonFiniteLoss: loss is not finite at step 2"]  # fmt: skip
+        "attempt 1: NonFiniteLoss: loss is not finite at step 1",
+        "attempt 2: NonFiniteLoss: loss is not finite at step 2",
+    ]
 
 
 @pytest.mark.slow  # two spawned processes each import torch: about a minute on 2 busy cores
@@ -166,8 +211,23 @@ def test_bad_input_stops_the_sweep_at_once(tmp_path):
 
 def test_sweep_killed_with_sigkill_resumes_every_job_exactly_once(cifar, specs_file, tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "nbcompile", "train", str(specs_file), "--data", str(cifar), "--epochs", "1",
-               "--repeats", "2", "--out", str(out), "--no-plot", *TINY_FLAGS]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "nbcompile",
+        "train",
+        str(specs_file),
+        "--data",
+        str(cifar),
+        "--epochs",
+        "1",
+        "--repeats",
+        "2",
+        "--out",
+        str(out),
+        "--no-plot",
+        *TINY_FLAGS,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -184,13 +244,31 @@ def test_sweep_killed_with_sigkill_resumes_every_job_exactly_once(cifar, specs_f
     assert len(names) == len(set(names)) == 4
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     records = [json.loads(payload) for _, payload in frames((out / "results.tfrecord").read_bytes())]
-    assert sorted((r[0], r[1]) for r in records) == sorted((json.loads(p.read_text())["module_hash"], 1) for p in out.glob("runs/*.json"))
+    assert sorted((r[0], r[1]) for r in records) == sorted(
+        (json.loads(p.read_text())["module_hash"], 1) for p in out.glob("runs/*.json")
+    )
 
 
 def test_train_merge_joins_folders_as_more_repeats(cifar, specs_file, tmp_path):
     for name in ("a", "b"):
-        result = invoke(["train", str(specs_file), "--data", str(cifar), "--epochs", "1", "--repeats", "1",
-                         "--out", str(tmp_path / name), "--no-plot", "--seed", str(len(name)), *TINY_FLAGS])  # fmt: skip
+        result = invoke(
+            [
+                "train",
+                str(specs_file),
+                "--data",
+                str(cifar),
+                "--epochs",
+                "1",
+                "--repeats",
+                "1",
+                "--out",
+                str(tmp_path / name),
+                "--no-plot",
+                "--seed",
+                str(len(name)),
+                *TINY_FLAGS,
+            ]
+        )
         assert result.exit_code == 0, result.stderr
     merged = invoke(["train-merge", str(tmp_path / "all.tfrecord"), str(tmp_path / "a"), str(tmp_path / "b")])
     assert merged.exit_code == 0 and "wrote 4 records" in merged.stderr
@@ -209,7 +287,9 @@ def test_train_merge_joins_folders_as_more_repeats(cifar, specs_file, tmp_path):
     ],
 )
 def test_bad_options_are_one_line_errors(cifar, specs_file, tmp_path, extra, message):
-    result = invoke(["train", str(specs_file), "--data", str(cifar), "--out", str(tmp_path / "o"), "--device", "cpu", *extra])
+    result = invoke(
+        ["train", str(specs_file), "--data", str(cifar), "--out", str(tmp_path / "o"), "--device", "cpu", *extra]
+    )
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert not (tmp_path / "o").exists()
 
@@ -217,7 +297,9 @@ def test_bad_options_are_one_line_errors(cifar, specs_file, tmp_path, extra, mes
 def test_bad_data_and_hashes_without_dataset(tmp_path, specs_file, cifar):
     broken = write_folder(tmp_path / "broken", 4)
     (broken / "data_batch_2.bin").write_bytes(b"\0" * 3000)
-    result = invoke(["train", str(specs_file), "--data", str(broken), "--out", str(tmp_path / "o"), "--no-plot", "--device", "cpu"])
+    result = invoke(
+        ["train", str(specs_file), "--data", str(broken), "--out", str(tmp_path / "o"), "--no-plot", "--device", "cpu"]
+    )
     assert result.exit_code == 2 and "data_batch_2.bin: 3000 bytes is not a whole number" in result.stderr
     module_hash = ModelSpec(**CELLS[0]).module_hash
     result = invoke(["train", module_hash, "--data", str(cifar), "--out", str(tmp_path / "o"), "--device", "cpu"])
@@ -268,19 +350,38 @@ def test_ray_sweep_and_a_killed_worker_is_retried(ray_local, cifar, tmp_path):
             os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies mid-job
         return run_attempt(job, settings, attempt)
 
-    summary = run_sweep(jobs, settings, ResultFolder(tmp_path / "out"), RayExecutor(settings, attempt_function=dies_once))
+    summary = run_sweep(
+        jobs, settings, ResultFolder(tmp_path / "out"), RayExecutor(settings, attempt_function=dies_once)
+    )
     assert (summary.succeeded, summary.failed, summary.retries) == (2, 0, 1)
     first = json.loads((tmp_path / "out" / "runs" / f"{jobs[0].name}.json").read_text())
     assert first["attempt"] == 2 and len(first["failed_attempts"]) == 1
     assert first["failed_attempts"][0].startswith("attempt 1: ")
-    assert any(word in first["failed_attempts"][0] for word in ("Worker", "worker", "died", "crash")), first["failed_attempts"]
+    assert any(word in first["failed_attempts"][0] for word in ("Worker", "worker", "died", "crash")), first[
+        "failed_attempts"
+    ]
     assert np.isfinite(first["evaluations"][-1]["validation_accuracy"])
 
 
 @pytest.mark.ray
 def test_cli_runs_on_ray(ray_local, cifar, specs_file, tmp_path):
     out = tmp_path / "out"
-    result = invoke(["train", str(specs_file), "--data", str(cifar), "--epochs", "1", "--repeats", "1", "--out", str(out),
-                     "--no-plot", *TINY_FLAGS, "--ray"])  # fmt: skip
+    result = invoke(
+        [
+            "train",
+            str(specs_file),
+            "--data",
+            str(cifar),
+            "--epochs",
+            "1",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+            "--no-plot",
+            *TINY_FLAGS,
+            "--ray",
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     assert "2 runs trained" in result.stderr and len(NASBench(out / "results.tfrecord", cache=False)) == 2

@@ -31,8 +31,15 @@ from nbcompile.space.enumeration import sample_cells
 # The notebook's constants (NASBench.ipynb), as a user's code has them.
 INPUT, OUTPUT = "input", "output"
 CONV3X3, CONV1X1, MAXPOOL3X3 = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
-NOTEBOOK_MATRIX = [[0, 1, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 0, 0],
-                   [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0]]  # fmt: skip
+NOTEBOOK_MATRIX = [
+    [0, 1, 1, 1, 0, 1, 0],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 1, 0, 0],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 0],
+]
 NOTEBOOK_OPS = [INPUT, CONV1X1, CONV3X3, CONV3X3, CONV3X3, MAXPOOL3X3, OUTPUT]
 CHAIN = [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
 
@@ -132,11 +139,18 @@ nasbench.reset_budget_counters()
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
-        exec(compile(notebook, "notebook", "exec"), {})  # noqa: S102 -- the test runs user code as written
+        exec(compile(notebook, "notebook", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert "trainable_parameters: 2694282" in out and out[-1] == "True 108"
-    assert [line.split(":")[0] for line in out if line[:1].isalpha()][:7] == ["module_adjacency", "module_operations", "trainable_parameters",
-                                                       "training_time", "train_accuracy", "validation_accuracy", "test_accuracy"]  # fmt: skip
+    assert [line.split(":")[0] for line in out if line[:1].isalpha()][:7] == [
+        "module_adjacency",
+        "module_operations",
+        "trainable_parameters",
+        "training_time",
+        "train_accuracy",
+        "validation_accuracy",
+        "test_accuracy",
+    ]
 
 
 # --- ModelSpec --------------------------------------------------------------------------------------
@@ -149,7 +163,10 @@ def test_model_spec_takes_and_keeps_data_format() -> None:
     assert api.ModelSpec(NOTEBOOK_MATRIX, NOTEBOOK_OPS, "channels_first").data_format == "channels_first"
     assert StrictSpec(NOTEBOOK_MATRIX, NOTEBOOK_OPS, data_format="channels_first").data_format == "channels_first"
     # the format does not change the cell: same hash either way
-    assert api.ModelSpec(NOTEBOOK_MATRIX, NOTEBOOK_OPS, "channels_first").module_hash == StrictSpec(NOTEBOOK_MATRIX, NOTEBOOK_OPS).module_hash
+    assert (
+        api.ModelSpec(NOTEBOOK_MATRIX, NOTEBOOK_OPS, "channels_first").module_hash
+        == StrictSpec(NOTEBOOK_MATRIX, NOTEBOOK_OPS).module_hash
+    )
 
 
 def test_op_outside_the_space_builds_for_the_api_and_is_strict_for_the_compiler(nasbench) -> None:
@@ -268,8 +285,15 @@ def test_visualize_draws_every_pruned_vertex_and_edge(tmp_path) -> None:
     from nbcompile.nasbench import api
 
     # vertex 5 is cut off (it feeds nothing): 6 boxes and the 8 edges that remain
-    matrix = [[0, 1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 0, 0],
-              [0, 0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0]]  # fmt: skip
+    matrix = [
+        [0, 1, 1, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 0, 1, 1],
+        [0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0],
+    ]
     figures_before = plt.get_fignums()
     spec = api.ModelSpec(matrix, [INPUT, CONV1X1, CONV3X3, CONV3X3, MAXPOOL3X3, "conv5x5", OUTPUT])
     figure = spec.visualize()
@@ -303,7 +327,9 @@ def test_visualize_errors(monkeypatch) -> None:
     with pytest.raises(api.OutOfDomainError, match="nothing to draw"):
         api.ModelSpec([[0, 0], [0, 0]], [INPUT, OUTPUT]).visualize()
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
-    with pytest.raises(MissingDependencyError, match=r'visualize\(\) needs matplotlib.*pip install "nbcompile\[plot\]"') as caught:
+    with pytest.raises(
+        MissingDependencyError, match=r'visualize\(\) needs matplotlib.*pip install "nbcompile\[plot\]"'
+    ) as caught:
         api.ModelSpec(CHAIN, [INPUT, CONV3X3, OUTPUT]).visualize()
     assert isinstance(caught.value, ImportError)
 
@@ -343,10 +369,29 @@ def test_progress_bar_only_where_it_can_be_drawn(dataset, tmp_path, capsys, monk
 def test_search_plot_without_matplotlib_fails_first(dataset, tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     out = tmp_path / "out"
-    result = _run("search", "--dataset", str(dataset), "--cache-dir", str(tmp_path / "cache"), "--repeats", "1",
-                  "--budget", "5", "--budget-kind", "queries", "--out", str(out), "--plot", "--workers", "1")  # fmt: skip
+    result = _run(
+        "search",
+        "--dataset",
+        str(dataset),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--repeats",
+        "1",
+        "--budget",
+        "5",
+        "--budget-kind",
+        "queries",
+        "--out",
+        str(out),
+        "--plot",
+        "--workers",
+        "1",
+    )
     assert result.exit_code == 2
-    assert result.stderr == 'nbcompile: error: --plot needs matplotlib, which is not installed: pip install "nbcompile[plot]"\n'
+    assert (
+        result.stderr
+        == 'nbcompile: error: --plot needs matplotlib, which is not installed: pip install "nbcompile[plot]"\n'
+    )
     assert not out.exists() and not (tmp_path / "cache").exists()  # no search, not even a conversion
 
 
@@ -366,9 +411,13 @@ def test_every_extra_named_exists_in_pyproject() -> None:
 
     from nbcompile.optional import EXTRAS
 
-    extras = tomllib.loads(Path(__file__).parent.parent.joinpath("pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = tomllib.loads(Path(__file__).parent.parent.joinpath("pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
     for module, extra in EXTRAS.items():
-        assert any(requirement.startswith(module.replace("tensorflow", "tensorflow-cpu")) for requirement in extras[extra])
+        assert any(
+            requirement.startswith(module.replace("tensorflow", "tensorflow-cpu")) for requirement in extras[extra]
+        )
 
 
 # --- compile <module hash> ----------------------------------------------------------------------------
@@ -379,8 +428,17 @@ def test_compile_a_module_hash_from_the_dataset(dataset, nasbench, tmp_path) -> 
     module_hash = StrictSpec(INCEPTION["matrix"], INCEPTION["ops"]).module_hash
     spec_file = tmp_path / "chain.json"
     spec_file.write_text(json.dumps({"matrix": CHAIN, "ops": [INPUT, CONV3X3, OUTPUT]}))
-    result = _run("compile", module_hash, str(spec_file), "--dataset", str(dataset), "--cache-dir", str(tmp_path / "c"),
-                  "-o", str(tmp_path / "models"))  # fmt: skip
+    result = _run(
+        "compile",
+        module_hash,
+        str(spec_file),
+        "--dataset",
+        str(dataset),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "-o",
+        str(tmp_path / "models"),
+    )
     assert result.exit_code == 0, result.output
     written = result.stdout.split()
     assert len(written) == 2 and module_hash[:12] in written[0]
@@ -388,15 +446,22 @@ def test_compile_a_module_hash_from_the_dataset(dataset, nasbench, tmp_path) -> 
 
     with torch.device("meta"):  # shapes only: no weight initialisation
         network = load_model_class(written[0])()
-    assert sum(p.numel() for p in network.parameters()) == nasbench.fixed_statistics[module_hash]["trainable_parameters"]
+    assert (
+        sum(p.numel() for p in network.parameters()) == nasbench.fixed_statistics[module_hash]["trainable_parameters"]
+    )
 
 
 def test_compile_a_module_hash_needs_the_dataset(dataset, tmp_path) -> None:
     module_hash = "0123456789abcdef0123456789abcdef"
     result = _run("compile", module_hash, "-o", str(tmp_path / "models"))
     assert result.exit_code == 2
-    assert result.stderr == f"nbcompile: error: {module_hash}: no such file; to compile a module hash, name the dataset with --dataset FILE\n"
-    absent = _run("compile", module_hash, "--dataset", str(dataset), "--cache-dir", str(tmp_path / "c"), "-o", str(tmp_path / "m"))
+    assert (
+        result.stderr == f"nbcompile: error: {module_hash}: no such file; "
+        "to compile a module hash, name the dataset with --dataset FILE\n"
+    )
+    absent = _run(
+        "compile", module_hash, "--dataset", str(dataset), "--cache-dir", str(tmp_path / "c"), "-o", str(tmp_path / "m")
+    )
     assert absent.exit_code == 2 and not_loading_lines(absent.stderr) == [
         f"nbcompile: error: module hash '{module_hash}' is not in {dataset}"
     ]
@@ -422,7 +487,10 @@ def test_data_info_and_query_say_a_fixture_is_synthetic(dataset, tmp_path) -> No
     assert json.loads(_run("data", "info", str(dataset), "--cache-dir", cache, "--json").stdout)["synthetic"] is True
     module_hash = next(iter(api.NASBench(str(dataset), cache_dir=cache).hash_iterator()))
     assert _run("data", "query", str(dataset), module_hash, "--cache-dir", cache).stdout.splitlines()[-1] == note
-    assert json.loads(_run("data", "query", str(dataset), module_hash, "--cache-dir", cache, "--json").stdout)["synthetic"] is True
+    assert (
+        json.loads(_run("data", "query", str(dataset), module_hash, "--cache-dir", cache, "--json").stdout)["synthetic"]
+        is True
+    )
     # opened through its cache folder, the fixture is still recognised (from the manifest's source)
     folder = api.NASBench(str(dataset), cache_dir=cache).cache_folder
     assert api.NASBench(str(folder)).synthetic
@@ -445,8 +513,15 @@ def test_a_real_looking_name_is_not_called_synthetic(dataset, tmp_path) -> None:
 def test_search_summary_says_queries_are_a_mean_per_run() -> None:
     from nbcompile.search.experiment import format_summary
 
-    row = {"algorithm": "random", "runs": 3, "mean_queries": 12.333, "final_test_mean": 0.9, "final_test_q25": 0.89,
-           "final_test_q75": 0.91, "final_validation_mean": 0.92}  # fmt: skip
+    row = {
+        "algorithm": "random",
+        "runs": 3,
+        "mean_queries": 12.333,
+        "final_test_mean": 0.9,
+        "final_test_q25": 0.89,
+        "final_test_q75": 0.91,
+        "final_validation_mean": 0.92,
+    }
     lines = format_summary([row]).splitlines()
     assert lines[0].split()[:3] == ["algorithm", "runs", "queries/run"]
     assert lines[1].split()[:3] == ["random", "3", "12"]
@@ -477,9 +552,11 @@ def test_trajectories_in_the_notebooks_layout() -> None:
 
     from nbcompile.search.plots import mean_iqr_figure, trajectories_figure, y_range
 
-    runs = [_run_result("random", [100.0, 300.0], [0.90, 0.93], [0.89, 0.925]),
-            _run_result("random", [50.0, 400.0], [0.91, 0.94], [0.905, 0.93]),
-            _run_result("evolution", [80.0, 200.0], [0.92, 0.95], [0.915, 0.94])]  # fmt: skip
+    runs = [
+        _run_result("random", [100.0, 300.0], [0.90, 0.93], [0.89, 0.925]),
+        _run_result("random", [50.0, 400.0], [0.91, 0.94], [0.905, 0.93]),
+        _run_result("evolution", [80.0, 200.0], [0.92, 0.95], [0.915, 0.94]),
+    ]
     figure = trajectories_figure(runs, 500.0, synthetic=True)
     random_axis, evolution_axis = figure.axes
     assert [to_rgb(line.get_color()) for line in random_axis.lines] == [to_rgb("red"), to_rgb("blue")] * 2
@@ -503,10 +580,16 @@ def test_api_spec_agrees_with_the_compilers_and_only_unknown_ops_differ(matrix, 
     from nbcompile.space.spec import ModelSpec as StrictSpec
 
     size = len(matrix)
-    interior = data.draw(st.lists(st.sampled_from([CONV3X3, CONV1X1, MAXPOOL3X3]), min_size=size - 2, max_size=size - 2))
+    interior = data.draw(
+        st.lists(st.sampled_from([CONV3X3, CONV1X1, MAXPOOL3X3]), min_size=size - 2, max_size=size - 2)
+    )
     ops = [INPUT, *interior, OUTPUT]
     lenient, strict = api.ModelSpec(matrix, ops), StrictSpec(matrix, ops)
-    assert (lenient.pruned_matrix, lenient.pruned_ops, lenient.is_valid()) == (strict.pruned_matrix, strict.pruned_ops, strict.is_valid())
+    assert (lenient.pruned_matrix, lenient.pruned_ops, lenient.is_valid()) == (
+        strict.pruned_matrix,
+        strict.pruned_ops,
+        strict.is_valid(),
+    )
     if strict.is_valid():
         assert lenient.module_hash == strict.module_hash
     if size < 3:

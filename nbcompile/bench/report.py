@@ -20,8 +20,25 @@ def results_table(report: dict[str, Any]) -> Table:
     settings = report["settings"]
     kind = "training step" if settings["train"] else "inference"
     layout = ", channels_last" if settings["channels_last"] else ""
-    table = Table(title=f"{report['device']} · torch {report['torch_version']} · {settings['dtype']}{layout} · {kind} · {settings['rounds']} rounds")
-    for column in ("cell", "batch", "mode", "median ms", "round spread ms", "img/s", "vs dynamic", "worst–best round", "TFLOP/s", "compile s", "first call s", "graphs/breaks", "note"):
+    table = Table(
+        title=f"{report['device']} · torch {report['torch_version']} · {settings['dtype']}{layout} · {kind} · "
+        f"{settings['rounds']} rounds"
+    )
+    for column in (
+        "cell",
+        "batch",
+        "mode",
+        "median ms",
+        "round spread ms",
+        "img/s",
+        "vs dynamic",
+        "worst–best round",
+        "TFLOP/s",
+        "compile s",
+        "first call s",
+        "graphs/breaks",
+        "note",
+    ):
         table.add_column(column, justify="left" if column in ("cell", "mode", "note") else "right")
     for r in report["results"]:
         graphs = f"{r['graph_count']}/{r['graph_breaks']}" if "graph_count" in r else ""
@@ -66,7 +83,10 @@ def plot_latency(report: dict[str, Any], path: str | Path) -> None:
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=8)
     settings = report["settings"]
-    figure.suptitle(f"{report['device']}, torch {report['torch_version']}, {settings['dtype']}, {'train step' if settings['train'] else 'inference'}")
+    figure.suptitle(
+        f"{report['device']}, torch {report['torch_version']}, {settings['dtype']}, "
+        f"{'train step' if settings['train'] else 'inference'}"
+    )
     figure.tight_layout()
     try:
         with atomic_output(Path(path)) as temporary:

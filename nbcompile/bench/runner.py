@@ -125,7 +125,14 @@ def _network_for(mode: Mode, cell: Cell, settings: BenchSettings, device: torch.
     return module.to(device=device, memory_format=memory_format).train(settings.train)
 
 
-def _step_function(module: Callable, raw: nn.Module, x: torch.Tensor, labels: torch.Tensor, settings: BenchSettings, device: torch.device) -> Callable[[], object]:
+def _step_function(
+    module: Callable,
+    raw: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    settings: BenchSettings,
+    device: torch.device,
+) -> Callable[[], object]:
     """One inference forward, or one training step (forward, backward, SGD step)."""
     if not settings.train:
 
@@ -201,15 +208,26 @@ def _failure(error: Exception) -> dict[str, str]:
     return {"status": "failed", "error": f"{type(error).__name__}: {message[0] if message else ''}"}
 
 
-def _build_mode(mode: Mode, cell: Cell, batch_size: int, settings: BenchSettings, device: torch.device, folder: Path) -> _Built | dict[str, Any]:
+def _build_mode(
+    mode: Mode, cell: Cell, batch_size: int, settings: BenchSettings, device: torch.device, folder: Path
+) -> _Built | dict[str, Any]:
     """Build one mode and make its first call; a skip or failure is returned as a finished row."""
     import torch._inductor.config as inductor_config
 
-    result: dict[str, Any] = {"cell": cell.label, "module_hash": cell.module_hash, "mode": mode.name, "batch_size": batch_size}
+    result: dict[str, Any] = {
+        "cell": cell.label,
+        "module_hash": cell.module_hash,
+        "mode": mode.name,
+        "batch_size": batch_size,
+    }
     generator = torch.Generator().manual_seed(batch_size)
-    x = torch.randn(batch_size, settings.config.in_channels, settings.image_size, settings.image_size, generator=generator)
+    x = torch.randn(
+        batch_size, settings.config.in_channels, settings.image_size, settings.image_size, generator=generator
+    )
     labels = torch.randint(0, settings.config.num_labels, (batch_size,), generator=generator).to(device)
-    x = x.to(device).contiguous(memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
+    x = x.to(device).contiguous(
+        memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format
+    )
     try:
         check_applicable(mode, device, settings.train)
         raw = _network_for(mode, cell, settings, device, folder)
@@ -217,7 +235,9 @@ def _build_mode(mode: Mode, cell: Cell, batch_size: int, settings: BenchSettings
             compiled_before, cache_before = _compile_seconds(), _fxgraph_cache_counts()
             started = time.perf_counter()
             if mode.optimized:
-                optimized = optimize(raw, x, train=settings.train, dtype=settings.dtype, backend=settings.compile_backend)
+                optimized = optimize(
+                    raw, x, train=settings.train, dtype=settings.dtype, backend=settings.compile_backend
+                )
                 result["applied"] = optimized.summary
                 step = _optimized_step(optimized, x, labels, settings.train)
             else:
@@ -239,20 +259,31 @@ def _build_mode(mode: Mode, cell: Cell, batch_size: int, settings: BenchSettings
             synchronize(device)
     except ModeSkipped as reason:
         return {**result, "status": "skipped", "error": str(reason)}
-    except Exception as error:  # noqa: BLE001 - a failing mode is a result, not a crash
+    except Exception as error:
         return {**result, **_failure(error)}
     return _Built(mode, result, step)
 
 
-def measure_batch(cell: Cell, batch_size: int, settings: BenchSettings, device: torch.device, folder: Path) -> list[dict[str, Any]]:
+def measure_batch(
+    cell: Cell, batch_size: int, settings: BenchSettings, device: torch.device, folder: Path
+) -> list[dict[str, Any]]:
     """Every mode for one (cell, batch size): build all, then time them in interleaved rounds."""
     modes = [MODES[name] for name in settings.modes]
     breaks: dict[str, dict[str, Any]] = {}
     for mode in modes:  # dynamo.explain resets dynamo, so it runs before anything is built
-        if mode.compiles and not (mode.cuda_only and device.type != "cuda") and not (mode.inference_only and settings.train):
+        if (
+            mode.compiles
+            and not (mode.cuda_only and device.type != "cuda")
+            and not (mode.inference_only and settings.train)
+        ):
             try:
-                breaks[mode.name] = _graph_breaks(_network_for(mode, cell, settings, device, folder), _example(batch_size, settings, device), settings, device)
-            except Exception as error:  # noqa: BLE001
+                breaks[mode.name] = _graph_breaks(
+                    _network_for(mode, cell, settings, device, folder),
+                    _example(batch_size, settings, device),
+                    settings,
+                    device,
+                )
+            except Exception as error:
                 breaks[mode.name] = {"graph_breaks_error": _failure(error)["error"]}
     built = [_build_mode(mode, cell, batch_size, settings, device, folder) for mode in modes]
     try:
@@ -260,8 +291,10 @@ def measure_batch(cell: Cell, batch_size: int, settings: BenchSettings, device: 
         for round_index in range(settings.rounds):
             for entry in list(timed):
                 try:
-                    timing = time_calls(entry.step, device, settings.warmup if round_index else 0, settings.iters, settings.max_seconds)
-                except Exception as error:  # noqa: BLE001
+                    timing = time_calls(
+                        entry.step, device, settings.warmup if round_index else 0, settings.iters, settings.max_seconds
+                    )
+                except Exception as error:
                     entry.result.update(_failure(error))
                     timed.remove(entry)
                     continue
@@ -320,8 +353,11 @@ def _gpu_clocks(device: torch.device) -> dict[str, str] | None:
     try:
         output = subprocess.run(
             ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader", "-i", str(index)],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     return dict(zip(fields.split(","), (value.strip() for value in output.strip().split(","))))

@@ -24,9 +24,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_calls(
-    fn: Callable[[], object], device: torch.device, warmup: int, iters: int, max_seconds: float
-) -> Timing:
+def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, iters: int, max_seconds: float) -> Timing:
     """Warm up, then time ``fn`` call by call (CUDA events on GPU, perf_counter on CPU).
 
     Stops after ``iters`` timed calls, or earlier once ``max_seconds`` have passed (at least

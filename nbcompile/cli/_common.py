@@ -40,7 +40,9 @@ def error_line(error: BaseException) -> str:
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    click.echo(f"nbcompile: warning: {first_line(message if isinstance(message, Warning) else Warning(message))}", err=True)
+    click.echo(
+        f"nbcompile: warning: {first_line(message if isinstance(message, Warning) else Warning(message))}", err=True
+    )
 
 
 def reports_bad_input(command: Callable[..., None]) -> Callable[..., None]:
@@ -109,12 +111,19 @@ class OneLineErrorGroup(click.Group):
 
 
 def cache_options(command: Callable[..., None]) -> Callable[..., None]:
-    command = click.option("--workers", type=click.IntRange(1, 64), default=None, help="Conversion processes [default: the CPUs available].")(command)
+    command = click.option(
+        "--workers",
+        type=click.IntRange(1, 64),
+        default=None,
+        help="Conversion processes [default: the CPUs available].",
+    )(command)
     command = click.option("--no-cache", is_flag=True, help="Convert in memory; read and write no cache.")(command)
     command = click.option(
-        "--cache-dir", type=click.Path(file_okay=False), default=None,
+        "--cache-dir",
+        type=click.Path(file_okay=False),
+        default=None,
         help="Cache folder [default: $NBCOMPILE_CACHE_DIR, else $XDG_CACHE_HOME/nbcompile, else ~/.cache/nbcompile].",
-    )(command)  # fmt: skip
+    )(command)
     return command
 
 

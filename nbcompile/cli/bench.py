@@ -8,10 +8,11 @@ import click
 from rich.console import Console
 
 from nbcompile.bench.modes import MODES
-from nbcompile.cli._common import check_output_file, config_options, network_config, reports_bad_input, read_stdin
+from nbcompile.cli._common import check_output_file, config_options, network_config, read_stdin, reports_bad_input
 from nbcompile.errors import ConfigError, OutOfDomainError
 from nbcompile.optional import require
 from nbcompile.space.cellfiles import read_specs
+
 
 def _cell_label(location: str) -> str:
     """``examples/inception.json`` → ``inception``; ``cells.jsonl:3`` → ``cells:3``."""
@@ -61,17 +62,47 @@ class Device(click.ParamType):
 @click.command("bench", epilog="\b\nModes:\n" + "\n".join(f"  {m.name:18} {m.description}" for m in MODES.values()))
 @click.argument("specs", nargs=-1, required=True)
 @click.option("--device", type=Device(), default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--batch-sizes", type=BatchSizes(), default="1,64,256", show_default=True, help=f"Comma-separated batch sizes (each at most {MAX_BATCH_SIZE}).")
-@click.option("--modes", default="all", show_default=True, help="Comma-separated modes, or all: " + ", ".join(MODES) + ".")
-@click.option("--dtype", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, help="bf16 runs under autocast.")
+@click.option(
+    "--batch-sizes",
+    type=BatchSizes(),
+    default="1,64,256",
+    show_default=True,
+    help=f"Comma-separated batch sizes (each at most {MAX_BATCH_SIZE}).",
+)
+@click.option(
+    "--modes", default="all", show_default=True, help="Comma-separated modes, or all: " + ", ".join(MODES) + "."
+)
+@click.option(
+    "--dtype", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, help="bf16 runs under autocast."
+)
 @click.option("--channels-last", is_flag=True, help="Use channels_last inputs and weights.")
 @click.option("--train", is_flag=True, help="Time a training step (forward, backward, SGD step) instead of inference.")
 @click.option("--warmup", type=click.IntRange(0), default=5, show_default=True, help="Untimed calls before timing.")
-@click.option("--iters", type=click.IntRange(1), default=50, show_default=True, help="Timed calls of a mode in one round (at most).")
-@click.option("--max-seconds", type=click.FloatRange(0, 86400, min_open=True), default=10.0, show_default=True, help="Time limit for the timed calls of one mode in one round.")
-@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True, help="Interleaved rounds (ABC ABC ABC): the median of round medians is reported.")
+@click.option(
+    "--iters",
+    type=click.IntRange(1),
+    default=50,
+    show_default=True,
+    help="Timed calls of a mode in one round (at most).",
+)
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(0, 86400, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Time limit for the timed calls of one mode in one round.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Interleaved rounds (ABC ABC ABC): the median of round medians is reported.",
+)
 @click.option("--compile-backend", default="inductor", show_default=True, help="torch.compile backend.")
-@click.option("--image-size", type=click.IntRange(1, 4096), default=32, show_default=True, help="Input height and width.")
+@click.option(
+    "--image-size", type=click.IntRange(1, 4096), default=32, show_default=True, help="Input height and width."
+)
 @click.option("--canonical", is_flag=True, help="Build the cell in the labeling NAS-Bench-101 trained.")
 @click.option("--no-peak", is_flag=True, help="Skip the matmul peak measurement.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full results as JSON.")
@@ -153,7 +184,9 @@ def bench_command(
         def show(result: dict) -> None:
             nonlocal done
             done += 1
-            status.update(f"benchmarking: {done}/{total} ({result['cell']}, batch {result['batch_size']}, {result['mode']})")
+            status.update(
+                f"benchmarking: {done}/{total} ({result['cell']}, batch {result['batch_size']}, {result['mode']})"
+            )
 
         report = run_benchmark(cells, settings, on_result=show)
     output = Console()

@@ -25,25 +25,65 @@ from nbcompile.errors import ConfigError, OutOfDomainError, SpecError
 from nbcompile.space.cellfiles import read_specs
 from nbcompile.space.spec import ModelSpec
 
+
 @click.command("compile")
 @click.argument("specs", nargs=-1, required=True)
-@click.option("-o", "--out-dir", default=".", show_default=True, type=click.Path(file_okay=False), help="Folder for the generated files.")
+@click.option(
+    "-o",
+    "--out-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the generated files.",
+)
 @click.option("--name", default=None, help="Module name of the generated file (one spec only).")
 @click.option("--canonical", is_flag=True, help="Build the cell in the labeling NAS-Bench-101 stored and trained.")
-@click.option("--dataset", type=click.Path(), default=None, help="NAS-Bench-101 .tfrecord (or its cache folder) in which to look up SPECS given as module hashes.")
+@click.option(
+    "--dataset",
+    type=click.Path(),
+    default=None,
+    help="NAS-Bench-101 .tfrecord (or its cache folder) in which to look up SPECS given as module hashes.",
+)
 @cache_options
-@click.option("--aot", is_flag=True, help="Also write an AOTInductor package (.pt2) of the optimised inference network beside each file.")
-@click.option("--device", default="cpu", show_default=True, help="With --aot: the package's device, cpu, cuda or cuda:N.")
-@click.option("--batch-size", type=int, default=1, show_default=True, help="With --aot: the package's fixed batch size.")
-@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="With --aot: weight dtype; auto is bf16 on CUDA, fp32 on the CPU.")
-@click.option("--seed", type=int, default=0, show_default=True, help="With --aot: seed of the packaged weights' initialisation.")
+@click.option(
+    "--aot",
+    is_flag=True,
+    help="Also write an AOTInductor package (.pt2) of the optimised inference network beside each file.",
+)
+@click.option(
+    "--device", default="cpu", show_default=True, help="With --aot: the package's device, cpu, cuda or cuda:N."
+)
+@click.option(
+    "--batch-size", type=int, default=1, show_default=True, help="With --aot: the package's fixed batch size."
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="With --aot: weight dtype; auto is bf16 on CUDA, fp32 on the CPU.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="With --aot: seed of the packaged weights' initialisation."
+)
 @config_options
 @reports_bad_input
 def compile_command(
-    specs: tuple[str, ...], out_dir: str, name: str | None, canonical: bool, dataset: str | None,
-    cache_dir: str | None, no_cache: bool, workers: int | None, aot: bool, device: str, batch_size: int,
-    dtype: str, seed: int, **options: int | None,
-) -> None:  # fmt: skip
+    specs: tuple[str, ...],
+    out_dir: str,
+    name: str | None,
+    canonical: bool,
+    dataset: str | None,
+    cache_dir: str | None,
+    no_cache: bool,
+    workers: int | None,
+    aot: bool,
+    device: str,
+    batch_size: int,
+    dtype: str,
+    seed: int,
+    **options: int | None,
+) -> None:
     """Generate a model file for every spec in SPECS (JSON, JSON Lines, - for stdin, or a
     32-digit module hash with --dataset).
 
@@ -83,7 +123,9 @@ def compile_command(
             click.echo(str(_write_package(job, path, out_dir, device, dtype, batch_size, seed)))
 
 
-def _write_package(job: CompileJob, source: Path, out_dir: str, device: str, dtype: str, batch_size: int, seed: int) -> Path:
+def _write_package(
+    job: CompileJob, source: Path, out_dir: str, device: str, dtype: str, batch_size: int, seed: int
+) -> Path:
     """Build the AOT package of the generated file ``source``, weights initialised from ``seed``."""
     import torch
 

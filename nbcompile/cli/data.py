@@ -16,6 +16,7 @@ from nbcompile.errors import OutOfDomainError, SpecError
 from nbcompile.nasbench.writer import DEFAULT_LAYOUT, LAYOUTS
 from nbcompile.space.cellfiles import read_specs
 
+
 @click.group("data")
 def data_group() -> None:
     """Work with NAS-Bench-101 dataset files (no TensorFlow needed)."""
@@ -23,16 +24,26 @@ def data_group() -> None:
 
 @data_group.command("fixture")
 @click.argument("out", type=click.Path(dir_okay=False))
-@click.option("--cells", "cell_count", type=click.IntRange(1), default=100, show_default=True, help="Cells, spread over the whole space.")
+@click.option(
+    "--cells",
+    "cell_count",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Cells, spread over the whole space.",
+)
 @click.option("--all", "all_cells", is_flag=True, help="Every one of the 423,624 cells.")
 @click.option("--full", is_flag=True, help="Epoch budgets 4, 12, 36 and 108 (like nasbench_full); default 108 only.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes [default: the CPUs available].")
 @click.option(
-    "--layout", type=click.Choice(list(LAYOUTS)), default=DEFAULT_LAYOUT, show_default=True,
+    "--layout",
+    type=click.Choice(list(LAYOUTS)),
+    default=DEFAULT_LAYOUT,
+    show_default=True,
     help="Byte layout of the records (all valid for upstream's reader): checkpoint path empty, "
     "non-empty or absent; compact JSON; protobuf fields reordered; a derived benchmark's "
     "line-broken base64 and extra fields.",
-)  # fmt: skip
+)
 @reports_bad_input
 def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, workers: int | None, layout: str) -> None:
     """Write OUT in the official TFRecord format with SYNTHETIC metrics.
@@ -40,9 +51,9 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
     Parameter counts are the real ones of each cell's canonical network; accuracies and times
     are made up (deterministically). OUT's name must contain "synthetic".
     """
-    from nbcompile.space.enumeration import enumerate_cells, sample_cells
-    from nbcompile.parallel import available_cpus
     from nbcompile.fixture import FULL, ONLY_108, check_fixture_name, write_fixture
+    from nbcompile.parallel import available_cpus
+    from nbcompile.space.enumeration import enumerate_cells, sample_cells
 
     check_fixture_name(out)
     check_output_file(out, "OUT")
@@ -63,7 +74,10 @@ def convert_command(path: str, cache_dir: str | None, no_cache: bool, workers: i
         check_output_folder(cache_dir or str(default_cache_root()), "--cache-dir")
     dataset = open_dataset(path, cache_dir, no_cache, workers)
     action = "converted" if dataset.converted else "found in the cache"
-    click.echo(f"{action}: {len(dataset):,} cells, {dataset.tables.num_records:,} records in {dataset.load_seconds:.2f} s", err=True)
+    click.echo(
+        f"{action}: {len(dataset):,} cells, {dataset.tables.num_records:,} records in {dataset.load_seconds:.2f} s",
+        err=True,
+    )
     click.echo(str(dataset.cache_folder) if dataset.cache_folder else "(not cached)")
 
 
@@ -94,9 +108,17 @@ def data_info_command(path: str, as_json: bool, cache_dir: str | None, no_cache:
 @cache_options
 @reports_bad_input
 def data_query_command(
-    path: str, spec: str, epochs: int, halfway: bool, mean: bool, seed: int | None, as_json: bool,
-    cache_dir: str | None, no_cache: bool, workers: int | None,
-) -> None:  # fmt: skip
+    path: str,
+    spec: str,
+    epochs: int,
+    halfway: bool,
+    mean: bool,
+    seed: int | None,
+    as_json: bool,
+    cache_dir: str | None,
+    no_cache: bool,
+    workers: int | None,
+) -> None:
     """Query the dataset PATH for SPEC: a spec file (as compile reads), - for stdin, or a
     32-digit module hash."""
     from nbcompile.nasbench.report import format_query, query_json
@@ -123,7 +145,12 @@ def data_query_command(
 
 @data_group.command("verify")
 @click.argument("path", type=click.Path())
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder, when PATH is a source file [default: as 'data convert'].")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Cache folder, when PATH is a source file [default: as 'data convert'].",
+)
 @reports_bad_input
 def verify_command(path: str, cache_dir: str | None) -> None:
     """Check a dataset cache: every array against the shape, dtype and CRC-32C its manifest
@@ -160,9 +187,14 @@ def cifar10_command(directory: str, url: str | None, md5: str | None) -> None:
     from nbcompile.train import cifar10
 
     console = Console(stderr=True)
-    with Progress(*Progress.get_default_columns(), DownloadColumn(), console=console, disable=not console.is_terminal) as bar:
+    with Progress(
+        *Progress.get_default_columns(), DownloadColumn(), console=console, disable=not console.is_terminal
+    ) as bar:
         task = bar.add_task("cifar-10-binary.tar.gz", total=None)
         folder = cifar10.download_cifar10(
-            directory, url or cifar10.URL, md5 or cifar10.MD5, lambda done, total: bar.update(task, completed=done, total=total)
+            directory,
+            url or cifar10.URL,
+            md5 or cifar10.MD5,
+            lambda done, total: bar.update(task, completed=done, total=total),
         )
     click.echo(str(folder))

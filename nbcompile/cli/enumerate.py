@@ -8,11 +8,29 @@ from rich.console import Console
 from nbcompile.cli._common import check_output_file, reports_bad_input
 from nbcompile.errors import ConfigError
 
+
 @click.command("enumerate")
-@click.option("--max-vertices", type=click.IntRange(2, 7), default=7, show_default=True, help="Largest cell, input and output included.")
+@click.option(
+    "--max-vertices",
+    type=click.IntRange(2, 7),
+    default=7,
+    show_default=True,
+    help="Largest cell, input and output included.",
+)
 @click.option("--max-edges", type=click.IntRange(1, 21), default=9, show_default=True, help="Most edges in a cell.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="FILE.jsonl or FILE.npz [default: JSON Lines on stdout].")
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Hashing processes [default: the CPUs available, at most 8].")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="FILE.jsonl or FILE.npz [default: JSON Lines on stdout].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Hashing processes [default: the CPUs available, at most 8].",
+)
 @reports_bad_input
 def enumerate_command(max_vertices: int, max_edges: int, out_path: str | None, workers: int | None) -> None:
     """Write every unique NAS-Bench-101 cell: module_hash and the matrix and ops the dataset stores.
@@ -34,9 +52,13 @@ def enumerate_command(max_vertices: int, max_edges: int, out_path: str | None, w
     total = sum(NASBENCH_COUNTS[v] for v in range(2, max_vertices + 1)) if max_edges == 9 else None
     started = time.perf_counter()
     progress = Progress(
-        TextColumn("enumerating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), disable=not Console(stderr=True).is_terminal,
-    )  # fmt: skip
+        TextColumn("enumerating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not Console(stderr=True).is_terminal,
+    )
     with progress:
         task = progress.add_task("cells", total=total)
 

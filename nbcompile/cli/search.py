@@ -8,30 +8,77 @@ from rich.console import Console
 from nbcompile.cli._common import check_output_folder, open_dataset, reports_bad_input
 from nbcompile.errors import ConfigError, OutOfDomainError
 
+
 @click.command("search")
-@click.option("--dataset", "dataset", required=True, type=click.Path(), help="NAS-Bench-101 .tfrecord (or its cache folder).")
-@click.option("--algo", "algorithms", default="random,evolution", show_default=True, help="Comma-separated: random, evolution, local.")
+@click.option(
+    "--dataset", "dataset", required=True, type=click.Path(), help="NAS-Bench-101 .tfrecord (or its cache folder)."
+)
+@click.option(
+    "--algo",
+    "algorithms",
+    default="random,evolution",
+    show_default=True,
+    help="Comma-separated: random, evolution, local.",
+)
 @click.option("--repeats", type=click.IntRange(1), default=10, show_default=True, help="Runs of each algorithm.")
 @click.option("--budget", type=float, default=5e6, show_default=True, help="Budget of each run.")
-@click.option("--budget-kind", type=click.Choice(["time", "queries"]), default="time", show_default=True, help="Simulated training seconds, or queries.")
+@click.option(
+    "--budget-kind",
+    type=click.Choice(["time", "queries"]),
+    default="time",
+    show_default=True,
+    help="Simulated training seconds, or queries.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Experiment seed; each run derives its own.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for results.json (and plots).")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for results.json (and plots)."
+)
 @click.option("--plot", is_flag=True, help="Also write trajectories.png and mean_iqr.png.")
-@click.option("--emit-best", "emit_dir", type=click.Path(file_okay=False), default=None, help="Compile the best cell found (by validation) into this folder.")
+@click.option(
+    "--emit-best",
+    "emit_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Compile the best cell found (by validation) into this folder.",
+)
 @click.option("--dedupe", is_flag=True, help="Never query a cell twice in a run.")
-@click.option("--mean", "mean_of_repeats", is_flag=True, help="Score on the mean of the 3 repeats, not one sampled repeat.")
+@click.option(
+    "--mean", "mean_of_repeats", is_flag=True, help="Score on the mean of the 3 repeats, not one sampled repeat."
+)
 @click.option("--epochs", type=int, default=108, show_default=True, help="Epoch budget of every query.")
-@click.option("--population-size", type=click.IntRange(1), default=50, show_default=True, help="Evolution's population.")
-@click.option("--tournament-size", type=click.IntRange(1), default=10, show_default=True, help="Evolution's tournament.")
-@click.option("--mutation-rate", type=click.FloatRange(0, 7), default=1.0, show_default=True, help="Evolution's mutation rate.")
+@click.option(
+    "--population-size", type=click.IntRange(1), default=50, show_default=True, help="Evolution's population."
+)
+@click.option(
+    "--tournament-size", type=click.IntRange(1), default=10, show_default=True, help="Evolution's tournament."
+)
+@click.option(
+    "--mutation-rate", type=click.FloatRange(0, 7), default=1.0, show_default=True, help="Evolution's mutation rate."
+)
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes [default: the CPUs available].")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Dataset cache folder (see 'data convert').")
+@click.option(
+    "--cache-dir", type=click.Path(file_okay=False), default=None, help="Dataset cache folder (see 'data convert')."
+)
 @reports_bad_input
 def search_command(
-    dataset: str, algorithms: str, repeats: int, budget: float, budget_kind: str, seed: int, out_dir: str,
-    plot: bool, emit_dir: str | None, dedupe: bool, mean_of_repeats: bool, epochs: int, population_size: int,
-    tournament_size: int, mutation_rate: float, workers: int | None, cache_dir: str | None,
-) -> None:  # fmt: skip
+    dataset: str,
+    algorithms: str,
+    repeats: int,
+    budget: float,
+    budget_kind: str,
+    seed: int,
+    out_dir: str,
+    plot: bool,
+    emit_dir: str | None,
+    dedupe: bool,
+    mean_of_repeats: bool,
+    epochs: int,
+    population_size: int,
+    tournament_size: int,
+    mutation_rate: float,
+    workers: int | None,
+    cache_dir: str | None,
+) -> None:
     """Run dataset-backed searches (repeats × algorithms) and summarise them.
 
     Prints the mean and interquartile range of the final test accuracy of the best cell by
@@ -64,7 +111,9 @@ def search_command(
         raise ConfigError(f"--algo {algorithms}: {error}") from None
     opened = open_dataset(dataset, cache_dir, False, workers)  # convert once, before any run
     if epochs not in opened.valid_epochs:
-        raise OutOfDomainError(f"--epochs: invalid number of epochs {epochs}, must be one of {sorted(opened.valid_epochs)}")
+        raise OutOfDomainError(
+            f"--epochs: invalid number of epochs {epochs}, must be one of {sorted(opened.valid_epochs)}"
+        )
     if dedupe and budget_kind == "queries":
         column = sorted(opened.valid_epochs).index(epochs)
         queryable = int((opened.tables.repeats[:, column] > 0).sum())
@@ -76,9 +125,13 @@ def search_command(
     out = Path(out_dir)
     console = Console(stderr=True)
     progress = Progress(
-        TextColumn("searching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=not console.is_terminal,
-    )  # fmt: skip
+        TextColumn("searching"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
     started = time.perf_counter()
     with progress:
         task = progress.add_task("runs", total=len(experiment.runs()))
@@ -95,7 +148,9 @@ def search_command(
     if plot:
         from nbcompile.search.plots import plot_results
 
-        for path in plot_results(results, out, budget if budget_kind == "time" else max(r.times[-1] for r in results), opened.synthetic):
+        for path in plot_results(
+            results, out, budget if budget_kind == "time" else max(r.times[-1] for r in results), opened.synthetic
+        ):
             click.echo(f"wrote {path}", err=True)
     if emit_dir:
         from nbcompile.compiler.driver import compile_to_file
@@ -104,5 +159,9 @@ def search_command(
         if best.best_hash is None:
             raise ConfigError("no cell was queried: nothing to emit")
         path = compile_to_file(opened.spec_of(best.best_hash), emit_dir)
-        click.echo(f"best cell {best.best_hash} (validation {best.best_valids[-1]:.4f}, {best.algorithm} run seed {best.seed})", err=True)
+        click.echo(
+            f"best cell {best.best_hash} (validation {best.best_valids[-1]:.4f}, "
+            f"{best.algorithm} run seed {best.seed})",
+            err=True,
+        )
         click.echo(str(path))

@@ -26,38 +26,116 @@ def default_device() -> str:
 
 @click.command("train")
 @click.argument("specs", nargs=-1, required=True)
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True),
-              help="CIFAR-10 binary: cifar-10-binary.tar.gz, its cifar-10-batches-bin folder, or a folder holding either (see 'nbcompile data cifar10').")
-@click.option("--epochs", "budgets", type=click.IntRange(1), multiple=True, default=(108,), show_default=True,
-              help="Epoch budget of a run; repeat the flag for several (upstream: 4, 12, 36, 108).")
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(exists=True),
+    help="CIFAR-10 binary: cifar-10-binary.tar.gz, its cifar-10-batches-bin folder, or a folder holding either "
+    "(see 'nbcompile data cifar10').",
+)
+@click.option(
+    "--epochs",
+    "budgets",
+    type=click.IntRange(1),
+    multiple=True,
+    default=(108,),
+    show_default=True,
+    help="Epoch budget of a run; repeat the flag for several (upstream: 4, 12, 36, 108).",
+)
 @click.option("--repeats", type=click.IntRange(1), default=3, show_default=True, help="Runs per cell and budget.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="train-results", show_default=True,
-              help="Output folder: runs/ (JSON + TFRecord per run), plots/, models/, results.tfrecord.")
-@click.option("--device", default=None, help="Torch device [default: cuda if available, else cpu]; with several GPUs, one process each.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="train-results",
+    show_default=True,
+    help="Output folder: runs/ (JSON + TFRecord per run), plots/, models/, results.tfrecord.",
+)
+@click.option(
+    "--device",
+    default=None,
+    help="Torch device [default: cuda if available, else cpu]; with several GPUs, one process each.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Sweep seed (each run and retry derives its own).")
-@click.option("--ghost-bn", is_flag=True, help="BatchNorm statistics over 2 × 128 images, like upstream's 2 TPU shards (inferred, not verified).")
-@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True, help="Batch size (upstream: 256).")
-@click.option("--compile-step/--no-compile-step", default=None, help="torch.compile the training step [default: on for cuda].")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-              help="bf16: autocast forward and loss (faster on recent GPUs; the dataset's runs were float32 on TPU v2).")
-@click.option("--channels-last", is_flag=True, help="Channels-last layout of model and batches (faster convolutions on GPUs).")
-@click.option("--loss-every", type=click.IntRange(1), default=100, show_default=True, help="Steps between loss samples (plot and NaN check).")
-@click.option("--max-attempts", type=click.IntRange(1), default=5, show_default=True, help="Attempts per run before it is recorded as failed.")
-@click.option("--dataset", type=click.Path(dir_okay=True), default=None, help="Dataset file in which SPECs given as hashes are looked up.")
+@click.option(
+    "--ghost-bn",
+    is_flag=True,
+    help="BatchNorm statistics over 2 × 128 images, like upstream's 2 TPU shards (inferred, not verified).",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(1), default=256, show_default=True, help="Batch size (upstream: 256)."
+)
+@click.option(
+    "--compile-step/--no-compile-step", default=None, help="torch.compile the training step [default: on for cuda]."
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16: autocast forward and loss (faster on recent GPUs; the dataset's runs were float32 on TPU v2).",
+)
+@click.option(
+    "--channels-last", is_flag=True, help="Channels-last layout of model and batches (faster convolutions on GPUs)."
+)
+@click.option(
+    "--loss-every",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Steps between loss samples (plot and NaN check).",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Attempts per run before it is recorded as failed.",
+)
+@click.option(
+    "--dataset",
+    type=click.Path(dir_okay=True),
+    default=None,
+    help="Dataset file in which SPECs given as hashes are looked up.",
+)
 @click.option("--canonical", is_flag=True, help="Train each cell in the labeling NAS-Bench-101 stored and trained.")
-@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
-              help="Run each run as a Ray task of one GPU; ADDRESS of a cluster (or 'auto'), none to start Ray here. Put it after SPECs or write --ray=ADDRESS.")
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run each run as a Ray task of one GPU; ADDRESS of a cluster (or 'auto'), none to start Ray here. "
+    "Put it after SPECs or write --ray=ADDRESS.",
+)
 @click.option("--ray-cpus", type=click.IntRange(1), default=None, help="CPUs of a Ray instance started here.")
 @click.option("--no-plot", is_flag=True, help="Write no metrics plot per run.")
 @config_options
 @reports_bad_input
 def train_command(
-    specs: tuple[str, ...], data_path: str, budgets: tuple[int, ...], repeats: int, out_dir: str, device: str | None,
-    seed: int, ghost_bn: bool, batch_size: int, compile_step: bool | None, precision: str, channels_last: bool,
-    loss_every: int, max_attempts: int,
-    dataset: str | None, canonical: bool, ray_address: str | None, ray_cpus: int | None, no_plot: bool,
+    specs: tuple[str, ...],
+    data_path: str,
+    budgets: tuple[int, ...],
+    repeats: int,
+    out_dir: str,
+    device: str | None,
+    seed: int,
+    ghost_bn: bool,
+    batch_size: int,
+    compile_step: bool | None,
+    precision: str,
+    channels_last: bool,
+    loss_every: int,
+    max_attempts: int,
+    dataset: str | None,
+    canonical: bool,
+    ray_address: str | None,
+    ray_cpus: int | None,
+    no_plot: bool,
     **options: int | None,
-) -> None:  # fmt: skip
+) -> None:
     """Train every cell in SPECS (JSON, JSON Lines, - for stdin, or module hashes with --dataset)
     with NAS-Bench-101's recipe: --repeats runs per --epochs budget, each evaluated at step 0,
     halfway and at the end on 9,984 images. Finished runs are skipped when the command is run
@@ -74,15 +152,21 @@ def train_command(
     from nbcompile.train.sweep import SweepSettings
 
     if ray_address and (ray_address.endswith((".json", ".jsonl")) or Path(ray_address).is_file()):
-        raise ConfigError(f"--ray took {ray_address!r} as its ADDRESS: put --ray after the SPECs or write --ray=ADDRESS")
+        raise ConfigError(
+            f"--ray took {ray_address!r} as its ADDRESS: put --ray after the SPECs or write --ray=ADDRESS"
+        )
     network = network_config(options)
     if network.in_channels != 3 or network.num_labels < 10:
         raise ConfigError("CIFAR-10 needs --in-channels 3 and --num-labels of at least 10")
     device = device or default_device()
     train = TrainConfig(
-        batch_size=batch_size, ghost_bn=ghost_bn, loss_every=loss_every, precision=precision, channels_last=channels_last,
+        batch_size=batch_size,
+        ghost_bn=ghost_bn,
+        loss_every=loss_every,
+        precision=precision,
+        channels_last=channels_last,
         compile_step=device.startswith("cuda") if compile_step is None else compile_step,
-    )  # fmt: skip
+    )
     cells = [spec for _, spec in located_specs(specs, dataset, "train")]
     cells = [spec.canonical() for spec in cells] if canonical else cells
     for spec in cells:
@@ -90,7 +174,9 @@ def train_command(
     data = load_cifar10(data_path)  # bad data files fail here, before any job starts
     smallest = min(len(data.train), len(data.valid), len(data.test), len(data.train_eval))
     if batch_size > smallest:
-        raise ConfigError(f"--batch-size {batch_size} is more than the {smallest} images of the smallest set in {data_path}")
+        raise ConfigError(
+            f"--batch-size {batch_size} is more than the {smallest} images of the smallest set in {data_path}"
+        )
     for epochs in budgets:
         if steps_for(epochs, len(data.train), batch_size) < 1:
             raise ConfigError(f"--epochs {epochs} of {len(data.train)} images is less than one batch of {batch_size}")
@@ -124,7 +210,9 @@ def _executor(settings: Any, ray_address: str | None, ray_cpus: int | None, prog
     return sweep.InProcess(settings, progress)
 
 
-def _run_with_progress(jobs: list, settings: Any, folder: Any, ray_address: str | None, ray_cpus: int | None, plot: bool) -> Any:
+def _run_with_progress(
+    jobs: list, settings: Any, folder: Any, ray_address: str | None, ray_cpus: int | None, plot: bool
+) -> Any:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -138,7 +226,13 @@ def _run_with_progress(jobs: list, settings: Any, folder: Any, ray_address: str 
     from nbcompile.train.sweep import run_sweep
 
     console = Console(stderr=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         overall = progress.add_task("runs", total=len([job for job in jobs if not folder.is_finished(job)]))
         run_task = progress.add_task("run", total=1, visible=False)
@@ -147,7 +241,12 @@ def _run_with_progress(jobs: list, settings: Any, folder: Any, ray_address: str 
         def on_step(job: Any, step: int, total: int) -> None:
             if current["job"] != job.name:
                 current["job"] = job.name
-                progress.reset(run_task, total=total, visible=True, description=f"{job.module_hash[:12]} e{job.epochs} r{job.repeat}")
+                progress.reset(
+                    run_task,
+                    total=total,
+                    visible=True,
+                    description=f"{job.module_hash[:12]} e{job.epochs} r{job.repeat}",
+                )
             progress.update(run_task, completed=step)
 
         def on_result(job: Any, result: dict) -> None:
@@ -155,8 +254,10 @@ def _run_with_progress(jobs: list, settings: Any, folder: Any, ray_address: str 
             progress.advance(overall)
             if result["status"] == "ok":
                 final = result["evaluations"][-1]
-                line = (f"{job.name}: valid {final['validation_accuracy']:.4f} test {final['test_accuracy']:.4f} "
-                        f"in {result['training_time']:.1f} s ({result['images_per_second']:.0f} images/s)")  # fmt: skip
+                line = (
+                    f"{job.name}: valid {final['validation_accuracy']:.4f} test {final['test_accuracy']:.4f} "
+                    f"in {result['training_time']:.1f} s ({result['images_per_second']:.0f} images/s)"
+                )
                 if plot:
                     from nbcompile.train.plots import plot_run
 

@@ -7,9 +7,7 @@ from collections.abc import Sequence
 from nbcompile.errors import ConfigError
 
 
-def compute_vertex_channels(
-    matrix: Sequence[Sequence[int]], in_channels: int, out_channels: int
-) -> tuple[int, ...]:
+def compute_vertex_channels(matrix: Sequence[Sequence[int]], in_channels: int, out_channels: int) -> tuple[int, ...]:
     """Channels of every vertex of a pruned cell mapping ``in_channels`` to ``out_channels``.
 
     The output's channels are split evenly among the interior vertices that feed the output,
@@ -29,9 +27,7 @@ def compute_vertex_channels(
         extra -= 1 if extra > 0 else 0
     for v in range(size - 3, 0, -1):
         if not matrix[v][size - 1]:
-            channels[v] = max(
-                [channels[v]] + [channels[d] for d in range(v + 1, size - 1) if matrix[v][d]]
-            )
+            channels[v] = max([channels[v]] + [channels[d] for d in range(v + 1, size - 1) if matrix[v][d]])
     if min(channels[1:-1]) <= 0:
         raise ConfigError(
             f"{out_channels} output channels cannot be split among the {len(feeders)} vertices "

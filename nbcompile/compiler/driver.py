@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbcompile.compiler.naming import module_name_for
-from nbcompile.compiler.render import render_plan
 from nbcompile.compiler.config import NetworkConfig
-from nbcompile.io import write_atomic
 from nbcompile.compiler.lower import lower
+from nbcompile.compiler.naming import module_name_for
 from nbcompile.compiler.plan import NetworkPlan
+from nbcompile.compiler.render import render_plan
+from nbcompile.io import write_atomic
 from nbcompile.space.spec import as_model_spec
 
 
@@ -48,9 +48,7 @@ def plan_job(
     return CompileJob(module_name, plan, None if module_name == default_name else module_name)
 
 
-def generate_source(
-    spec: Any, *, name: str | None = None, canonical: bool = False, **config: Any
-) -> str:
+def generate_source(spec: Any, *, name: str | None = None, canonical: bool = False, **config: Any) -> str:
     """The source of a standalone ``nn.Module`` file for ``spec``.
 
     ``spec`` is a ModelSpec, a ``{"matrix", "ops"}`` mapping or an object with matrix and ops;

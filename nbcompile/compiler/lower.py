@@ -78,9 +78,7 @@ def lower(spec: ModelSpec, config: NetworkConfig | None = None, canonical: bool 
             pair = (in_channels, out_channels)
             if pair not in bodies:
                 bodies[pair] = lower_cell(built, in_channels, out_channels)
-            cells.append(
-                CellInstance(cell_attribute(stack, index), bodies[pair].class_name, downsample, side)
-            )
+            cells.append(CellInstance(cell_attribute(stack, index), bodies[pair].class_name, downsample, side))
             in_channels = out_channels
     return NetworkPlan(
         spec=spec,

@@ -66,9 +66,7 @@ def network_module_name(
         is_canonical = built.is_canonical()
     if config.is_default() and is_canonical:
         return base
-    identity = json.dumps(
-        {"matrix": built.pruned_dict(), "config": config.as_dict()}, sort_keys=True
-    ).encode()
+    identity = json.dumps({"matrix": built.pruned_dict(), "config": config.as_dict()}, sort_keys=True).encode()
     return f"{base}_{hashlib.sha256(identity).hexdigest()[:8]}"
 
 

@@ -137,4 +137,3 @@ def render_plan(plan: NetworkPlan, name: str | None = None, *, formatter: str = 
         raise ValueError(f"formatter must be 'auto' or 'black', got {formatter!r}")
     compile(source, f"<nbcompile {plan.module_hash}>", "exec")
     return source
-

@@ -6,11 +6,11 @@ import json
 import re
 from typing import Any
 
-from nbcompile.space import graph
-from nbcompile.compiler.naming import module_name_for
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.compiler.lower import lower
+from nbcompile.compiler.naming import module_name_for
 from nbcompile.compiler.plan import NetworkPlan
+from nbcompile.space import graph
 from nbcompile.space.spec import ModelSpec
 
 
@@ -92,4 +92,3 @@ def format_info(info: dict[str, Any]) -> str:
     lines.append(f"flops: {info['flops']:,} per 32x32 image")
     lines.append(f"module_name: {info['module_name']}")
     return "\n".join(lines)
-

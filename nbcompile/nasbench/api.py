@@ -34,8 +34,8 @@ from nbcompile.nasbench import cache
 from nbcompile.nasbench.convert import convert_file
 from nbcompile.nasbench.tables import METRIC_FIELDS, QUERY_FIELDS, DatasetTables
 from nbcompile.nasbench.tfrecord import check_regular_file
-from nbcompile.space import ops
 from nbcompile.optional import require
+from nbcompile.space import ops
 from nbcompile.space import spec as _spec
 from nbcompile.space.spec import as_model_spec
 
@@ -95,7 +95,9 @@ class ModelSpec(_spec.ModelSpec):
 
 
 def _read_only(what: str) -> TypeError:
-    return TypeError(f"{what} is a read-only view of the dataset: get_metrics_from_hash() returns copies you can change")
+    return TypeError(
+        f"{what} is a read-only view of the dataset: get_metrics_from_hash() returns copies you can change"
+    )
 
 
 class _ReadOnlyDict(dict):
@@ -182,7 +184,9 @@ class NASBench:
     ) -> None:
         started = time.perf_counter()
         self.dataset_file = str(dataset_file)
-        self.config: dict[str, Any] = {key: (list(v) if isinstance(v, list) else v) for key, v in DEFAULT_CONFIG.items()}
+        self.config: dict[str, Any] = {
+            key: (list(v) if isinstance(v, list) else v) for key, v in DEFAULT_CONFIG.items()
+        }
         self.cache_folder: Path | None = None
         #: The ``.tfrecord`` the tables come from (from the cache's manifest for a cache folder).
         self.source_file = self.dataset_file
@@ -204,7 +208,9 @@ class NASBench:
         self.training_time_spent = 0.0
         self.total_epochs_spent = 0
         self.history: dict[str, Any] = {}  # upstream's attribute, unused there too; kept for drop-in code
-        self.fixed_statistics: Mapping[str, dict[str, Any]] = _StatisticsView(self, self._fixed_view, "fixed_statistics")
+        self.fixed_statistics: Mapping[str, dict[str, Any]] = _StatisticsView(
+            self, self._fixed_view, "fixed_statistics"
+        )
         self.computed_statistics: Mapping[str, dict[int, list[dict[str, float]]]] = _StatisticsView(
             self, self._computed_view, "computed_statistics"
         )
@@ -232,18 +238,27 @@ class NASBench:
         started = time.perf_counter()
         announce = progress is not False
         if announce:
-            where = f"; later loads read the cache in {Path(cache_dir or cache.default_cache_root())}" if use_cache else ""
-            _say(f"nbcompile: loading {path} for the first time: converting it (up to a minute for the full file){where}")
+            where = (
+                f"; later loads read the cache in {Path(cache_dir or cache.default_cache_root())}" if use_cache else ""
+            )
+            _say(
+                f"nbcompile: loading {path} for the first time: converting it (up to a minute for the full file){where}"
+            )
         tables = _convert_with_progress(path, workers, progress)
         self.converted = True
         if announce:
-            _say(f"nbcompile: loaded {tables.num_cells:,} cells ({tables.num_records:,} records) in {time.perf_counter() - started:.1f} s")
+            _say(
+                f"nbcompile: loaded {tables.num_cells:,} cells ({tables.num_records:,} records) "
+                f"in {time.perf_counter() - started:.1f} s"
+            )
         if not use_cache:
             return tables
         try:
             cache.save_tables(tables, folder, path, key, {"convert_seconds": round(time.perf_counter() - started, 3)})
         except OSError as error:  # a read-only cache folder must not stop the user
-            warnings.warn(f"could not write the dataset cache in {folder.parent}: {error}", cache.CacheWarning, stacklevel=3)
+            warnings.warn(
+                f"could not write the dataset cache in {folder.parent}: {error}", cache.CacheWarning, stacklevel=3
+            )
             return tables
         self.cache_folder = folder
         reloaded = _load_or_warn(folder, key)
@@ -254,7 +269,9 @@ class NASBench:
         """True if the (pruned) cell is inside the space; never raises for big cells or unknown ops."""
         return as_model_spec(model_spec, allow_unknown_ops=True).is_valid()
 
-    def query(self, model_spec: Any, epochs: int = 108, stop_halfway: bool = False, reduce: str | None = None) -> dict[str, Any]:
+    def query(
+        self, model_spec: Any, epochs: int = 108, stop_halfway: bool = False, reduce: str | None = None
+    ) -> dict[str, Any]:
         """Metrics of one training run of the cell, sampled from its repeats; charges the budget.
 
         ``reduce="mean"`` returns the mean over all repeats instead (and charges its mean time).
@@ -359,7 +376,10 @@ class NASBench:
         values = values[:, _HALFWAY if stop_halfway else _FINAL]
         self.training_time_spent += float(values[:, 0].sum())
         self.total_epochs_spent += (epochs // 2 if stop_halfway else epochs) * len(rows)
-        result = {"module_hash": self.tables.hashes[rows].astype(str), "trainable_parameters": self.tables.parameters[rows]}
+        result = {
+            "module_hash": self.tables.hashes[rows].astype(str),
+            "trainable_parameters": self.tables.parameters[rows],
+        }
         result.update({name: values[:, i] for i, name in enumerate(QUERY_FIELDS)})
         return result
 
@@ -400,7 +420,9 @@ class NASBench:
     def _run_count(self, row: int, column: int) -> int:
         count = int(self.tables.repeats[row, column])
         if count == 0:
-            raise DatasetError(f"cell {self.tables.hashes[row].decode()} has no run at {self.tables.epochs[column]} epochs")
+            raise DatasetError(
+                f"cell {self.tables.hashes[row].decode()} has no run at {self.tables.epochs[column]} epochs"
+            )
         return count
 
     def _row_of_spec(self, model_spec: Any) -> int:
@@ -415,18 +437,29 @@ class NASBench:
         return self.row_of(item) if isinstance(item, str) else self._row_of_spec(item)
 
     def _cell(self, row: int) -> tuple[np.ndarray, list[str], int]:
-        cell = self._cells[row] = (self.tables.cell_matrix(row), self.tables.cell_ops(row), int(self.tables.parameters[row]))
+        cell = self._cells[row] = (
+            self.tables.cell_matrix(row),
+            self.tables.cell_ops(row),
+            int(self.tables.parameters[row]),
+        )
         return cell
 
     def _fixed(self, row: int) -> dict[str, Any]:
         cell = self._cells.get(row) or self._cell(row)
         return {"module_adjacency": cell[0].copy(), "module_operations": list(cell[1]), "trainable_parameters": cell[2]}
 
-    def _computed(self, row: int, mapping: type[dict] = dict, sequence: type[list] = list) -> dict[int, list[dict[str, float]]]:
+    def _computed(
+        self, row: int, mapping: type[dict] = dict, sequence: type[list] = list
+    ) -> dict[int, list[dict[str, float]]]:
         """``{epochs: [data point per run]}``, built from ``mapping`` and ``sequence`` types."""
         metrics, repeats = self.tables.metrics, self.tables.repeats
         return mapping(
-            (epochs, sequence(mapping(zip(METRIC_FIELDS, run)) for run in metrics[row, column, : repeats[row, column]].tolist()))
+            (
+                epochs,
+                sequence(
+                    mapping(zip(METRIC_FIELDS, run)) for run in metrics[row, column, : repeats[row, column]].tolist()
+                ),
+            )
             for epochs, column in self._epoch_index.items()
         )
 
@@ -489,9 +522,13 @@ def _convert_with_progress(path: Path, workers: int | None, progress: bool | Non
     console = Console(stderr=True)
     show = _bar_fits(console) if progress is None else progress
     bar = Progress(
-        TextColumn(f"converting {path.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=not show,
-    )  # fmt: skip
+        TextColumn(f"converting {path.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show,
+    )
     with bar:
         task = bar.add_task("records", total=None)
 

@@ -60,8 +60,6 @@ SCHEMA: dict[str, tuple[str, tuple[str | int, ...]]] = {
 }
 
 
-
-
 class StaleCacheError(DatasetError):
     """A cache folder that exists but must not be used (changed, damaged, or of another source)."""
 
@@ -94,7 +92,11 @@ class SourceKey:
         return "nasbench-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def manifest_fields(self) -> dict[str, Any]:
-        return {"source_size": self.size, "source_mtime_ns": self.mtime_ns, "source_head_tail_sha256": self.head_tail_sha256}
+        return {
+            "source_size": self.size,
+            "source_mtime_ns": self.mtime_ns,
+            "source_head_tail_sha256": self.head_tail_sha256,
+        }
 
 
 def default_cache_root() -> Path:
@@ -141,7 +143,9 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def load_tables(folder: Path, key: SourceKey | None = None, verify_content: bool = True) -> tuple[DatasetTables, dict[str, Any]] | None:
+def load_tables(
+    folder: Path, key: SourceKey | None = None, verify_content: bool = True
+) -> tuple[DatasetTables, dict[str, Any]] | None:
     """The cached tables in ``folder`` (memory-mapped) and its manifest; None if there is no cache
     there (no folder, or no manifest). StaleCacheError if there is one that must not be used: of
     another format, another source than ``key``, or arrays that do not match their manifest entry
@@ -152,7 +156,9 @@ def load_tables(folder: Path, key: SourceKey | None = None, verify_content: bool
     if manifest is None:
         return None
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise StaleCacheError(f"{folder}: cache format {manifest.get('format_version')!r}, this nbcompile writes {FORMAT_VERSION}")
+        raise StaleCacheError(
+            f"{folder}: cache format {manifest.get('format_version')!r}, this nbcompile writes {FORMAT_VERSION}"
+        )
     if manifest.get("op_codes") != list(OP_CODES) or manifest.get("metric_fields") != list(METRIC_FIELDS):
         raise StaleCacheError(f"{folder}: the cache's op codes or metric fields are not this nbcompile's")
     if key is not None and any(manifest.get(name) != value for name, value in key.manifest_fields().items()):
@@ -224,7 +230,9 @@ def clean_stale_temporaries(root: Path) -> list[Path]:
     those of this machine whose writer is no longer running, and any older than a day."""
     removed = []
     try:
-        candidates = [entry for entry in os.scandir(root) if entry.name.startswith(".nasbench-") and entry.name.endswith(".tmp")]
+        candidates = [
+            entry for entry in os.scandir(root) if entry.name.startswith(".nasbench-") and entry.name.endswith(".tmp")
+        ]
     except OSError:
         return removed
     host = socket.gethostname()

@@ -10,6 +10,7 @@ is ever returned.
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -54,9 +55,7 @@ class _Chunk:
 def metric_values(evaluations, where_: str) -> tuple[float, ...]:
     """METRIC_FIELDS of a cell's evaluations (upstream reads evaluation_data[1] and [2])."""
     if len(evaluations) < 3:
-        raise DatasetError(
-            f"{where_}: metrics has {len(evaluations)} evaluations, expected 3 (start, halfway, final)"
-        )
+        raise DatasetError(f"{where_}: metrics has {len(evaluations)} evaluations, expected 3 (start, halfway, final)")
     halfway, final = evaluations[1], evaluations[2]
     return (
         halfway.training_time,
@@ -84,8 +83,17 @@ class _ChunkBuilder:
         self.epochs = array("q")
         self.values = array("d")
 
-    def add(self, index: int, offset: int, module_hash: bytes, epochs: int, adjacency: bytes,
-            codes: tuple[int, ...], parameters: int, metric_row: tuple[float, ...]) -> None:  # fmt: skip
+    def add(
+        self,
+        index: int,
+        offset: int,
+        module_hash: bytes,
+        epochs: int,
+        adjacency: bytes,
+        codes: tuple[int, ...],
+        parameters: int,
+        metric_row: tuple[float, ...],
+    ) -> None:
         cell = self.cell_of.get(module_hash)
         if cell is None:
             cell = self.cell_of[module_hash] = len(self.unique)
@@ -104,10 +112,20 @@ class _ChunkBuilder:
 
     def add_record(self, record: Record, index: int, offset: int, where_: str) -> None:
         if record.num_vertices > MAX_VERTICES:
-            raise DatasetError(f"{where_}: {record.num_vertices} vertices, NAS-Bench-101 cells have at most {MAX_VERTICES}")
+            raise DatasetError(
+                f"{where_}: {record.num_vertices} vertices, NAS-Bench-101 cells have at most {MAX_VERTICES}"
+            )
         codes = tuple(OP_CODE[op] for op in record.operations)
-        self.add(index, offset, record.module_hash.encode(), record.epochs, record.adjacency.encode("ascii"), codes,
-                 record.metrics.trainable_parameters, metric_values(record.metrics.evaluation_data, where_))  # fmt: skip
+        self.add(
+            index,
+            offset,
+            record.module_hash.encode(),
+            record.epochs,
+            record.adjacency.encode("ascii"),
+            codes,
+            record.metrics.trainable_parameters,
+            metric_values(record.metrics.evaluation_data, where_),
+        )
 
     def chunk(self) -> _Chunk:
         values = np.frombuffer(self.values, dtype=np.float64).reshape(-1, len(METRIC_FIELDS)).copy()
@@ -145,9 +163,15 @@ def _scan(path: str, offsets: np.ndarray, first_index: int, verify: bool) -> _Ch
             metric_values(evaluations, where(index, offset))  # raises
         halfway, final = evaluations[1], evaluations[2]
         row = (
-            halfway.training_time, halfway.train_accuracy, halfway.validation_accuracy, halfway.test_accuracy,
-            final.training_time, final.train_accuracy, final.validation_accuracy, final.test_accuracy,
-        )  # fmt: skip
+            halfway.training_time,
+            halfway.train_accuracy,
+            halfway.validation_accuracy,
+            halfway.test_accuracy,
+            final.training_time,
+            final.train_accuracy,
+            final.validation_accuracy,
+            final.test_accuracy,
+        )
         add(index, offset, module_hash, epochs, adjacency, codes, message.trainable_parameters, row)
     if bad:
         raise DatasetError(f"{where(first_index + bad[0], base + starts[bad[0]])}: {bad[1]}")
@@ -228,8 +252,9 @@ def _merge(chunks: list[_Chunk]) -> DatasetTables:
         ops[members, :size] = np.array([first_seen[row][1] for row in members.tolist()], dtype=np.int8)
     hashes = np.array(list(row_of), dtype="S32")
     parameters = np.array([cell[2] for cell in first_seen], dtype=np.int64)
-    return DatasetTables(hashes, num_vertices, matrices, ops, parameters, epochs.astype(np.int64),
-                         counts.astype(np.uint8), metrics)
+    return DatasetTables(
+        hashes, num_vertices, matrices, ops, parameters, epochs.astype(np.int64), counts.astype(np.uint8), metrics
+    )
 
 
 def convert_file(
@@ -243,8 +268,8 @@ def convert_file(
     check_regular_file(path)
     offsets = record_offsets(path)
     total = len(offsets) - 1
-    bounds = list(range(0, total, CHUNK_RECORDS)) + [total]
-    pieces = [(offsets[a : b + 1], a) for a, b in zip(bounds[:-1], bounds[1:])]
+    bounds = [*list(range(0, total, CHUNK_RECORDS)), total]
+    pieces = [(offsets[a : b + 1], a) for a, b in itertools.pairwise(bounds)]
     workers = min(workers or available_cpus(), len(pieces))
     chunks: list[_Chunk] = []
     if progress:

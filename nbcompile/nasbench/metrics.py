@@ -58,7 +58,9 @@ def model_metrics_class() -> Any:
     """The ``nasbench.ModelMetrics`` message class, from upstream's ``model_metrics.proto``."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-    proto = descriptor_pb2.FileDescriptorProto(name="nbcompile_model_metrics.proto", package="nasbench", syntax="proto2")
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="nbcompile_model_metrics.proto", package="nasbench", syntax="proto2"
+    )
     field = descriptor_pb2.FieldDescriptorProto
     evaluation = proto.message_type.add(name="EvaluationData")
     for number, name in EVALUATION_FIELDS.items():
@@ -66,9 +68,12 @@ def model_metrics_class() -> Any:
     evaluation.field.add(name="checkpoint_path", number=6, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
     metrics = proto.message_type.add(name="ModelMetrics")
     metrics.field.add(
-        name="evaluation_data", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED,
+        name="evaluation_data",
+        number=1,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_REPEATED,
         type_name=".nasbench.EvaluationData",
-    )  # fmt: skip
+    )
     metrics.field.add(name="trainable_parameters", number=2, type=field.TYPE_INT32, label=field.LABEL_OPTIONAL)
     metrics.field.add(name="total_time", number=3, type=field.TYPE_DOUBLE, label=field.LABEL_OPTIONAL)
     pool = descriptor_pool.DescriptorPool()
@@ -91,11 +96,15 @@ def metrics_from_message(message: Any) -> ModelMetrics:
     """The dataclass form of a parsed ``ModelMetrics`` message."""
     evaluations = tuple(
         EvaluationData(
-            e.current_epoch, e.training_time, e.train_accuracy, e.validation_accuracy, e.test_accuracy,
+            e.current_epoch,
+            e.training_time,
+            e.train_accuracy,
+            e.validation_accuracy,
+            e.test_accuracy,
             _text(e.checkpoint_path),
         )
         for e in message.evaluation_data
-    )  # fmt: skip
+    )
     return ModelMetrics(evaluations, message.trainable_parameters, message.total_time)
 
 

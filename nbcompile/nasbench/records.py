@@ -28,10 +28,30 @@ from nbcompile.space.ops import MAX_VERTICES, OP_ALIASES, OP_CODE, OP_CODES
 _WS = rb"[ \t\n\r]*"  # JSON's whitespace
 #: The payload when no string holds an escape other than ``\n`` in the base64; else json.loads.
 _PAYLOAD = re.compile(
-    _WS + rb'\[' + _WS + rb'"([0-9a-f]{32})"' + _WS + rb"," + _WS + rb"([1-9][0-9]{0,17})" + _WS + rb","
-    + _WS + rb'"([01]*)"' + _WS + rb"," + _WS + rb'"([a-z0-9,\-]*)"' + _WS + rb","
-    + _WS + rb'"([A-Za-z0-9+/=]*(?:\\n[A-Za-z0-9+/=]*)*)"' + _WS + rb"\]" + _WS
-)  # fmt: skip
+    _WS
+    + rb"\["
+    + _WS
+    + rb'"([0-9a-f]{32})"'
+    + _WS
+    + rb","
+    + _WS
+    + rb"([1-9][0-9]{0,17})"
+    + _WS
+    + rb","
+    + _WS
+    + rb'"([01]*)"'
+    + _WS
+    + rb","
+    + _WS
+    + rb'"([a-z0-9,\-]*)"'
+    + _WS
+    + rb","
+    + _WS
+    + rb'"([A-Za-z0-9+/=]*(?:\\n[A-Za-z0-9+/=]*)*)"'
+    + _WS
+    + rb"\]"
+    + _WS
+)
 _BASE64_WHITESPACE = b" \t\n\r\f\v"
 #: Largest epoch budget (it must fit the tables' int64).
 MAX_EPOCHS = (1 << 63) - 1
@@ -88,7 +108,9 @@ class PayloadReader:
             message = self._from_string(raw)
         except DecodeError:
             reason = describe_error(raw)
-            raise DatasetError(f"{where(index, offset)}: metrics is not a valid ModelMetrics protobuf ({reason})") from None
+            raise DatasetError(
+                f"{where(index, offset)}: metrics is not a valid ModelMetrics protobuf ({reason})"
+            ) from None
         return module_hash, epochs, adjacency, codes, message  # type: ignore[return-value]
 
     def record(self, payload: bytes, index: int = 0, offset: int = 0) -> Record:

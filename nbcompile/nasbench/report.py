@@ -64,7 +64,11 @@ def _best(tables, ranking: np.ndarray, valid: np.ndarray, test: np.ndarray) -> d
     if not len(usable):
         return None
     row = int(usable[np.argmax(ranking[usable])])
-    return {"module_hash": tables.hashes[row].decode(), "validation_accuracy": float(valid[row]), "test_accuracy": float(test[row])}
+    return {
+        "module_hash": tables.hashes[row].decode(),
+        "validation_accuracy": float(valid[row]),
+        "test_accuracy": float(test[row]),
+    }
 
 
 def format_dataset_info(info: dict[str, Any]) -> str:
@@ -79,7 +83,10 @@ def format_dataset_info(info: dict[str, Any]) -> str:
     ]
     for budget in info["budgets"]:
         if budget["cells_without_runs"]:
-            lines.append(f"{budget['epochs']:>3} epochs: {budget['cells_without_runs']:,} cells have no run (left out of the ranking)")
+            lines.append(
+                f"{budget['epochs']:>3} epochs: {budget['cells_without_runs']:,} cells have no run "
+                "(left out of the ranking)"
+            )
         for label, key in (("best mean validation", "best_mean_validation"), ("best mean test", "best_mean_test")):
             best = budget[key]
             if best is None:

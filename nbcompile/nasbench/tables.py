@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from nbcompile.space.ops import OP_CODES
+
 #: The last axis of ``metrics``: upstream's data point keys, in this order.
 METRIC_FIELDS: tuple[str, ...] = (
     "halfway_training_time",

@@ -2,8 +2,9 @@
 
 TensorFlow reads the TFRecord framing (and checks its CRCs); the JSON and the base64 are decoded
 as upstream decodes them (``json.loads``, non-validating ``base64.b64decode``), the ``ModelMetrics``
-protobuf by the ``protobuf`` package, as upstream's generated ``model_metrics_pb2`` would. Nothing in nbcompile needs this module; it exists so that a test can
-show that both readers give identical tables.
+protobuf by the ``protobuf`` package, as upstream's generated ``model_metrics_pb2`` would.
+Nothing in nbcompile needs this module; it exists so that a test can show that both readers give
+identical tables.
 """
 
 from __future__ import annotations

@@ -12,7 +12,16 @@ import base64
 import json
 from dataclasses import dataclass
 
-from nbcompile.nasbench.metrics import EVALUATION_FIELDS, I32, I64, LEN, VARINT, EvaluationData, ModelMetrics, encode_field
+from nbcompile.nasbench.metrics import (
+    EVALUATION_FIELDS,
+    I32,
+    I64,
+    LEN,
+    VARINT,
+    EvaluationData,
+    ModelMetrics,
+    encode_field,
+)
 from nbcompile.nasbench.records import Record
 
 
@@ -58,9 +67,16 @@ class Layout:
 
 #: Unknown ModelMetrics fields of a derived benchmark (number, wire type, value).
 _EXTRA_FIELDS = (
-    (6, VARINT, 150), (7, I64, 0.25), (8, LEN, b"derived-benchmark"), (9, I32, 0.5), (10, VARINT, 1 << 40),
-    (11, I64, 3.0), (12, LEN, b""), (13, I32, 7), (14, VARINT, 0),
-)  # fmt: skip
+    (6, VARINT, 150),
+    (7, I64, 0.25),
+    (8, LEN, b"derived-benchmark"),
+    (9, I32, 0.5),
+    (10, VARINT, 1 << 40),
+    (11, I64, 3.0),
+    (12, LEN, b""),
+    (13, I32, 7),
+    (14, VARINT, 0),
+)
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
     for layout in (

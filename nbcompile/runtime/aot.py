@@ -108,7 +108,9 @@ class PackagedNetwork:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         expected = self.info.input_shape()
         if tuple(x.shape) != expected:
-            raise ConfigError(f"{self.path}: built for input shape {list(expected)}, got {list(x.shape)}", field="input")
+            raise ConfigError(
+                f"{self.path}: built for input shape {list(expected)}, got {list(x.shape)}", field="input"
+            )
         return self._runner(x.to(device=self.info.device, dtype=torch.float32))
 
     def __repr__(self) -> str:
@@ -125,11 +127,15 @@ def load_package(path: str | os.PathLike[str]) -> PackagedNetwork:
     try:
         runner = _load_runner(path)
         metadata = runner.get_metadata()
-    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, zipfile errors, ...
+    except Exception as error:
         message = str(error).strip().splitlines()
-        raise NbcompileError(f"{path}: not a loadable AOT package ({message[0] if message else type(error).__name__})") from None
+        raise NbcompileError(
+            f"{path}: not a loadable AOT package ({message[0] if message else type(error).__name__})"
+        ) from None
     if _METADATA_KEY not in metadata:
-        raise NbcompileError(f"{path}: an AOT package, but not one written by nbcompile (no {_METADATA_KEY!r} metadata)")
+        raise NbcompileError(
+            f"{path}: an AOT package, but not one written by nbcompile (no {_METADATA_KEY!r} metadata)"
+        )
     info = PackageInfo(**json.loads(metadata[_METADATA_KEY]))
     built_on = metadata.get("AOTI_MACHINE")
     if built_on and built_on != platform.machine():

@@ -15,9 +15,9 @@ from torch.nn import functional as F
 
 from nbcompile.compiler.channels import compute_vertex_channels
 from nbcompile.compiler.config import NetworkConfig
+from nbcompile.compiler.naming import cell_attribute, op_name, projection_name
 from nbcompile.runtime.layers import ConvBnRelu, dense_classifier
 from nbcompile.space.ops import KERNEL_SIZE, MAXPOOL3X3
-from nbcompile.compiler.naming import cell_attribute, op_name, projection_name
 from nbcompile.space.spec import as_model_spec
 
 
@@ -56,9 +56,7 @@ class DynamicCell(nn.Module):
         values = [x]
         concat = []
         for t in range(1, output):
-            inputs = [
-                truncate(values[s], self.vertex_channels[t]) for s in range(1, t) if self.matrix[s, t]
-            ]
+            inputs = [truncate(values[s], self.vertex_channels[t]) for s in range(1, t) if self.matrix[s, t]]
             if self.matrix[0, t]:
                 inputs.append(self.get_submodule(projection_name(t))(x))
             total = inputs[0]

@@ -185,7 +185,9 @@ def optimize(
     mode = "reduce-overhead" if use_graphs else None
     example = example_input.to(device)
     if train:
-        result: OptimizedNetwork | TrainingStep = _optimize_training(model, example, device, dtype, backend, mode, lr, momentum, loss_fn)
+        result: OptimizedNetwork | TrainingStep = _optimize_training(
+            model, example, device, dtype, backend, mode, lr, momentum, loss_fn
+        )
     else:
         result = _optimize_inference(model, example, device, dtype, backend, mode, freeze)
     if verbose:
@@ -217,7 +219,9 @@ def _optimize_inference(
     # identity, so a later optimize() with other settings cannot reuse this compiled graph.
     settings = {"mode": mode} if backend != "inductor" else {"options": {"freezing": freeze, **_mode_options(mode)}}
     for fullgraph in (True, False):
-        network = OptimizedNetwork(torch.compile(prepared, backend=backend, fullgraph=fullgraph, **settings), prepared, applied)
+        network = OptimizedNetwork(
+            torch.compile(prepared, backend=backend, fullgraph=fullgraph, **settings), prepared, applied
+        )
         try:
             for _ in range(3 if mode else 1):  # CUDA graphs are recorded on the third call
                 network(example)

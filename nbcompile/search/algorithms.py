@@ -14,12 +14,13 @@ The caller's dataset is left as it was: its budget counters and repeat sampling 
 
 from __future__ import annotations
 
+import functools
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -168,8 +169,14 @@ def _restored(dataset: NASBench) -> Iterator[None]:
         dataset._rng.setstate(state)
 
 
-def _run(algorithm: str, body: Callable[[_Oracle, np.random.Generator], None], dataset: NASBench,
-         budget: Budget, seed: int, options: SearchOptions) -> SearchResult:  # fmt: skip
+def _run(
+    algorithm: str,
+    body: Callable[[_Oracle, np.random.Generator], None],
+    dataset: NASBench,
+    budget: Budget,
+    seed: int,
+    options: SearchOptions,
+) -> SearchResult:
     rng = np.random.default_rng(seed)
     result = SearchResult(algorithm, seed)
     with _restored(dataset):
@@ -183,7 +190,9 @@ def _run(algorithm: str, body: Callable[[_Oracle, np.random.Generator], None], d
     return result
 
 
-def random_search(dataset: NASBench, budget: Budget = Budget(), seed: int = 0, options: SearchOptions = SearchOptions()) -> SearchResult:
+def random_search(
+    dataset: NASBench, budget: Budget = Budget(), seed: int = 0, options: SearchOptions = SearchOptions()
+) -> SearchResult:
     """Query uniformly random valid cells until the budget is spent."""
 
     def body(oracle: _Oracle, rng: np.random.Generator) -> None:
@@ -193,7 +202,9 @@ def random_search(dataset: NASBench, budget: Budget = Budget(), seed: int = 0, o
     return _run("random", body, dataset, budget, seed, options)
 
 
-def regularized_evolution(dataset: NASBench, budget: Budget = Budget(), seed: int = 0, options: SearchOptions = SearchOptions()) -> SearchResult:
+def regularized_evolution(
+    dataset: NASBench, budget: Budget = Budget(), seed: int = 0, options: SearchOptions = SearchOptions()
+) -> SearchResult:
     """Aging evolution (Real et al. 2019), as in the notebook: a random population, then the best
     of a tournament (drawn without replacement) is mutated; the child joins, the oldest leaves."""
     sampler = random.Random(seed)  # tournament draws, apart from the spec generator
@@ -206,14 +217,16 @@ def regularized_evolution(dataset: NASBench, budget: Budget = Budget(), seed: in
         while True:
             tournament = sampler.sample(population, min(options.tournament_size, len(population)))
             parent = max(tournament, key=lambda member: member[0])[1]
-            child = oracle.fresh(lambda: mutate_spec(parent, rng, options.mutation_rate))
+            child = oracle.fresh(functools.partial(mutate_spec, parent, rng, options.mutation_rate))
             population.append((oracle.validation(child), child))
             population.pop(0)
 
     return _run("evolution", body, dataset, budget, seed, options)
 
 
-def local_search(dataset: NASBench, budget: Budget = Budget(), seed: int = 0, options: SearchOptions = SearchOptions()) -> SearchResult:
+def local_search(
+    dataset: NASBench, budget: Budget = Budget(), seed: int = 0, options: SearchOptions = SearchOptions()
+) -> SearchResult:
     """Hill climbing: query every neighbour (one edge or one op changed) of the current cell in a
     random order and move to the best if it beats the current one; restart from a random cell at a
     local optimum."""

@@ -87,7 +87,9 @@ def run_experiment(
         dataset = NASBench(experiment.dataset, cache_dir=experiment.cache_dir, progress=False)
     if workers > 1 and len(tasks) > 1:
         source = str(dataset.cache_folder) if dataset.cache_folder else experiment.dataset
-        runs = ordered_map(_run_in_worker, tasks, workers, initializer=_open_in_worker, initargs=(source, experiment.cache_dir))
+        runs = ordered_map(
+            _run_in_worker, tasks, workers, initializer=_open_in_worker, initargs=(source, experiment.cache_dir)
+        )
     else:
         runs = ordered_map(functools.partial(_run_here, dataset), tasks, 1)
     results = []
@@ -126,7 +128,8 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
     for row in rows:
         test = f"{row['final_test_mean']:.4f} [{row['final_test_q25']:.4f}, {row['final_test_q75']:.4f}]"
         lines.append(
-            f"{row['algorithm']:<10} {row['runs']:>4} {row['mean_queries']:>11.0f}  {test:<26} {row['final_validation_mean']:>10.4f}"
+            f"{row['algorithm']:<10} {row['runs']:>4} {row['mean_queries']:>11.0f}  {test:<26} "
+            f"{row['final_validation_mean']:>10.4f}"
         )
     lines.append("queries/run: mean number of queries per run")
     lines.append("test: mean [25th, 75th percentile] over runs of the final best-by-validation cell")
@@ -136,7 +139,11 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
 
 def results_json(experiment: Experiment, results: Sequence[SearchResult], seconds: float) -> str:
     data = {
-        "experiment": {**asdict(experiment), "budget": asdict(experiment.budget), "options": asdict(experiment.options)},
+        "experiment": {
+            **asdict(experiment),
+            "budget": asdict(experiment.budget),
+            "options": asdict(experiment.options),
+        },
         "seconds": round(seconds, 3),
         "summary": summarize(results),
         "runs": [r.to_json() for r in results],

@@ -75,8 +75,17 @@ def trajectories_figure(results: Sequence[SearchResult], budget: float, syntheti
     axes = figure.subplots(1, len(algorithms), sharey=True, squeeze=False)[0]
     for axis, algorithm in zip(axes, algorithms):
         for result in (r for r in results if r.algorithm == algorithm):
-            axis.plot(result.times, result.best_valids, color=VALIDATION_COLOR, alpha=0.5, drawstyle="steps-post", label="validation")
-            axis.plot(result.times, result.best_tests, color=TEST_COLOR, alpha=0.5, drawstyle="steps-post", label="test")
+            axis.plot(
+                result.times,
+                result.best_valids,
+                color=VALIDATION_COLOR,
+                alpha=0.5,
+                drawstyle="steps-post",
+                label="validation",
+            )
+            axis.plot(
+                result.times, result.best_tests, color=TEST_COLOR, alpha=0.5, drawstyle="steps-post", label="test"
+            )
         axis.set_title(f"{algorithm} search trajectories (red=validation, blue=test){_note(synthetic)}", fontsize=10)
         axis.set_xlabel("total training time spent (seconds)")
         axis.set_xlim(0, budget)

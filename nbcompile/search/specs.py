@@ -61,7 +61,7 @@ def neighbours(spec: ModelSpec) -> list[ModelSpec]:
     for vertex in range(1, size - 1):
         for op in AVAILABLE_OPS:
             if op != ops[vertex]:
-                candidates.append((matrix, ops[:vertex] + [op] + ops[vertex + 1 :]))
+                candidates.append((matrix, [*ops[:vertex], op, *ops[vertex + 1 :]]))
     for src in range(size - 1):
         for dst in range(src + 1, size):
             flipped = [row[:] for row in matrix]

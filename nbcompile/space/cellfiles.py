@@ -52,7 +52,13 @@ def cells_to_arrays(cells: Iterable[EnumeratedCell]) -> dict[str, np.ndarray]:
         sizes[i] = size
         matrices[i, :size, :size] = cell.matrix
         ops[i, :size] = [OP_CODE[op] for op in cell.ops]
-    return {"module_hash": hashes, "num_vertices": sizes, "matrix": matrices, "ops": ops, "op_codes": np.array(OP_CODES)}
+    return {
+        "module_hash": hashes,
+        "num_vertices": sizes,
+        "matrix": matrices,
+        "ops": ops,
+        "op_codes": np.array(OP_CODES),
+    }
 
 
 def write_npz(cells: Iterable[EnumeratedCell], path: Path) -> int:
@@ -79,10 +85,15 @@ def read_npz(path: Path) -> list[EnumeratedCell]:
         raise SpecError(f"{not_ours} ({first_line(error)})") from None
     count = len(hashes) if hashes.ndim == 1 else -1
     shapes_fit = (
-        count >= 0 and sizes.shape == (count,) and matrices.shape == (count, MAX_VERTICES, MAX_VERTICES)
-        and ops.shape == (count, MAX_VERTICES) and hashes.dtype.kind == "S" and sizes.dtype.kind in "iu"
-        and matrices.dtype.kind in "iub" and ops.dtype.kind in "iu"
-    )  # fmt: skip
+        count >= 0
+        and sizes.shape == (count,)
+        and matrices.shape == (count, MAX_VERTICES, MAX_VERTICES)
+        and ops.shape == (count, MAX_VERTICES)
+        and hashes.dtype.kind == "S"
+        and sizes.dtype.kind in "iu"
+        and matrices.dtype.kind in "iub"
+        and ops.dtype.kind in "iu"
+    )
     if not shapes_fit:
         raise SpecError(f"{not_ours} (its arrays have other shapes or types)")
     if count and not (sizes.min() >= 1 and sizes.max() <= MAX_VERTICES):
@@ -117,7 +128,9 @@ def _check_hash(spec: ModelSpec, expected: Any, location: str) -> None:
     if expected is None or not spec.is_valid():
         return
     if expected != spec.module_hash:
-        raise SpecError(f"{location}: module_hash {expected!r} does not match the cell, whose hash is {spec.module_hash}")
+        raise SpecError(
+            f"{location}: module_hash {expected!r} does not match the cell, whose hash is {spec.module_hash}"
+        )
 
 
 def parse_specs(text: str, origin: str) -> list[tuple[str, ModelSpec]]:

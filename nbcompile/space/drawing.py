@@ -57,9 +57,15 @@ def draw_cell(spec: ModelSpec, ax: Any = None) -> Any:
     half_w, half_h = _BOX_WIDTH / 2, _BOX_HEIGHT / 2
     for vertex, op in enumerate(ops):
         box = FancyBboxPatch(
-            (-half_w, -vertex - half_h), _BOX_WIDTH, _BOX_HEIGHT, boxstyle="round,pad=0,rounding_size=0.08",
-            facecolor=OP_COLORS.get(op, _UNKNOWN_COLOR), edgecolor="#444444", zorder=2, gid=f"vertex-{vertex}",
-        )  # fmt: skip
+            (-half_w, -vertex - half_h),
+            _BOX_WIDTH,
+            _BOX_HEIGHT,
+            boxstyle="round,pad=0,rounding_size=0.08",
+            facecolor=OP_COLORS.get(op, _UNKNOWN_COLOR),
+            edgecolor="#444444",
+            zorder=2,
+            gid=f"vertex-{vertex}",
+        )
         ax.add_patch(box)
         ax.text(0.0, -vertex, op, ha="center", va="center", fontsize=9, zorder=3)
     for source in range(count):
@@ -74,9 +80,14 @@ def draw_cell(spec: ModelSpec, ax: Any = None) -> Any:
                 middle = (x + 2 * reach, -(source + target) / 2)
                 path = Path([(x, -source), middle, (x, -target)], [Path.MOVETO, Path.CURVE3, Path.CURVE3])
             arrow = FancyArrowPatch(
-                path=path, arrowstyle="-|>", mutation_scale=10, color="#333333", linewidth=1.0, zorder=1,
+                path=path,
+                arrowstyle="-|>",
+                mutation_scale=10,
+                color="#333333",
+                linewidth=1.0,
+                zorder=1,
                 gid=f"edge-{source}-{target}",
-            )  # fmt: skip
+            )
             ax.add_patch(arrow)
     reach = max((abs(edge_bend(s, t)) for s in range(count) for t in range(s + 1, count) if matrix[s][t]), default=0.0)
     ax.set_xlim(-half_w - reach - 0.2, half_w + reach + 0.2)

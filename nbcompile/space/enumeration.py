@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nbcompile.parallel import available_cpus, ordered_map
 from nbcompile.space.graph import edge_bit, edge_pairs, interior_orders, matrix_from_bits, module_hash, positions
 from nbcompile.space.ops import AVAILABLE_OPS, INPUT, OUTPUT
-from nbcompile.parallel import available_cpus, ordered_map
 
 #: Unique cells by vertex count in NAS-Bench-101 (V = 2..7); 423,624 in all.
 NASBENCH_COUNTS = {2: 1, 3: 6, 4: 84, 5: 2441, 6: 62010, 7: 359082}

@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - other interpreters
     _md5 = hashlib.md5
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _initial_hash(out_degree: int, in_degree: int, label: int) -> str:
     return _md5(str((out_degree, in_degree, label)).encode()).hexdigest()
 
@@ -67,21 +67,13 @@ def _cached_module_hash(matrix: Matrix, labels: tuple[int, ...]) -> str:
     size = len(matrix)
     predecessors = [[w for w in range(v) if matrix[w][v]] for v in range(size)]
     successors = [[w for w in range(v + 1, size) if matrix[v][w]] for v in range(size)]
-    hashes = [
-        _initial_hash(len(successors[v]), len(predecessors[v]), labels[v]) for v in range(size)
-    ]
+    hashes = [_initial_hash(len(successors[v]), len(predecessors[v]), labels[v]) for v in range(size)]
     neighbours = list(zip(predecessors, successors))
     for _ in range(size):
         get = hashes.__getitem__
         hashes = [
             _md5(
-                (
-                    "".join(sorted(map(get, into)))
-                    + "|"
-                    + "".join(sorted(map(get, out)))
-                    + "|"
-                    + own
-                ).encode()
+                ("".join(sorted(map(get, into))) + "|" + "".join(sorted(map(get, out))) + "|" + own).encode()
             ).hexdigest()
             for (into, out), own in zip(neighbours, hashes)
         ]

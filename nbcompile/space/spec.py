@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from nbcompile.space import graph
 from nbcompile.errors import OutOfDomainError, SpecError
+from nbcompile.space import graph
 from nbcompile.space.ops import AVAILABLE_OPS, HASH_LABEL, INPUT, MAX_EDGES, MAX_VERTICES, OP_ALIASES, OUTPUT
 
 _OP_CHOICES = "input, output, conv3x3-bn-relu, conv1x1-bn-relu, maxpool3x3 (or conv3x3, conv1x1)"
@@ -63,9 +63,7 @@ def _parse_matrix(matrix: Any) -> graph.Matrix:
             if value and r == c:
                 raise SpecError(f"matrix[{r}][{c}] = 1 is on the diagonal: a vertex cannot feed itself")
             if value and r > c:
-                raise SpecError(
-                    f"matrix[{r}][{c}] = 1 is below the diagonal: cells are upper-triangular DAGs"
-                )
+                raise SpecError(f"matrix[{r}][{c}] = 1 is below the diagonal: cells are upper-triangular DAGs")
             values.append(value)
         parsed.append(tuple(values))
     return tuple(parsed)
@@ -148,7 +146,9 @@ class ModelSpec:
     spec builds and :meth:`is_valid` is False when the pruned cell uses such an op.
     """
 
-    def __init__(self, matrix: Any, ops: Any, data_format: str = "channels_last", *, allow_unknown_ops: bool = False) -> None:
+    def __init__(
+        self, matrix: Any, ops: Any, data_format: str = "channels_last", *, allow_unknown_ops: bool = False
+    ) -> None:
         self._original = _parse_matrix(matrix)
         self._original_ops = _parse_ops(ops, len(self._original), allow_unknown_ops)
         self.data_format = data_format
@@ -218,10 +218,7 @@ class ModelSpec:
         if not self.valid_spec:
             return f"the output (vertex {size - 1}) is not reachable from the input (vertex 0)"
         if self.num_vertices > MAX_VERTICES:
-            return (
-                f"{self.num_vertices} vertices after pruning: "
-                f"NAS-Bench-101 cells have at most {MAX_VERTICES}"
-            )
+            return f"{self.num_vertices} vertices after pruning: NAS-Bench-101 cells have at most {MAX_VERTICES}"
         if self.num_edges > MAX_EDGES:
             return f"{self.num_edges} edges after pruning: NAS-Bench-101 cells have at most {MAX_EDGES}"
         last = len(self._pruned_ops) - 1
@@ -306,8 +303,7 @@ class ModelSpec:
         known = ("matrix", "ops", "module_adjacency", "module_operations")
         present = ", ".join(repr(key) for key in known if key in data) or "none of them"
         raise SpecError(
-            "spec needs the keys 'matrix' and 'ops' (or 'module_adjacency' and "
-            f"'module_operations'); it has {present}"
+            f"spec needs the keys 'matrix' and 'ops' (or 'module_adjacency' and 'module_operations'); it has {present}"
         )
 
     def __repr__(self) -> str:

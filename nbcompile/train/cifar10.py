@@ -97,7 +97,7 @@ def _batch_reader(path: Path) -> tuple[Callable[[str], bytes], Callable[[], None
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
     try:
-        archive = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by the returned function)
+        archive = tarfile.open(path, "r:*")
     except tarfile.TarError as error:
         raise DatasetError(f"{path}: not a CIFAR-10 tarball ({error})") from None
 
@@ -161,7 +161,9 @@ def download_cifar10(
             _fetch(url, temporary, progress, timeout)
             found = file_md5(temporary)
             if found != md5:
-                raise DatasetError(f"{url}: MD5 {found} does not match the published {md5} (download corrupt or wrong file)")
+                raise DatasetError(
+                    f"{url}: MD5 {found} does not match the published {md5} (download corrupt or wrong file)"
+                )
     if not folder.is_dir():
         unpack(tarball, folder)
     return folder

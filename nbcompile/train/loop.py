@@ -60,7 +60,9 @@ class TrainConfig:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}", "batch_size")
         if self.ghost_bn and self.batch_size % self.ghost_groups:
-            raise ConfigError(f"batch_size {self.batch_size} does not split into {self.ghost_groups} ghost batches", "batch_size")
+            raise ConfigError(
+                f"batch_size {self.batch_size} does not split into {self.ghost_groups} ghost batches", "batch_size"
+            )
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}", "precision")
         for name in ("loss_every", "nan_check_every"):
@@ -155,7 +157,11 @@ def _accuracy(correct: int, images: int) -> float:
 
 
 def make_train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, weight_decay: float, precision: str = "fp32", channels_last: bool = False
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    weight_decay: float,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> Callable:
     """``step(images, labels) -> loss``: forward, upstream's loss, backward, TF RMSProp update.
     Nothing in it reads a value back to the host. (Where a compiled training step from the
@@ -200,12 +206,15 @@ class Trainer:
         self.total_steps = recipe.steps_for(config.epochs, len(data.train), config.batch_size)
         if self.total_steps < 1:
             raise ConfigError(
-                f"{config.epochs} epochs of {len(data.train)} images is less than one batch of {config.batch_size}", "epochs"
+                f"{config.epochs} epochs of {len(data.train)} images is less than one batch of {config.batch_size}",
+                "epochs",
             )
         self.schedule = recipe.schedule_tensor(self.total_steps, config.base_lr, self.device)
         self.lr = self.schedule[0].clone()  # updated in place: the step sees one tensor throughout
         optimizer = recipe.TFRMSProp(self.model.parameters(), lr=self.lr)
-        self.step_function = make_train_step(self.model, optimizer, config.weight_decay, config.precision, config.channels_last)
+        self.step_function = make_train_step(
+            self.model, optimizer, config.weight_decay, config.precision, config.channels_last
+        )
         # The place for the GPU paths work's compiled training step (nbcompile.optimize(model,
         # example, train=True)) once it exists; until then plain torch.compile.
         if config.compile_step:
@@ -265,7 +274,9 @@ def train_run(
     trainer = Trainer(spec, data, config, network, seed, model_dir, device)
     evaluations: list[Evaluation] = []
     training_time = 0.0
-    for fraction, target in zip(recipe.EVALUATION_FRACTIONS, evaluation_steps(config.epochs, len(data.train), config.batch_size)):
+    for fraction, target in zip(
+        recipe.EVALUATION_FRACTIONS, evaluation_steps(config.epochs, len(data.train), config.batch_size)
+    ):
         trainer.synchronize()
         segment = time.perf_counter()
         trainer.train_until(target, progress)

@@ -19,7 +19,11 @@ def plot_run(result: dict[str, Any], path: Path) -> Path:
     loss_axes.plot([step / steps_per_epoch for step, _ in losses], [value for _, value in losses], lw=1)
     loss_axes.set(xlabel="epoch", ylabel="training loss (with L2)", title="loss")
     epochs = [e["current_epoch"] for e in result["evaluations"]]
-    for key, label in (("train_accuracy", "train (batch 1)"), ("validation_accuracy", "valid (batch 5)"), ("test_accuracy", "test")):
+    for key, label in (
+        ("train_accuracy", "train (batch 1)"),
+        ("validation_accuracy", "valid (batch 5)"),
+        ("test_accuracy", "test"),
+    ):
         accuracy_axes.plot(epochs, [e[key] for e in result["evaluations"]], marker="o", label=label)
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="evaluations")
     accuracy_axes.legend(loc="lower right")

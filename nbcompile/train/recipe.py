@@ -77,7 +77,9 @@ class TFRMSProp(torch.optim.Optimizer):
             raise ValueError(f"invalid TFRMSProp hyperparameters decay={decay}, momentum={momentum}, eps={eps}")
         super().__init__(params, {"lr": lr, "decay": decay, "momentum": momentum, "eps": eps, "foreach": foreach})
 
-    def _slots(self, group: dict) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    def _slots(
+        self, group: dict
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         params, grads, mean_squares, moments = [], [], [], []
         for p in group["params"]:
             if p.grad is None:
@@ -162,9 +164,13 @@ def use_ghost_batch_norm(model: nn.Module, groups: int = 2) -> int:
         for name, child in list(parent.named_children()):
             if type(child) is nn.BatchNorm2d:
                 ghost = GhostBatchNorm2d(
-                    child.num_features, eps=child.eps, momentum=child.momentum, groups=groups,
-                    device=child.weight.device, dtype=child.weight.dtype,
-                )  # fmt: skip
+                    child.num_features,
+                    eps=child.eps,
+                    momentum=child.momentum,
+                    groups=groups,
+                    device=child.weight.device,
+                    dtype=child.weight.dtype,
+                )
                 ghost.load_state_dict(child.state_dict())
                 setattr(parent, name, ghost)
                 replaced += 1

@@ -15,8 +15,8 @@ from nbcompile.errors import DatasetError
 from nbcompile.io import atomic_output, write_atomic
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record
-from nbcompile.nasbench.writer import encode_record
 from nbcompile.nasbench.tfrecord import frame
+from nbcompile.nasbench.writer import encode_record
 from nbcompile.space.spec import ModelSpec
 
 FORMAT = "nbcompile-train-run/1"

@@ -73,7 +73,9 @@ def _job_fields(job: Job, status: str) -> dict[str, Any]:
     }
 
 
-def result_json(job: Job, settings: SweepSettings, run: RunResult, seed: int, attempt: int, device: str) -> dict[str, Any]:
+def result_json(
+    job: Job, settings: SweepSettings, run: RunResult, seed: int, attempt: int, device: str
+) -> dict[str, Any]:
     """The JSON document of a successful run."""
     return {
         **_job_fields(job, "ok"),
@@ -112,9 +114,15 @@ def run_attempt(
     step_progress = None if progress is None else functools.partial(progress, job)
     with tempfile.TemporaryDirectory(prefix="nbcompile-train-") as model_dir:
         run = train_run(
-            job.spec, device_data(settings.data, device), settings.with_budget(job.epochs),
-            settings.network, seed, Path(model_dir), device, step_progress,
-        )  # fmt: skip
+            job.spec,
+            device_data(settings.data, device),
+            settings.with_budget(job.epochs),
+            settings.network,
+            seed,
+            Path(model_dir),
+            device,
+            step_progress,
+        )
     return result_json(job, settings, run, seed, attempt, device)
 
 
@@ -140,7 +148,7 @@ class InProcess:
         future: concurrent.futures.Future = concurrent.futures.Future()
         try:
             future.set_result(run_attempt(job, self.settings, attempt, progress=self.progress))
-        except Exception as error:  # noqa: BLE001 (reported by the sweep, like a worker's)
+        except Exception as error:
             future.set_exception(error)
         return future
 
@@ -217,7 +225,7 @@ class RayExecutor:
         for ref in self._refs:
             try:
                 self._ray.cancel(ref, force=True)
-            except Exception:  # noqa: BLE001, S110 (finished or already gone)
+            except Exception:
                 pass
         if self._owns_ray:
             self._ray.shutdown()
@@ -268,7 +276,7 @@ def run_sweep(
                     result = future.result()
                 except NbcompileError:
                     raise
-                except Exception as error:  # noqa: BLE001 (NaN loss, OOM, a lost worker: retry from scratch)
+                except Exception as error:
                     errors[job.name].append(f"attempt {attempt}: {describe_error(error)}")
                     if attempt < settings.max_attempts:
                         summary.retries += 1
