@@ -12,14 +12,9 @@ from strategies import PER_STACK_TRUNCATION, TWO_VERTEX
 
 from nbcompile import ModelSpec, NetworkConfig
 from nbcompile.bench import modes as bench_modes
+from nbcompile.bench.environment import cudnn_benchmark, inductor_cache_state
 from nbcompile.bench.modes import MODES
-from nbcompile.bench.runner import (
-    BenchSettings,
-    _cudnn_benchmark,
-    add_ratios,
-    inductor_cache_state,
-    run_benchmark,
-)
+from nbcompile.bench.runner import BenchSettings, add_ratios, run_benchmark
 from nbcompile.bench.timing import Timing, matmul_peak_tflops, time_calls
 from nbcompile.cli import main
 from nbcompile.compiler.lower import lower
@@ -162,7 +157,7 @@ def test_the_benchmark_leaves_global_torch_state_as_it_was() -> None:
     before = torch.backends.cudnn.benchmark
     try:
         torch.backends.cudnn.benchmark = False
-        with _cudnn_benchmark(torch.device("cuda")):  # only sets a flag: no GPU needed
+        with cudnn_benchmark(torch.device("cuda")):  # only sets a flag: no GPU needed
             assert torch.backends.cudnn.benchmark is True
         assert torch.backends.cudnn.benchmark is False
     finally:

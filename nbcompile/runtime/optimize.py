@@ -12,7 +12,6 @@ compiled graph, which cuts compile time), with CUDA graphs over forward and back
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import sys
 from collections.abc import Callable, Iterator
@@ -23,25 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nbcompile.errors import ConfigError
-
-#: The dtypes ``optimize``, the AOT packages and the benchmarks accept, by name.
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def resolve_dtype(device: torch.device, dtype: str) -> str:
-    """``"auto"`` → bf16 on a CUDA device that supports it, else fp32; other names are checked."""
-    if dtype == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be auto, {' or '.join(DTYPES)}, got {dtype!r}", field="dtype")
-    return dtype
-
-
-def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device``, or nothing for fp32."""
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[dtype])
+from nbcompile.runtime.device import DTYPES, autocast, resolve_dtype
 
 
 @dataclass(frozen=True)
