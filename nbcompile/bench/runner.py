@@ -197,6 +197,17 @@ def _failure(error: Exception) -> dict[str, str]:
     return {"status": "failed", "error": f"{type(error).__name__}: {message[0] if message else ''}"}
 
 
+def _batch(batch_size: int, settings: BenchSettings, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images (in the run's memory layout) and labels every mode is timed on, drawn from a
+    local generator seeded by the batch size."""
+    generator = torch.Generator().manual_seed(batch_size)
+    images = torch.randn(
+        batch_size, settings.config.in_channels, settings.image_size, settings.image_size, generator=generator
+    )
+    labels = torch.randint(0, settings.config.num_labels, (batch_size,), generator=generator)
+    return images.to(device).contiguous(memory_format=_memory_format(settings)), labels.to(device)
+
+
 def _build_mode(
     mode: Mode, cell: Cell, batch_size: int, settings: BenchSettings, device: torch.device, folder: Path
 ) -> _Built | dict[str, Any]:
@@ -212,12 +223,7 @@ def _build_mode(
     reason = skip_reason(mode, device, settings.train)
     if reason is not None:
         return {**result, "status": "skipped", "error": reason}
-    generator = torch.Generator().manual_seed(batch_size)
-    x = torch.randn(
-        batch_size, settings.config.in_channels, settings.image_size, settings.image_size, generator=generator
-    )
-    labels = torch.randint(0, settings.config.num_labels, (batch_size,), generator=generator).to(device)
-    x = x.to(device).contiguous(memory_format=_memory_format(settings))
+    x, labels = _batch(batch_size, settings, device)
     try:
         raw = _network_for(mode, cell, settings, device, folder)
         with inductor_config.patch(dict(mode.inductor_options)):
@@ -262,7 +268,7 @@ def measure_batch(
             try:
                 breaks[mode.name] = _graph_breaks(
                     _network_for(mode, cell, settings, device, folder),
-                    _example(batch_size, settings, device),
+                    _batch(batch_size, settings, device)[0],
                     settings,
                     device,
                 )
@@ -296,10 +302,6 @@ def measure_batch(
     finally:
         if any(mode.compiles for mode in modes):
             torch._dynamo.reset()
-
-
-def _example(batch_size: int, settings: BenchSettings, device: torch.device) -> torch.Tensor:
-    return torch.zeros(batch_size, settings.config.in_channels, settings.image_size, settings.image_size, device=device)
 
 
 def _round_statistics(samples: list[list[float]]) -> dict[str, Any]:

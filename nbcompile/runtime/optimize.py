@@ -16,6 +16,7 @@ import copy
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -23,6 +24,8 @@ from torch.nn import functional as F
 
 from nbcompile.errors import ConfigError
 from nbcompile.runtime.device import DTYPES, autocast, resolve_dtype
+
+_Compiled = TypeVar("_Compiled")
 
 
 @dataclass(frozen=True)
@@ -199,19 +202,26 @@ def _optimize_inference(
     # Inductor settings go in as options, not a config patch: options are part of the backend's
     # identity, so a later optimize() with other settings cannot reuse this compiled graph.
     settings = {"mode": mode} if backend != "inductor" else {"options": {"freezing": freeze, **_mode_options(mode)}}
-    for fullgraph in (True, False):
+
+    def compile_and_warm_up(fullgraph: bool, applied: Applied) -> OptimizedNetwork:
         network = OptimizedNetwork(
             torch.compile(prepared, backend=backend, fullgraph=fullgraph, **settings), prepared, applied
         )
-        try:
-            for _ in range(3 if mode else 1):  # CUDA graphs are recorded on the third call
-                network(example)
-            return network
-        except torch._dynamo.exc.Unsupported:
-            if not fullgraph:
-                raise
-            applied = replace(applied, compile=applied.compile + " with graph breaks")
-    raise AssertionError("unreachable")
+        for _ in range(3 if mode else 1):  # CUDA graphs are recorded on the third call
+            network(example)
+        return network
+
+    return _whole_graph_else_breaks(compile_and_warm_up, applied)
+
+
+def _whole_graph_else_breaks(attempt: Callable[[bool, Applied], _Compiled], applied: Applied) -> _Compiled:
+    """``attempt(fullgraph=True)`` (compile and warm up); where dynamo cannot trace a whole graph,
+    ``attempt(fullgraph=False)``, with the graph breaks said in ``applied``."""
+    try:
+        return attempt(True, applied)
+    except torch._dynamo.exc.Unsupported:
+        pass
+    return attempt(False, replace(applied, compile=applied.compile + " with graph breaks"))
 
 
 def _mode_options(mode: str | None) -> dict[str, object]:
@@ -251,18 +261,15 @@ def _optimize_training(
         cuda_graphs=mode is not None,
         optimizer=f"SGD(momentum={momentum}, {'fused' if fused else 'foreach'})",
     )
-    for fullgraph in (True, False):
+
+    def compile_and_warm_up(fullgraph: bool, applied: Applied) -> TrainingStep:
         for region in regions:
             region.compile(backend=backend, fullgraph=fullgraph, mode=mode)
         step = TrainingStep(model, optimizer, loss_fn, device, dtype, applied)
-        try:
-            _warm_up(step, example)
-            return step
-        except torch._dynamo.exc.Unsupported:
-            if not fullgraph:
-                raise
-            applied = replace(applied, compile=applied.compile + " with graph breaks")
-    raise AssertionError("unreachable")
+        _warm_up(step, example)
+        return step
+
+    return _whole_graph_else_breaks(compile_and_warm_up, applied)
 
 
 def _num_labels(model: nn.Module) -> int:
