@@ -27,19 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _network(spec_path: str, config: dict[str, int]):
-    import torch
-
     import nbcompile
     from nbcompile.compiler.config import NetworkConfig
     from nbcompile.compiler.driver import plan_job
+    from nbcompile.runtime.device import seeded
     from nbcompile.space.cellfiles import read_specs
 
     (_, spec), *_ = read_specs(spec_path, None)
     job = plan_job(spec, config=NetworkConfig.from_kwargs(**config))
     folder = Path(tempfile.mkdtemp(prefix="nbcompile-aot-bench-"))
     source = job.write(folder)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded(0):
         model = nbcompile.load_model(source, num_labels=job.plan.config.num_labels)
     return model, job
 
@@ -51,7 +49,7 @@ def _example(batch_size: int, in_channels: int, device: str):
 
 
 def child_build(args: argparse.Namespace, config: dict[str, int]) -> dict:
-    from nbcompile.bench.runner import inductor_cache_state
+    from nbcompile.bench.environment import inductor_cache_state
     from nbcompile.runtime.aot import build_package
 
     cache = inductor_cache_state()
@@ -78,7 +76,7 @@ def child_load(args: argparse.Namespace, config: dict[str, int]) -> dict:
     import torch
 
     import nbcompile
-    from nbcompile.bench.timing import synchronize
+    from nbcompile.runtime.device import synchronize
 
     imported = time.perf_counter()
     package = nbcompile.load_package(args.package)
@@ -100,8 +98,9 @@ def child_latency(args: argparse.Namespace, config: dict[str, int]) -> dict:
     import torch
 
     import nbcompile
-    from nbcompile.bench.runner import inductor_cache_state
-    from nbcompile.bench.timing import synchronize, time_calls
+    from nbcompile.bench.environment import inductor_cache_state
+    from nbcompile.bench.timing import time_calls
+    from nbcompile.runtime.device import synchronize
 
     cache = inductor_cache_state()
     device = torch.device(args.device)

@@ -153,5 +153,5 @@ def test_package_options_are_checked(tmp_path: Path) -> None:
 
     device, dtype = check_package_options("cpu", "auto", 4)
     assert (str(device), dtype) == ("cpu", "fp32")
-    with pytest.raises(ConfigError, match="dtype must be auto, fp32 or bf16"):
+    with pytest.raises(ConfigError, match="dtype must be one of auto, fp32, bf16"):
         check_package_options("cpu", "fp8", 1)

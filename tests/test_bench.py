@@ -12,14 +12,10 @@ from strategies import PER_STACK_TRUNCATION, TWO_VERTEX
 
 from nbcompile import ModelSpec, NetworkConfig
 from nbcompile.bench import modes as bench_modes
+from nbcompile.bench.environment import cudnn_benchmark, inductor_cache_state
 from nbcompile.bench.modes import MODES
-from nbcompile.bench.runner import (
-    BenchSettings,
-    _cudnn_benchmark,
-    add_ratios,
-    inductor_cache_state,
-    run_benchmark,
-)
+from nbcompile.bench.report import plot_latency
+from nbcompile.bench.runner import BenchSettings, add_ratios, run_benchmark
 from nbcompile.bench.timing import Timing, matmul_peak_tflops, time_calls
 from nbcompile.cli import main
 from nbcompile.compiler.lower import lower
@@ -162,11 +158,37 @@ def test_the_benchmark_leaves_global_torch_state_as_it_was() -> None:
     before = torch.backends.cudnn.benchmark
     try:
         torch.backends.cudnn.benchmark = False
-        with _cudnn_benchmark(torch.device("cuda")):  # only sets a flag: no GPU needed
+        with cudnn_benchmark(torch.device("cuda")):  # only sets a flag: no GPU needed
             assert torch.backends.cudnn.benchmark is True
         assert torch.backends.cudnn.benchmark is False
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+def test_the_plot_leaves_matplotlib_global_state_alone(tmp_path: Path) -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    rows = [
+        {"cell": "a", "batch_size": batch, "mode": mode, "status": "ok", "median_ms": ms}
+        for mode, batch, ms in (("dynamic", 1, 2.0), ("dynamic", 4, 3.0), ("static", 1, 1.0), ("static", 4, 1.5))
+    ]
+    report = {
+        "device": "cpu",
+        "torch_version": "x",
+        "settings": {"dtype": "fp32", "train": False},
+        "cells": [{"label": "a"}],
+        "results": [*rows, {"cell": "a", "batch_size": 1, "mode": "static-cudagraph", "status": "skipped"}],
+    }
+    backend, figures = matplotlib.get_backend(), plt.get_fignums()
+    try:
+        matplotlib.use("svg")  # not Agg, so that a switch to Agg would show
+        plot_latency(report, tmp_path / "out" / "latency.png")
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == figures
+    finally:
+        matplotlib.use(backend)
+    assert (tmp_path / "out" / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [path.name for path in (tmp_path / "out").iterdir()] == ["latency.png"]  # no temporary left
 
 
 def test_inductor_cache_state_tells_a_cold_cache_from_a_warm_one(

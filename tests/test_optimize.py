@@ -135,7 +135,7 @@ def test_training_step_gives_the_eager_loss_and_gradients(tmp_path, backend="aot
 
 def test_bad_options_are_config_errors(tmp_path) -> None:
     model = network_with_running_statistics(tmp_path)
-    with pytest.raises(ConfigError, match="dtype must be auto, fp32 or bf16, got 'fp16'"):
+    with pytest.raises(ConfigError, match="dtype must be one of auto, fp32, bf16, got 'fp16'"):
         nbcompile.optimize(model, images(1), dtype="fp16")
     with pytest.raises(ConfigError, match="CUDA graphs need a CUDA device"):
         nbcompile.optimize(model, images(1), cuda_graphs=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -11,13 +11,9 @@ if TYPE_CHECKING:  # torch is imported when a mode is built, not when the CLI st
     from torch import nn
 
 
-class ModeSkipped(Exception):
-    """A mode that does not apply to this run (e.g. CUDA graphs on the CPU)."""
-
-
 @dataclass(frozen=True)
 class Mode:
-    """A way of running a network. ``build`` gets (static, dynamic, settings) and returns a module."""
+    """A way of running a network; ``build`` turns the network into the callable that is timed."""
 
     name: str
     description: str
@@ -35,12 +31,20 @@ def _compile(module: nn.Module, backend: str, **options: object) -> nn.Module:
     return torch.compile(module, backend=backend, **options)  # type: ignore[return-value]
 
 
-def check_applicable(mode: Mode, device: torch.device, train: bool) -> None:
-    """Raise ModeSkipped if ``mode`` does not apply to this device or to training."""
+def skip_reason(mode: Mode, device: torch.device, train: bool) -> str | None:
+    """Why ``mode`` does not apply to this device or to training, or None if it applies."""
     if mode.cuda_only and device.type != "cuda":
-        raise ModeSkipped("needs a CUDA device")
+        return "needs a CUDA device"
     if mode.inference_only and train:
-        raise ModeSkipped("inference only")
+        return "inference only"
+    return None
+
+
+def check_mode_names(names: Iterable[str]) -> None:
+    """Raise ValueError naming the first of ``names`` that is not a mode."""
+    unknown = [name for name in names if name not in MODES]
+    if unknown:
+        raise ValueError(f"unknown mode {unknown[0]!r} (known: {', '.join(MODES)})")
 
 
 def build(mode: Mode, module: nn.Module, backend: str) -> Callable:

@@ -66,14 +66,13 @@ def write_json(report: dict[str, Any], path: str | Path) -> None:
 
 
 def plot_latency(report: dict[str, Any], path: str | Path) -> None:
-    """Latency against batch size, one line per mode, one panel per cell (log-log)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Latency against batch size, one line per mode, one panel per cell (log-log), saved as a PNG
+    at ``path`` (atomically)."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
     cells = [cell["label"] for cell in report["cells"]]
-    figure, axes = plt.subplots(1, len(cells), figsize=(6 * len(cells), 4.5), squeeze=False)
+    figure = Figure(figsize=(6 * len(cells), 4.5))
+    axes = figure.subplots(1, len(cells), squeeze=False)
     for axis, cell in zip(axes[0], cells):
         rows = [r for r in report["results"] if r["cell"] == cell and r.get("status") == "ok"]
         for mode in dict.fromkeys(r["mode"] for r in rows):
@@ -88,8 +87,5 @@ def plot_latency(report: dict[str, Any], path: str | Path) -> None:
         f"{'train step' if settings['train'] else 'inference'}"
     )
     figure.tight_layout()
-    try:
-        with atomic_output(Path(path)) as temporary:
-            figure.savefig(temporary, dpi=120, format="png")
-    finally:
-        plt.close(figure)
+    with atomic_output(Path(path)) as temporary:
+        figure.savefig(temporary, dpi=120, format="png")

@@ -11,15 +11,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
-import os
-import platform
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,14 +24,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from nbcompile._version import __version__
-from nbcompile.bench.modes import MODES, Mode, ModeSkipped, build, check_applicable
-from nbcompile.bench.timing import matmul_peak_tflops, synchronize, time_calls
+from nbcompile.bench.environment import cudnn_benchmark, describe_environment
+from nbcompile.bench.modes import MODES, Mode, build, check_mode_names, skip_reason
+from nbcompile.bench.timing import matmul_peak_tflops, time_calls
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.compiler.lower import lower
 from nbcompile.compiler.render import render_plan
+from nbcompile.runtime.device import DTYPES, autocast, check_dtype, seeded, synchronize
 from nbcompile.runtime.dynamic import DynamicNetwork
 from nbcompile.runtime.loader import load_model_class
-from nbcompile.runtime.optimize import DTYPES, autocast, optimize
+from nbcompile.runtime.optimize import optimize
 from nbcompile.space.spec import ModelSpec
 
 
@@ -61,11 +58,8 @@ class BenchSettings:
     config: NetworkConfig = field(default_factory=NetworkConfig)
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.modes if m not in MODES]
-        if unknown:
-            raise ValueError(f"unknown mode {unknown[0]!r} (known: {', '.join(MODES)})")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_mode_names(self.modes)
+        check_dtype(self.dtype)
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ValueError("batch sizes must be positive integers")
         if self.rounds < 1:
@@ -86,19 +80,11 @@ class Cell:
     dynamic: nn.Module
 
 
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Run the block with torch's CPU generator seeded, and put the global RNG state back."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 def prepare_cell(label: str, spec: ModelSpec, settings: BenchSettings, folder: Path) -> Cell:
     """Compile the spec, load the generated Network and a DynamicNetwork with the same weights."""
     plan = lower(spec, settings.config, settings.canonical)
     source = render_plan(plan)
-    with _seeded(0):
+    with seeded(0):
         static = _load_static(source, folder, "reference")(num_labels=settings.config.num_labels)
         dynamic = DynamicNetwork(plan.built, **settings.config.as_dict())
     dynamic.load_state_dict(static.state_dict())
@@ -116,13 +102,16 @@ def _load_static(source: str, folder: Path, tag: str) -> type[nn.Module]:
 def _network_for(mode: Mode, cell: Cell, settings: BenchSettings, device: torch.device, folder: Path) -> nn.Module:
     """A fresh copy of the mode's network with the cell's weights, on ``device``."""
     if mode.network == "static":
-        with _seeded(0):
+        with seeded(0):
             module = _load_static(cell.source, folder, mode.name)(num_labels=settings.config.num_labels)
         module.load_state_dict(cell.static.state_dict())
     else:
         module = copy.deepcopy(cell.dynamic)
-    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
-    return module.to(device=device, memory_format=memory_format).train(settings.train)
+    return module.to(device=device, memory_format=_memory_format(settings)).train(settings.train)
+
+
+def _memory_format(settings: BenchSettings) -> torch.memory_format:
+    return torch.channels_last if settings.channels_last else torch.contiguous_format
 
 
 def _step_function(
@@ -208,6 +197,17 @@ def _failure(error: Exception) -> dict[str, str]:
     return {"status": "failed", "error": f"{type(error).__name__}: {message[0] if message else ''}"}
 
 
+def _batch(batch_size: int, settings: BenchSettings, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images (in the run's memory layout) and labels every mode is timed on, drawn from a
+    local generator seeded by the batch size."""
+    generator = torch.Generator().manual_seed(batch_size)
+    images = torch.randn(
+        batch_size, settings.config.in_channels, settings.image_size, settings.image_size, generator=generator
+    )
+    labels = torch.randint(0, settings.config.num_labels, (batch_size,), generator=generator)
+    return images.to(device).contiguous(memory_format=_memory_format(settings)), labels.to(device)
+
+
 def _build_mode(
     mode: Mode, cell: Cell, batch_size: int, settings: BenchSettings, device: torch.device, folder: Path
 ) -> _Built | dict[str, Any]:
@@ -220,16 +220,11 @@ def _build_mode(
         "mode": mode.name,
         "batch_size": batch_size,
     }
-    generator = torch.Generator().manual_seed(batch_size)
-    x = torch.randn(
-        batch_size, settings.config.in_channels, settings.image_size, settings.image_size, generator=generator
-    )
-    labels = torch.randint(0, settings.config.num_labels, (batch_size,), generator=generator).to(device)
-    x = x.to(device).contiguous(
-        memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format
-    )
+    reason = skip_reason(mode, device, settings.train)
+    if reason is not None:
+        return {**result, "status": "skipped", "error": reason}
+    x, labels = _batch(batch_size, settings, device)
     try:
-        check_applicable(mode, device, settings.train)
         raw = _network_for(mode, cell, settings, device, folder)
         with inductor_config.patch(dict(mode.inductor_options)):
             compiled_before, cache_before = _compile_seconds(), _fxgraph_cache_counts()
@@ -257,8 +252,6 @@ def _build_mode(
             for _ in range(settings.warmup):
                 step()
             synchronize(device)
-    except ModeSkipped as reason:
-        return {**result, "status": "skipped", "error": str(reason)}
     except Exception as error:
         return {**result, **_failure(error)}
     return _Built(mode, result, step)
@@ -271,15 +264,11 @@ def measure_batch(
     modes = [MODES[name] for name in settings.modes]
     breaks: dict[str, dict[str, Any]] = {}
     for mode in modes:  # dynamo.explain resets dynamo, so it runs before anything is built
-        if (
-            mode.compiles
-            and not (mode.cuda_only and device.type != "cuda")
-            and not (mode.inference_only and settings.train)
-        ):
+        if mode.compiles and skip_reason(mode, device, settings.train) is None:
             try:
                 breaks[mode.name] = _graph_breaks(
                     _network_for(mode, cell, settings, device, folder),
-                    _example(batch_size, settings, device),
+                    _batch(batch_size, settings, device)[0],
                     settings,
                     device,
                 )
@@ -315,10 +304,6 @@ def measure_batch(
             torch._dynamo.reset()
 
 
-def _example(batch_size: int, settings: BenchSettings, device: torch.device) -> torch.Tensor:
-    return torch.zeros(batch_size, settings.config.in_channels, settings.image_size, settings.image_size, device=device)
-
-
 def _round_statistics(samples: list[list[float]]) -> dict[str, Any]:
     """Median of the round medians, their spread, the within-round IQR (median over rounds)."""
     medians = [s[0] for s in samples]
@@ -338,84 +323,6 @@ def _throughput(cell: Cell, batch_size: int, median_ms: float, settings: BenchSe
     return {"images_per_s": batch_size / seconds, "tflops": flops / seconds / 1e12}
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
-def _gpu_clocks(device: torch.device) -> dict[str, str] | None:
-    """nvidia-smi's clocks, power and temperature for ``device``; None without nvidia-smi."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    fields = "clocks.sm,clocks.max.sm,clocks.mem,clocks.max.mem,power.draw,power.limit,temperature.gpu,driver_version"
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    try:
-        output = subprocess.run(
-            ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader", "-i", str(index)],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return dict(zip(fields.split(","), (value.strip() for value in output.strip().split(","))))
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Versions, the device (GPU name, capability, clocks on CUDA) and the inductor cache's state."""
-    info: dict[str, Any] = {
-        "torch_version": torch.__version__,
-        "python_version": sys.version.split()[0],
-        "device": _device_name(device),
-        "cpu_threads": torch.get_num_threads(),
-        "inductor_cache": inductor_cache_state(),
-    }
-    if device.type == "cuda":
-        properties = torch.cuda.get_device_properties(device)
-        info.update(
-            cuda_version=torch.version.cuda,
-            cudnn_version=torch.backends.cudnn.version(),
-            gpu={
-                "name": properties.name,
-                "capability": f"{properties.major}.{properties.minor}",
-                "multiprocessors": properties.multi_processor_count,
-                "memory_bytes": properties.total_memory,
-                "clocks": _gpu_clocks(device),
-            },
-        )
-    return info
-
-
-def inductor_cache_state(limit: int = 10_000) -> dict[str, Any]:
-    """Where inductor caches compiled code, whether that is not torch's default (set by
-    TORCHINDUCTOR_CACHE_DIR), and whether it already held files (warm) before this run (files
-    counted up to ``limit``)."""
-    from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
-
-    folder = Path(cache_dir())
-    from_env = folder != Path(default_cache_dir())  # importing dynamo sets the variable itself
-    count = 0
-    if folder.is_dir():
-        for _, _, files in os.walk(folder):
-            count += len(files)
-            if count >= limit:
-                break
-    return {"dir": str(folder), "from_env": from_env, "files_before": count, "warm": count > 0}
-
-
-@contextlib.contextmanager
-def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
-    """cudnn.benchmark on for a CUDA run, put back as it was afterwards."""
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = before or device.type == "cuda"
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = before
-
-
 def run_benchmark(
     cells: list[tuple[str, ModelSpec]],
     settings: BenchSettings,
@@ -424,10 +331,10 @@ def run_benchmark(
     """Benchmark every cell × batch size × mode; returns the JSON-ready report."""
     device = torch.device(settings.device)
     started = datetime.datetime.now(datetime.timezone.utc)
-    info = environment(device)
+    info = describe_environment(device)
     results: list[dict[str, Any]] = []
     cell_info = []
-    with _cudnn_benchmark(device), tempfile.TemporaryDirectory(prefix="nbcompile-bench-") as folder:
+    with cudnn_benchmark(device), tempfile.TemporaryDirectory(prefix="nbcompile-bench-") as folder:
         peak = matmul_peak_tflops(device, DTYPES[settings.dtype]) if settings.measure_peak else None
         for label, spec in cells:
             cell = prepare_cell(label, spec, settings, Path(folder))
@@ -475,13 +382,3 @@ def add_ratios(results: list[dict[str, Any]], peak: float | None) -> None:
         else:
             r["speedup_vs_dynamic"] = r["speedup_range"] = None
         r["fraction_of_peak"] = r["tflops"] / peak if peak else None
-
-
-def iter_modes(names: str) -> Iterator[str]:
-    """Mode names from a comma-separated list ('all' for every mode)."""
-    if names.strip() == "all":
-        yield from MODES
-        return
-    for name in names.split(","):
-        if name.strip():
-            yield name.strip()

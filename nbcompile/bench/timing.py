@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from nbcompile.runtime.device import synchronize
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -17,11 +19,6 @@ class Timing:
     median_ms: float
     iqr_ms: float
     calls: int
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, iters: int, max_seconds: float) -> Timing:

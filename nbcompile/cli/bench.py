@@ -7,7 +7,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from nbcompile.bench.modes import MODES
+from nbcompile.bench.modes import MODES, check_mode_names
 from nbcompile.cli._common import check_output_file, config_options, network_config, read_stdin, reports_bad_input
 from nbcompile.errors import ConfigError, OutOfDomainError
 from nbcompile.optional import require
@@ -46,6 +46,23 @@ class BatchSizes(click.ParamType):
         return sizes
 
 
+class ModeNames(click.ParamType):
+    """Comma-separated mode names, or ``all`` for every mode."""
+
+    name = "modes"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value)
+        names = tuple(MODES) if text.strip() == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+        try:
+            check_mode_names(names)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+        return names
+
+
 class Device(click.ParamType):
     """``cpu``, ``cuda`` or ``cuda:N``."""
 
@@ -70,7 +87,11 @@ class Device(click.ParamType):
     help=f"Comma-separated batch sizes (each at most {MAX_BATCH_SIZE}).",
 )
 @click.option(
-    "--modes", default="all", show_default=True, help="Comma-separated modes, or all: " + ", ".join(MODES) + "."
+    "--modes",
+    type=ModeNames(),
+    default="all",
+    show_default=True,
+    help="Comma-separated modes, or all: " + ", ".join(MODES) + ".",
 )
 @click.option(
     "--dtype", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, help="bf16 runs under autocast."
@@ -113,7 +134,7 @@ def bench_command(
     specs: tuple[str, ...],
     device: str,
     batch_sizes: tuple[int, ...],
-    modes: str,
+    modes: tuple[str, ...],
     dtype: str,
     channels_last: bool,
     train: bool,
@@ -139,7 +160,7 @@ def bench_command(
     import torch
 
     from nbcompile.bench.report import plot_latency, results_table, write_json
-    from nbcompile.bench.runner import BenchSettings, iter_modes, run_benchmark
+    from nbcompile.bench.runner import BenchSettings, run_benchmark
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: CUDA is not available on this machine")
@@ -151,7 +172,7 @@ def bench_command(
         settings = BenchSettings(
             device=device,
             batch_sizes=batch_sizes,
-            modes=tuple(iter_modes(modes)),
+            modes=modes,
             dtype=dtype,
             channels_last=channels_last,
             train=train,

@@ -1,5 +1,6 @@
 """What runs in torch: the layers, the graph-walking oracle network, the loader of generated
-files, ``optimize`` (the fastest inference and training paths) and AOT packages (``aot``).
+files, ``optimize`` (the fastest inference and training paths), AOT packages (``aot``) and the
+device helpers (``device``: dtype names, autocast, synchronize, seeded initialisation).
 Depends on ``compiler`` and ``space``.
 
 Importing it guards ``torch.jit.script`` against a torch bug that made it fail at random after

@@ -26,7 +26,8 @@ from torch import nn
 from nbcompile._version import __version__
 from nbcompile.errors import ConfigError, NbcompileError
 from nbcompile.io import atomic_output
-from nbcompile.runtime.optimize import prepare_inference, resolve_dtype
+from nbcompile.runtime.device import resolve_dtype
+from nbcompile.runtime.optimize import prepare_inference
 
 _METADATA_KEY = "nbcompile"
 

@@ -12,36 +12,20 @@ compiled graph, which cuts compile time), with CUDA graphs over forward and back
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from nbcompile.errors import ConfigError
+from nbcompile.runtime.device import DTYPES, autocast, resolve_dtype
 
-#: The dtypes ``optimize``, the AOT packages and the benchmarks accept, by name.
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def resolve_dtype(device: torch.device, dtype: str) -> str:
-    """``"auto"`` → bf16 on a CUDA device that supports it, else fp32; other names are checked."""
-    if dtype == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be auto, {' or '.join(DTYPES)}, got {dtype!r}", field="dtype")
-    return dtype
-
-
-def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device``, or nothing for fp32."""
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[dtype])
+_Compiled = TypeVar("_Compiled")
 
 
 @dataclass(frozen=True)
@@ -218,19 +202,26 @@ def _optimize_inference(
     # Inductor settings go in as options, not a config patch: options are part of the backend's
     # identity, so a later optimize() with other settings cannot reuse this compiled graph.
     settings = {"mode": mode} if backend != "inductor" else {"options": {"freezing": freeze, **_mode_options(mode)}}
-    for fullgraph in (True, False):
+
+    def compile_and_warm_up(fullgraph: bool, applied: Applied) -> OptimizedNetwork:
         network = OptimizedNetwork(
             torch.compile(prepared, backend=backend, fullgraph=fullgraph, **settings), prepared, applied
         )
-        try:
-            for _ in range(3 if mode else 1):  # CUDA graphs are recorded on the third call
-                network(example)
-            return network
-        except torch._dynamo.exc.Unsupported:
-            if not fullgraph:
-                raise
-            applied = replace(applied, compile=applied.compile + " with graph breaks")
-    raise AssertionError("unreachable")
+        for _ in range(3 if mode else 1):  # CUDA graphs are recorded on the third call
+            network(example)
+        return network
+
+    return _whole_graph_else_breaks(compile_and_warm_up, applied)
+
+
+def _whole_graph_else_breaks(attempt: Callable[[bool, Applied], _Compiled], applied: Applied) -> _Compiled:
+    """``attempt(fullgraph=True)`` (compile and warm up); where dynamo cannot trace a whole graph,
+    ``attempt(fullgraph=False)``, with the graph breaks said in ``applied``."""
+    try:
+        return attempt(True, applied)
+    except torch._dynamo.exc.Unsupported:
+        pass
+    return attempt(False, replace(applied, compile=applied.compile + " with graph breaks"))
 
 
 def _mode_options(mode: str | None) -> dict[str, object]:
@@ -270,18 +261,15 @@ def _optimize_training(
         cuda_graphs=mode is not None,
         optimizer=f"SGD(momentum={momentum}, {'fused' if fused else 'foreach'})",
     )
-    for fullgraph in (True, False):
+
+    def compile_and_warm_up(fullgraph: bool, applied: Applied) -> TrainingStep:
         for region in regions:
             region.compile(backend=backend, fullgraph=fullgraph, mode=mode)
         step = TrainingStep(model, optimizer, loss_fn, device, dtype, applied)
-        try:
-            _warm_up(step, example)
-            return step
-        except torch._dynamo.exc.Unsupported:
-            if not fullgraph:
-                raise
-            applied = replace(applied, compile=applied.compile + " with graph breaks")
-    raise AssertionError("unreachable")
+        _warm_up(step, example)
+        return step
+
+    return _whole_graph_else_breaks(compile_and_warm_up, applied)
 
 
 def _num_labels(model: nn.Module) -> int:

@@ -17,14 +17,12 @@ from torch import nn
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.compiler.driver import compile_to_file
 from nbcompile.errors import ConfigError
+from nbcompile.runtime.device import autocast, check_dtype, seeded, synchronize
 from nbcompile.runtime.loader import load_model
 from nbcompile.space.spec import ModelSpec
 from nbcompile.train import recipe
 from nbcompile.train.cifar10 import Cifar10
 from nbcompile.train.data import BatchStream, DeviceImages, eval_batches
-
-#: Autocast dtype of each precision (None: no autocast).
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 class NonFiniteLoss(RuntimeError):
@@ -63,8 +61,7 @@ class TrainConfig:
             raise ConfigError(
                 f"batch_size {self.batch_size} does not split into {self.ghost_groups} ghost batches", "batch_size"
             )
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}", "precision")
+        check_dtype(self.precision, "precision")
         for name in ("loss_every", "nan_check_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}", name)
@@ -120,14 +117,8 @@ def build_network(spec: ModelSpec, network: NetworkConfig, model_dir: Path, seed
     """Generate the cell's model file into ``model_dir`` and instantiate it, its initial weights
     drawn from ``seed`` without touching torch's global random state."""
     path = compile_to_file(spec, model_dir, **network.as_dict())
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
+    with seeded(seed):
         return load_model(path)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _layout(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -138,13 +129,13 @@ def accuracy_count(
     model: nn.Module, data: DeviceImages, batch_size: int, precision: str = "fp32", channels_last: bool = False
 ) -> tuple[int, int]:
     """Correct predictions and images over ``len // batch_size`` whole batches, eval-mode BN."""
+    check_dtype(precision, "precision")
     was_training = model.training
     model.eval()
     device = data.labels.device
     correct = torch.zeros((), dtype=torch.int64, device=device)
     images = 0
-    dtype = PRECISIONS[precision]
-    with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+    with torch.no_grad(), autocast(device, precision):
         for batch, labels in eval_batches(data, batch_size):
             correct += (model(_layout(batch, channels_last)).argmax(1) == labels).sum()
             images += labels.shape[0]
@@ -166,11 +157,11 @@ def make_train_step(
     """``step(images, labels) -> loss``: forward, upstream's loss, backward, TF RMSProp update.
     Nothing in it reads a value back to the host. (Where a compiled training step from the
     GPU paths work exists, this is the function to hand to it.)"""
+    check_dtype(precision, "precision")
     parameters = [p for p in model.parameters() if p.requires_grad]
-    dtype = PRECISIONS[precision]
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(images.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(images.device, precision):
             logits = model(_layout(images, channels_last))
         loss = recipe.nasbench_loss(logits, labels, parameters, weight_decay)
         optimizer.zero_grad(set_to_none=True)
@@ -247,7 +238,7 @@ class Trainer:
             raise NonFiniteLoss(f"loss is not finite at step {bad} of {self.total_steps}")
 
     def synchronize(self) -> None:
-        _synchronize(self.device)
+        synchronize(self.device)
 
     def accuracy_counts(self) -> list[tuple[int, int]]:
         """(correct, images) on train_eval, valid and test."""
