@@ -1,13 +1,15 @@
-"""``nbcompile compile`` and ``nbcompile info``."""
+"""``nbcompile compile`` and ``nbcompile info``.
+
+The compiler is imported when a command runs, not for its ``--help``.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.progress import track
 
 from nbcompile.cli._common import (
     LazyDataset,
@@ -21,11 +23,11 @@ from nbcompile.cli._common import (
     located_specs,
     network_config,
 )
-from nbcompile.compiler.driver import CompileJob, plan_job
-from nbcompile.compiler.naming import validate_module_name
-from nbcompile.compiler.report import format_info, info_json, spec_info
 from nbcompile.errors import ConfigError, OutOfDomainError
-from nbcompile.space.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from nbcompile.compiler.driver import CompileJob
+    from nbcompile.space.spec import ModelSpec
 
 
 @click.command("compile")
@@ -87,6 +89,12 @@ def compile_command(
     with no compilation; it holds freshly initialised weights (from --seed). To package trained
     weights, call ``nbcompile.build_package(model, path)`` in Python.
     """
+    from rich.console import Console
+    from rich.progress import track
+
+    from nbcompile.compiler.driver import plan_job
+    from nbcompile.compiler.naming import validate_module_name
+
     check_output_folder(out_dir, "--out-dir")
     config = network_config(options)
     if aot:
@@ -165,6 +173,8 @@ def info_command(
 
     Exits with 1 when the spec is well formed but outside the NAS-Bench-101 space.
     """
+    from nbcompile.compiler.report import format_info, info_json, spec_info
+
     config = network_config(options)
     location, model_spec = located_spec(
         spec, "info", "report on", LazyDataset(dataset, cache_dir, no_cache, workers), check_in_space=False
