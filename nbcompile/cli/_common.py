@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -95,9 +96,19 @@ no_cache_option = click.option(
 )
 
 
-def cache_options(command: Command) -> Command:
-    """``--cache-dir``, ``--no-cache`` and ``--workers``: how a dataset is opened (see :class:`LazyDataset`)."""
-    return cache_dir_option(no_cache_option(workers_option("Processes converting a dataset not cached yet")(command)))
+def cache_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--cache-dir``, ``--no-cache`` and ``--workers``, for a command whose parameter ``dataset``
+    (``--dataset FILE`` or a PATH argument) names a dataset file: the command is called with a
+    :class:`LazyDataset` of that file and these options as ``dataset``, and without the three."""
+
+    @functools.wraps(command)  # keeps the options declared so far (click keeps them on the function)
+    def with_dataset(
+        *args: Any, dataset: str | None, cache_dir: str | None, no_cache: bool, workers: int | None, **kwargs: Any
+    ) -> None:
+        command(*args, dataset=LazyDataset(dataset, cache_dir, no_cache, workers), **kwargs)
+
+    workers = workers_option("Processes converting a dataset not cached yet")
+    return cache_dir_option(no_cache_option(workers(with_dataset)))
 
 
 class LazyDataset:

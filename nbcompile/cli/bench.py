@@ -136,10 +136,7 @@ def bench_command(
     no_peak: bool,
     json_path: str | None,
     plot_path: str | None,
-    dataset: str | None,
-    cache_dir: str | None,
-    no_cache: bool,
-    workers: int | None,
+    dataset: LazyDataset,
     **options: int | None,
 ) -> None:
     """Time generated models against graph walking for every spec in SPECS (JSON, JSON Lines,
@@ -181,7 +178,7 @@ def bench_command(
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    located = located_specs(specs, "bench", LazyDataset(dataset, cache_dir, no_cache, workers))
+    located = located_specs(specs, "bench", dataset)
     cells = [(_cell_label(location), spec) for location, spec in located]
     console = Console(stderr=True)
     total = len(cells) * len(settings.batch_sizes) * len(settings.modes)

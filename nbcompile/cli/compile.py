@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 import click
 
 from nbcompile.cli._common import (
-    LazyDataset,
     cache_options,
     canonical_option,
     check_output_folder,
@@ -26,6 +25,7 @@ from nbcompile.cli._common import (
 from nbcompile.errors import ConfigError, OutOfDomainError
 
 if TYPE_CHECKING:
+    from nbcompile.cli._common import LazyDataset
     from nbcompile.compiler.driver import CompileJob
     from nbcompile.space.spec import ModelSpec
 
@@ -71,10 +71,7 @@ def compile_command(
     out_dir: str,
     name: str | None,
     canonical: bool,
-    dataset: str | None,
-    cache_dir: str | None,
-    no_cache: bool,
-    workers: int | None,
+    dataset: LazyDataset,
     aot: bool,
     device: str,
     batch_size: int,
@@ -103,7 +100,7 @@ def compile_command(
         device = str(check_package_options(device, dtype, batch_size)[0])
     if name is not None:
         validate_module_name(name)
-    located = located_specs(specs, "compile", LazyDataset(dataset, cache_dir, no_cache, workers))
+    located = located_specs(specs, "compile", dataset)
     if name is not None and len(located) != 1:
         raise ConfigError(f"--name needs exactly one spec, got {len(located)}")
     # Every spec is lowered (checked) before any file is written, and lowered again when written.
@@ -162,10 +159,7 @@ def info_command(
     spec: str,
     as_json: bool,
     canonical: bool,
-    dataset: str | None,
-    cache_dir: str | None,
-    no_cache: bool,
-    workers: int | None,
+    dataset: LazyDataset,
     **options: int | None,
 ) -> None:
     """Report on one SPEC (a spec file, - for stdin, or a 32-digit module hash with --dataset):
@@ -176,9 +170,7 @@ def info_command(
     from nbcompile.compiler.report import format_info, info_json, spec_info
 
     config = network_config(options)
-    location, model_spec = located_spec(
-        spec, "info", "report on", LazyDataset(dataset, cache_dir, no_cache, workers), check_in_space=False
-    )
+    location, model_spec = located_spec(spec, "info", "report on", dataset, check_in_space=False)
     try:
         info = spec_info(model_spec, config, canonical)
     except ConfigError as error:

@@ -63,40 +63,40 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
 
 
 @data_group.command("convert")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("dataset", metavar="PATH", type=click.Path(dir_okay=False))
 @cache_options
-def convert_command(path: str, cache_dir: str | None, no_cache: bool, workers: int | None) -> None:
+def convert_command(dataset: LazyDataset) -> None:
     """Convert the dataset file PATH into the cache (or find it there) and say where it is."""
-    if not no_cache:  # writing the cache is this command's job: refuse a folder it cannot write first
+    if not dataset.no_cache:  # writing the cache is this command's job: refuse a folder it cannot write first
         from nbcompile.nasbench.cache import default_cache_root
 
-        check_output_folder(cache_dir or str(default_cache_root()), "--cache-dir")
-    dataset = LazyDataset(path, cache_dir, no_cache, workers).open()
-    action = "converted" if dataset.converted else "found in the cache"
+        check_output_folder(dataset.cache_dir or str(default_cache_root()), "--cache-dir")
+    opened = dataset.open()
+    action = "converted" if opened.converted else "found in the cache"
     click.echo(
-        f"{action}: {len(dataset):,} cells, {dataset.tables.num_records:,} records in {dataset.load_seconds:.2f} s",
+        f"{action}: {len(opened):,} cells, {opened.tables.num_records:,} records in {opened.load_seconds:.2f} s",
         err=True,
     )
-    click.echo(str(dataset.cache_folder) if dataset.cache_folder else "(not cached)")
+    click.echo(str(opened.cache_folder) if opened.cache_folder else "(not cached)")
 
 
 @data_group.command("info")
-@click.argument("path", type=click.Path())
+@click.argument("dataset", metavar="PATH", type=click.Path())
 @json_option
 @cache_options
-def data_info_command(path: str, as_json: bool, cache_dir: str | None, no_cache: bool, workers: int | None) -> None:
+def data_info_command(dataset: LazyDataset, as_json: bool) -> None:
     """Summarise the dataset PATH (a .tfrecord or a cache folder): cells, epochs, repeats,
     parameter range, and the best cells by mean validation and mean test accuracy."""
     import json
 
     from nbcompile.nasbench.report import dataset_info, format_dataset_info
 
-    info = dataset_info(LazyDataset(path, cache_dir, no_cache, workers).open())
+    info = dataset_info(dataset.open())
     click.echo(json.dumps(info, indent=2) if as_json else format_dataset_info(info))
 
 
 @data_group.command("query")
-@click.argument("path", type=click.Path())
+@click.argument("dataset", metavar="PATH", type=click.Path())
 @click.argument("spec")
 @click.option("--epochs", type=int, default=108, show_default=True, help="Epoch budget.")
 @click.option("--halfway", is_flag=True, help="Metrics at half the budget (stop_halfway).")
@@ -105,29 +105,24 @@ def data_info_command(path: str, as_json: bool, cache_dir: str | None, no_cache:
 @json_option
 @cache_options
 def data_query_command(
-    path: str,
+    dataset: LazyDataset,
     spec: str,
     epochs: int,
     halfway: bool,
     mean: bool,
     seed: int | None,
     as_json: bool,
-    cache_dir: str | None,
-    no_cache: bool,
-    workers: int | None,
 ) -> None:
     """Query the dataset PATH for SPEC: a spec file (as compile reads), - for stdin, or a
     32-digit module hash."""
     from nbcompile.nasbench.report import format_query, query_json
 
-    named = LazyDataset(path, cache_dir, no_cache, workers)
-    _, model_spec = located_spec(spec, "query", "query", named)  # a spec file is checked before the dataset opens
-    dataset = named.open()
-    dataset.reseed(seed)
-    result = dataset.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
-    module_hash = model_spec.module_hash
+    _, model_spec = located_spec(spec, "query", "query", dataset)  # a spec file is checked before the dataset opens
+    opened = dataset.open()
+    opened.reseed(seed)
+    result = opened.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
     show = query_json if as_json else format_query
-    click.echo(show(result, module_hash, dataset.synthetic))
+    click.echo(show(result, model_spec.module_hash, opened.synthetic))
 
 
 @data_group.command("verify")

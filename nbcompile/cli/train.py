@@ -129,10 +129,7 @@ def train_command(
     channels_last: bool,
     loss_every: int,
     max_attempts: int,
-    dataset: str | None,
-    cache_dir: str | None,
-    no_cache: bool,
-    workers: int | None,
+    dataset: LazyDataset,
     canonical: bool,
     ray_address: str | None,
     ray_cpus: int | None,
@@ -170,7 +167,7 @@ def train_command(
         channels_last=channels_last,
         compile_step=device.startswith("cuda") if compile_step is None else compile_step,
     )
-    cells = [spec for _, spec in located_specs(specs, "train", LazyDataset(dataset, cache_dir, no_cache, workers))]
+    cells = [spec for _, spec in located_specs(specs, "train", dataset)]
     cells = [spec.canonical() for spec in cells] if canonical else cells
     for spec in cells:
         plan_job(spec, config=network)  # a config too small for a cell fails here, before training
