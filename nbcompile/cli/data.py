@@ -160,6 +160,7 @@ def cifar10_command(directory: str, url: str | None, md5: str | None) -> None:
 
     from nbcompile.train import cifar10
 
+    check_output_folder(directory, "DIRECTORY")
     with progress_bar(*Progress.get_default_columns(), DownloadColumn()) as bar:
         task = bar.add_task("cifar-10-binary.tar.gz", total=None)
         folder = cifar10.download_cifar10(

@@ -12,6 +12,8 @@ from nbcompile.cli._common import (
     LazyDataset,
     cache_options,
     canonical_option,
+    check_output_file,
+    check_output_folder,
     config_options,
     counting_columns,
     dataset_option,
@@ -155,6 +157,7 @@ def train_command(
         raise ConfigError(
             f"--ray took {ray_address!r} as its ADDRESS: put --ray after the SPECs or write --ray=ADDRESS"
         )
+    check_output_folder(out_dir, "--out")
     network = network_config(options)
     if network.in_channels != 3 or network.num_labels < 10:
         raise ConfigError("CIFAR-10 needs --in-channels 3 and --num-labels of at least 10")
@@ -261,6 +264,7 @@ def train_merge_command(out: str, folders: tuple[str, ...]) -> None:
     (official TFRecord format, readable by NASBench and every nbcompile data command)."""
     from nbcompile.train.results import merge_results
 
+    check_output_file(out, "OUT")
     count = merge_results(out, folders)
     if not count:
         raise NbcompileError(f"no successful runs in {', '.join(folders)}")
