@@ -107,8 +107,8 @@ def cache_options(command: Callable[..., None]) -> Callable[..., None]:
     ) -> None:
         command(*args, dataset=LazyDataset(dataset, cache_dir, no_cache, workers), **kwargs)
 
-    workers = workers_option("Processes converting a dataset not cached yet")
-    return cache_dir_option(no_cache_option(workers(with_dataset)))
+    conversion_workers = workers_option("Processes converting a dataset not cached yet")
+    return cache_dir_option(no_cache_option(conversion_workers(with_dataset)))
 
 
 class LazyDataset:
