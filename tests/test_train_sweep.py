@@ -320,17 +320,14 @@ def test_hash_specs_are_looked_up_in_a_dataset(tmp_path):
 
 @pytest.mark.parametrize("no_cache", [False, True])
 def test_train_opens_the_dataset_with_the_cache_options(tmp_path, no_cache):
-    from nbcompile.fixture import write_fixture
-    from nbcompile.space.enumeration import sample_cells
-
-    cells = sample_cells(3)
     dataset, cache = tmp_path / "synthetic.tfrecord", tmp_path / "cache"
-    write_fixture(dataset, cells)
+    assert invoke(["data", "fixture", str(dataset), "--cells", "3", "--workers", "1"]).exit_code == 0
+    module_hash = next(iter(NASBench(str(dataset), cache=False, progress=False).hash_iterator()))
     broken = write_folder(tmp_path / "broken", 4)
     (broken / "data_batch_2.bin").write_bytes(b"\0" * 3000)
     options = ["--dataset", str(dataset), "--cache-dir", str(cache), "--workers", "1"] + ["--no-cache"] * no_cache
     rest = ["--data", str(broken), "--out", str(tmp_path / "o"), "--device", "cpu"]
-    result = invoke(["train", cells[1].module_hash, *options, *rest])
+    result = invoke(["train", module_hash, *options, *rest])
     # the hash was looked up (in the cache, or in memory): the command went on to the data, which is bad
     assert result.exit_code == 2 and "data_batch_2.bin: 3000 bytes" in result.stderr, result.stderr
     assert cache.is_dir() != no_cache and not (tmp_path / "o").exists()
