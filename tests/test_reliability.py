@@ -626,6 +626,22 @@ def test_compile_refuses_an_unwritable_out_dir(tmp_path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["train", "{spec}", "--data", "{tmp}", "--no-plot", "--out", "/dev/null/o"], "--out /dev/null/o: "),
+        (["train-merge", "/dev/null/x.tfrecord", "{tmp}"], "OUT /dev/null/x.tfrecord: "),
+        (["data", "cifar10", "/dev/null/c", "--url", "file:///nowhere", "--md5", "0"], "DIRECTORY /dev/null/c: "),
+    ],
+    ids=["train", "train-merge", "data cifar10"],
+)
+def test_train_and_cifar10_refuse_an_unwritable_output_first(tmp_path, args, line) -> None:
+    spec = tmp_path / "inception.json"
+    spec.write_text(json.dumps(INCEPTION))
+    args = [arg.replace("{spec}", str(spec)).replace("{tmp}", str(tmp_path)) for arg in args]
+    _one_line_error(_run(*args), line + "/dev/null is not a folder")
+
+
 # --- process pools ----------------------------------------------------------------------------------
 def _pid_after(seconds: float, value: int) -> int:
     time.sleep(seconds)

@@ -308,14 +308,29 @@ def test_bad_data_and_hashes_without_dataset(tmp_path, specs_file, cifar):
 
 
 def test_hash_specs_are_looked_up_in_a_dataset(tmp_path):
-    from nbcompile.cli._common import located_specs
+    from nbcompile.cli._common import LazyDataset, located_specs
     from nbcompile.fixture import write_fixture
     from nbcompile.space.enumeration import sample_cells
 
     cells = sample_cells(3)
     write_fixture(tmp_path / "synthetic.tfrecord", cells)
-    located = located_specs((cells[1].module_hash,), str(tmp_path / "synthetic.tfrecord"), "train")
+    located = located_specs((cells[1].module_hash,), "train", LazyDataset(str(tmp_path / "synthetic.tfrecord")))
     assert [spec.module_hash for _, spec in located] == [cells[1].module_hash]
+
+
+@pytest.mark.parametrize("no_cache", [False, True])
+def test_train_opens_the_dataset_with_the_cache_options(tmp_path, no_cache):
+    dataset, cache = tmp_path / "synthetic.tfrecord", tmp_path / "cache"
+    assert invoke(["data", "fixture", str(dataset), "--cells", "3", "--workers", "1"]).exit_code == 0
+    module_hash = next(iter(NASBench(str(dataset), cache=False, progress=False).hash_iterator()))
+    broken = write_folder(tmp_path / "broken", 4)
+    (broken / "data_batch_2.bin").write_bytes(b"\0" * 3000)
+    options = ["--dataset", str(dataset), "--cache-dir", str(cache), "--workers", "1"] + ["--no-cache"] * no_cache
+    rest = ["--data", str(broken), "--out", str(tmp_path / "o"), "--device", "cpu"]
+    result = invoke(["train", module_hash, *options, *rest])
+    # the hash was looked up (in the cache, or in memory): the command went on to the data, which is bad
+    assert result.exit_code == 2 and "data_batch_2.bin: 3000 bytes" in result.stderr, result.stderr
+    assert cache.is_dir() != no_cache and not (tmp_path / "o").exists()
 
 
 def test_missing_optional_dependency_names_the_extra(monkeypatch):

@@ -468,6 +468,38 @@ def test_compile_a_module_hash_needs_the_dataset(dataset, tmp_path) -> None:
     assert not (tmp_path / "models").exists() and not (tmp_path / "m").exists()
 
 
+def test_info_bench_and_query_take_a_module_hash_from_the_dataset(dataset, tmp_path, monkeypatch) -> None:
+    from nbcompile.space.spec import ModelSpec as StrictSpec
+
+    module_hash = StrictSpec(INCEPTION["matrix"], INCEPTION["ops"]).module_hash
+    cache = ["--cache-dir", str(tmp_path / "c")]
+    info = _run("info", module_hash, "--dataset", str(dataset), *cache, "--json")
+    assert info.exit_code == 0, info.output
+    assert json.loads(info.stdout)["module_hash"] == module_hash
+    bench_json = tmp_path / "bench.json"
+    fast = ["--modes", "dynamic", "--batch-sizes", "1", "--warmup", "0", "--iters", "1", "--rounds", "1", "--no-peak"]
+    small = ["--image-size", "8", "--stem-channels", "16", "--num-stacks", "1", "--cells-per-stack", "1"]
+    bench = _run("bench", module_hash, "--dataset", str(dataset), *cache, *fast, *small, "--json", str(bench_json))
+    assert bench.exit_code == 0, bench.output
+    assert [row["cell"] for row in json.loads(bench_json.read_text())["results"]] == [module_hash]
+    # a file named like a hash is read as a file, by every command
+    monkeypatch.chdir(tmp_path)
+    Path(module_hash).write_text(json.dumps({"matrix": CHAIN, "ops": [INPUT, CONV3X3, OUTPUT]}))
+    query = _run("data", "query", str(dataset), module_hash, *cache, "--json")
+    assert query.exit_code == 2 and "is valid but not in" in query.stderr and module_hash not in query.stderr
+
+
+@pytest.mark.parametrize("command", ["info", "bench"])
+def test_info_and_bench_need_the_dataset_for_a_module_hash(command, tmp_path) -> None:
+    module_hash = "0123456789abcdef0123456789abcdef"
+    result = _run(command, module_hash)
+    verb = "report on" if command == "info" else command
+    assert result.exit_code == 2 and result.stderr == (
+        f"nbcompile: error: {module_hash}: no such file; "
+        f"to {verb} a module hash, name the dataset with --dataset FILE\n"
+    )
+
+
 def test_is_module_hash() -> None:
     from nbcompile.space.graph import is_module_hash
 

@@ -1,4 +1,7 @@
-"""What every command shares: one-line errors with exit code 2, config and cache options."""
+"""What commands share: options declared once, the reader of spec sources, output checks.
+
+(How a command's bad input becomes one line on stderr is the group's job: see ``_group``.)
+"""
 
 from __future__ import annotations
 
@@ -6,66 +9,30 @@ import functools
 import os
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from nbcompile.compiler.config import NetworkConfig
-from nbcompile.errors import ConfigError, NbcompileError, OutOfDomainError, SpecError, first_line
-from nbcompile.parallel import sigterm_unwinds
+from nbcompile.errors import ConfigError, OutOfDomainError, SpecError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
+
+    from nbcompile.nasbench.api import NASBench
     from nbcompile.space.spec import ModelSpec
 
-#: Exit code for bad input (specs, options, files), as click uses for usage errors.
-EXIT_BAD_INPUT = 2
-_BAD_INPUT = (NbcompileError, OSError)
+Command = TypeVar("Command", bound=Callable[..., None])
+
+#: The most worker processes ``--workers`` accepts.
+MAX_WORKERS = 64
 
 
-def fail(message: str) -> None:
-    click.echo(f"nbcompile: error: {message}", err=True)
-    sys.exit(EXIT_BAD_INPUT)
-
-
-def error_line(error: BaseException) -> str:
-    """One line for ``error``; a ConfigError's field is named by its command-line flag."""
-    message = first_line(error)
-    field = getattr(error, "field", None)
-    if field and message.startswith(field):
-        message = "--" + field.replace("_", "-") + message[len(field) :]
-    return message
-
-
-def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    click.echo(
-        f"nbcompile: warning: {first_line(message if isinstance(message, Warning) else Warning(message))}", err=True
-    )
-
-
-def reports_bad_input(command: Callable[..., None]) -> Callable[..., None]:
-    """Turn bad-input exceptions into one line on stderr and exit code 2, without a traceback;
-    warnings are one line each too (``nbcompile: warning: ...``); SIGTERM unwinds like Ctrl-C
-    (temporary files are removed, worker processes killed) and exits with status 143."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            with warnings.catch_warnings(), sigterm_unwinds():
-                warnings.showwarning = _warning_line
-                command(*args, **kwargs)
-        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(1)
-        except _BAD_INPUT as error:
-            fail(error_line(error))
-
-    return wrapper
-
-
-def config_options(command: Callable[..., None]) -> Callable[..., None]:
+def config_options(command: Command) -> Command:
+    """``--stem-channels``, ``--num-stacks``, ``--cells-per-stack``, ``--num-labels``, ``--in-channels``:
+    the network around the cells (see :func:`network_config`)."""
     defaults = NetworkConfig()
     for field, help_text in reversed(
         [
@@ -88,83 +55,124 @@ def network_config(options: dict[str, int | None]) -> NetworkConfig:
     return NetworkConfig.from_kwargs(**{k: v for k, v in options.items() if v is not None})
 
 
-def read_stdin(sources: tuple[str, ...]) -> str | None:
-    return sys.stdin.read() if "-" in sources else None
+canonical_option = click.option(
+    "--canonical", is_flag=True, help="Build each cell in the labeling NAS-Bench-101 stored and trained."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 
 
-class OneLineErrorGroup(click.Group):
-    """A click group whose usage errors are one line on stderr (exit 2), like nbcompile's own."""
+def dataset_option(
+    purpose: str = "in which to look up specs given as 32-digit module hashes", required: bool = False
+) -> Callable[[Command], Command]:
+    """``--dataset FILE``: a NAS-Bench-101 dataset file for ``purpose``."""
+    return click.option(
+        "--dataset",
+        type=click.Path(),
+        metavar="FILE",
+        required=required,
+        default=None,
+        help=f"NAS-Bench-101 .tfrecord (or its cache folder) {purpose}.",
+    )
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["standalone_mode"] = False
-        try:
-            result = super().main(*args, **kwargs)
-        except click.ClickException as error:
-            hint = ""
-            if isinstance(error, click.UsageError) and error.ctx is not None:
-                hint = f" (see '{error.ctx.command_path} --help')"
-            fail(error.format_message().replace("\n", " ") + hint)
-        except click.Abort:
-            click.echo("nbcompile: aborted", err=True)
-            sys.exit(1)
-        sys.exit(result if isinstance(result, int) else 0)
+
+cache_dir_option = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Dataset cache folder [default: $NBCOMPILE_CACHE_DIR, else $XDG_CACHE_HOME/nbcompile, "
+    "else ~/.cache/nbcompile].",
+)
+
+
+def workers_option(role: str, default: str = "the CPUs available") -> Callable[[Command], Command]:
+    """``--workers N``: how many processes do ``role``; None when not given."""
+    return click.option(
+        "--workers", type=click.IntRange(1, MAX_WORKERS), default=None, help=f"{role} [default: {default}]."
+    )
+
+
+no_cache_option = click.option(
+    "--no-cache", is_flag=True, help="Convert the dataset in memory; read and write no cache."
+)
 
 
 def cache_options(command: Callable[..., None]) -> Callable[..., None]:
-    command = click.option(
-        "--workers",
-        type=click.IntRange(1, 64),
-        default=None,
-        help="Conversion processes [default: the CPUs available].",
-    )(command)
-    command = click.option("--no-cache", is_flag=True, help="Convert in memory; read and write no cache.")(command)
-    command = click.option(
-        "--cache-dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Cache folder [default: $NBCOMPILE_CACHE_DIR, else $XDG_CACHE_HOME/nbcompile, else ~/.cache/nbcompile].",
-    )(command)
-    return command
+    """``--cache-dir``, ``--no-cache`` and ``--workers``, for a command whose parameter ``dataset``
+    (``--dataset FILE`` or a PATH argument) names a dataset file: the command is called with a
+    :class:`LazyDataset` of that file and these options as ``dataset``, and without the three."""
+
+    @functools.wraps(command)  # keeps the options declared so far (click keeps them on the function)
+    def with_dataset(
+        *args: Any, dataset: str | None, cache_dir: str | None, no_cache: bool, workers: int | None, **kwargs: Any
+    ) -> None:
+        command(*args, dataset=LazyDataset(dataset, cache_dir, no_cache, workers), **kwargs)
+
+    conversion_workers = workers_option("Processes converting a dataset not cached yet")
+    return cache_dir_option(no_cache_option(conversion_workers(with_dataset)))
 
 
-def open_dataset(path: str, cache_dir: str | None, no_cache: bool, workers: int | None, seed: int | None = None):
-    from nbcompile.nasbench.api import NASBench
+class LazyDataset:
+    """The dataset a command was given (``--dataset`` or a PATH argument) with the cache options;
+    opened, and converted if it is not cached yet, on first use only."""
 
-    return NASBench(path, seed, cache_dir=cache_dir, cache=not no_cache, workers=workers)
+    def __init__(
+        self, path: str | None, cache_dir: str | None = None, no_cache: bool = False, workers: int | None = None
+    ) -> None:
+        self.path = path
+        self.cache_dir = cache_dir
+        self.no_cache = no_cache
+        self.workers = workers
+        self._opened: NASBench | None = None
+
+    def open(self) -> NASBench:
+        """The dataset, opened on the first call."""
+        if self.path is None:
+            raise ConfigError("no dataset given: name it with --dataset FILE")
+        if self._opened is None:
+            from nbcompile.nasbench.api import NASBench
+
+            self._opened = NASBench(self.path, cache_dir=self.cache_dir, cache=not self.no_cache, workers=self.workers)
+        return self._opened
 
 
 def located_specs(
-    sources: tuple[str, ...],
-    dataset: str | None,
-    verb: str,
-    cache_dir: str | None = None,
-    no_cache: bool = False,
-    workers: int | None = None,
+    sources: tuple[str, ...], verb: str, dataset: LazyDataset | None = None, check_in_space: bool = True
 ) -> list[tuple[str, ModelSpec]]:
     """``(location, spec)`` of every SOURCE: a spec file (JSON, JSON Lines, .npz, ``-`` for stdin)
-    or a 32-digit module hash looked up in ``dataset``. Every file is read and every spec checked
-    to be in the space before the dataset is opened (it may need converting)."""
+    or a 32-digit module hash looked up in ``dataset``. Every file is read, and with
+    ``check_in_space`` every spec checked to be in the space, before the dataset is opened (it may
+    need converting). ``verb`` says what the command does with a spec, for the error messages."""
     from nbcompile.space.cellfiles import read_specs
     from nbcompile.space.graph import is_module_hash
 
     hashes = {source for source in sources if is_module_hash(source) and not Path(source).exists()}
-    if hashes and dataset is None:
+    if hashes and (dataset is None or dataset.path is None):
         first = next(source for source in sources if source in hashes)
         raise SpecError(f"{first}: no such file; to {verb} a module hash, name the dataset with --dataset FILE")
-    stdin_text = read_stdin(sources)
+    stdin_text = sys.stdin.read() if "-" in sources else None
     from_files = {source: read_specs(source, stdin_text) for source in sources if source not in hashes}
-    for located in from_files.values():
+    for located in from_files.values() if check_in_space else ():
         for location, spec in located:
             try:
                 spec.validate()
             except OutOfDomainError as error:
                 raise OutOfDomainError(f"{location}: {error}") from None
-    opened = open_dataset(dataset, cache_dir, no_cache, workers) if hashes else None
     return [
         item
         for source in sources
-        for item in ([(source, opened.spec_of(source))] if source in hashes else from_files[source])
+        for item in ([(source, dataset.open().spec_of(source))] if source in hashes else from_files[source])
     ]
+
+
+def located_spec(
+    source: str, command: str, verb: str, dataset: LazyDataset | None = None, check_in_space: bool = True
+) -> tuple[str, ModelSpec]:
+    """The one ``(location, spec)`` of SOURCE, read as :func:`located_specs` reads; ``command``
+    names the command in the error for a source of several specs."""
+    located = located_specs((source,), verb, dataset, check_in_space)
+    if len(located) != 1:
+        raise SpecError(f"{source}: {command} takes one spec, the input holds {len(located)}")
+    return located[0]
 
 
 def check_output_file(path: str | None, flag: str) -> None:
@@ -203,3 +211,19 @@ def _check_writable_folder(folder: Path, given: str, flag: str) -> None:
         raise ConfigError(f"{flag} {given}: cannot write in {existing} ({error.strerror or error})") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def progress_bar(*columns: ProgressColumn) -> Progress:
+    """A progress display of ``columns`` on stderr, shown only when stderr is a terminal."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    return Progress(*columns, console=console, disable=not console.is_terminal)
+
+
+def counting_columns(label: str) -> tuple[ProgressColumn, ...]:
+    """``label``, a bar, done/total and the time elapsed: the columns of a count of steps."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    return TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()

@@ -8,10 +8,18 @@ import click
 from rich.console import Console
 
 from nbcompile.bench.modes import MODES, check_mode_names
-from nbcompile.cli._common import check_output_file, config_options, network_config, read_stdin, reports_bad_input
-from nbcompile.errors import ConfigError, OutOfDomainError
+from nbcompile.cli._common import (
+    LazyDataset,
+    cache_options,
+    canonical_option,
+    check_output_file,
+    config_options,
+    dataset_option,
+    located_specs,
+    network_config,
+)
+from nbcompile.errors import ConfigError
 from nbcompile.optional import require
-from nbcompile.space.cellfiles import read_specs
 
 
 def _cell_label(location: str) -> str:
@@ -124,12 +132,13 @@ class Device(click.ParamType):
 @click.option(
     "--image-size", type=click.IntRange(1, 4096), default=32, show_default=True, help="Input height and width."
 )
-@click.option("--canonical", is_flag=True, help="Build the cell in the labeling NAS-Bench-101 trained.")
+@canonical_option
 @click.option("--no-peak", is_flag=True, help="Skip the matmul peak measurement.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full results as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of latency against batch size.")
+@dataset_option()
+@cache_options
 @config_options
-@reports_bad_input
 def bench_command(
     specs: tuple[str, ...],
     device: str,
@@ -148,9 +157,11 @@ def bench_command(
     no_peak: bool,
     json_path: str | None,
     plot_path: str | None,
+    dataset: LazyDataset,
     **options: int | None,
 ) -> None:
-    """Time generated models against graph walking for every spec in SPECS.
+    """Time generated models against graph walking for every spec in SPECS (JSON, JSON Lines,
+    - for stdin, or a 32-digit module hash with --dataset).
 
     Every mode runs in this process on the same weights, in --rounds interleaved rounds; a mode
     that fails or does not apply is reported in the table and the JSON, not raised.
@@ -188,15 +199,8 @@ def bench_command(
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    cells = []
-    stdin_text = read_stdin(specs)
-    for source in specs:
-        for location, spec in read_specs(source, stdin_text):
-            try:
-                spec.validate()
-            except OutOfDomainError as error:
-                raise OutOfDomainError(f"{location}: {error}") from None
-            cells.append((_cell_label(location), spec))
+    located = located_specs(specs, "bench", dataset)
+    cells = [(_cell_label(location), spec) for location, spec in located]
     console = Console(stderr=True)
     total = len(cells) * len(settings.batch_sizes) * len(settings.modes)
     with console.status("benchmarking", spinner="dots") as status:

@@ -1,29 +1,33 @@
-"""``nbcompile compile`` and ``nbcompile info``."""
+"""``nbcompile compile`` and ``nbcompile info``.
+
+The compiler is imported when a command runs, not for its ``--help``.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.progress import track
 
 from nbcompile.cli._common import (
     cache_options,
+    canonical_option,
     check_output_folder,
     config_options,
+    dataset_option,
+    json_option,
+    located_spec,
     located_specs,
     network_config,
-    read_stdin,
-    reports_bad_input,
 )
-from nbcompile.compiler.driver import CompileJob, plan_job
-from nbcompile.compiler.naming import validate_module_name
-from nbcompile.compiler.report import format_info, info_json, spec_info
-from nbcompile.errors import ConfigError, OutOfDomainError, SpecError
-from nbcompile.space.cellfiles import read_specs
-from nbcompile.space.spec import ModelSpec
+from nbcompile.errors import ConfigError, OutOfDomainError
+
+if TYPE_CHECKING:
+    from nbcompile.cli._common import LazyDataset
+    from nbcompile.compiler.driver import CompileJob
+    from nbcompile.space.spec import ModelSpec
 
 
 @click.command("compile")
@@ -37,13 +41,8 @@ from nbcompile.space.spec import ModelSpec
     help="Folder for the generated files.",
 )
 @click.option("--name", default=None, help="Module name of the generated file (one spec only).")
-@click.option("--canonical", is_flag=True, help="Build the cell in the labeling NAS-Bench-101 stored and trained.")
-@click.option(
-    "--dataset",
-    type=click.Path(),
-    default=None,
-    help="NAS-Bench-101 .tfrecord (or its cache folder) in which to look up SPECS given as module hashes.",
-)
+@canonical_option
+@dataset_option()
 @cache_options
 @click.option(
     "--aot",
@@ -67,16 +66,12 @@ from nbcompile.space.spec import ModelSpec
     "--seed", type=int, default=0, show_default=True, help="With --aot: seed of the packaged weights' initialisation."
 )
 @config_options
-@reports_bad_input
 def compile_command(
     specs: tuple[str, ...],
     out_dir: str,
     name: str | None,
     canonical: bool,
-    dataset: str | None,
-    cache_dir: str | None,
-    no_cache: bool,
-    workers: int | None,
+    dataset: LazyDataset,
     aot: bool,
     device: str,
     batch_size: int,
@@ -91,6 +86,12 @@ def compile_command(
     with no compilation; it holds freshly initialised weights (from --seed). To package trained
     weights, call ``nbcompile.build_package(model, path)`` in Python.
     """
+    from rich.console import Console
+    from rich.progress import track
+
+    from nbcompile.compiler.driver import plan_job
+    from nbcompile.compiler.naming import validate_module_name
+
     check_output_folder(out_dir, "--out-dir")
     config = network_config(options)
     if aot:
@@ -99,7 +100,7 @@ def compile_command(
         device = str(check_package_options(device, dtype, batch_size)[0])
     if name is not None:
         validate_module_name(name)
-    located = located_specs(specs, dataset, "compile", cache_dir, no_cache, workers)
+    located = located_specs(specs, "compile", dataset)
     if name is not None and len(located) != 1:
         raise ConfigError(f"--name needs exactly one spec, got {len(located)}")
     # Every spec is lowered (checked) before any file is written, and lowered again when written.
@@ -149,20 +150,27 @@ def _write_package(
 
 @click.command("info")
 @click.argument("spec")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--canonical", is_flag=True, help="Report the network built in the canonical labeling.")
+@json_option
+@canonical_option
+@dataset_option()
+@cache_options
 @config_options
-@reports_bad_input
-def info_command(spec: str, as_json: bool, canonical: bool, **options: int | None) -> None:
-    """Report on one SPEC: pruned spec, hash, validity, channels, parameters, FLOPs.
+def info_command(
+    spec: str,
+    as_json: bool,
+    canonical: bool,
+    dataset: LazyDataset,
+    **options: int | None,
+) -> None:
+    """Report on one SPEC (a spec file, - for stdin, or a 32-digit module hash with --dataset):
+    pruned spec, hash, validity, channels, parameters, FLOPs.
 
     Exits with 1 when the spec is well formed but outside the NAS-Bench-101 space.
     """
+    from nbcompile.compiler.report import format_info, info_json, spec_info
+
     config = network_config(options)
-    located = read_specs(spec, read_stdin((spec,)))
-    if len(located) != 1:
-        raise SpecError(f"{spec}: info takes one spec, the input holds {len(located)}")
-    location, model_spec = located[0]
+    location, model_spec = located_spec(spec, "info", "report on", dataset, check_in_space=False)
     try:
         info = spec_info(model_spec, config, canonical)
     except ConfigError as error:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import click
 
 from nbcompile.cli._common import (
+    LazyDataset,
+    cache_dir_option,
     cache_options,
     check_output_file,
     check_output_folder,
-    open_dataset,
-    read_stdin,
-    reports_bad_input,
+    json_option,
+    located_spec,
+    progress_bar,
+    workers_option,
 )
-from nbcompile.errors import OutOfDomainError, SpecError
 from nbcompile.nasbench.writer import DEFAULT_LAYOUT, LAYOUTS
-from nbcompile.space.cellfiles import read_specs
 
 
 @click.group("data")
@@ -34,7 +35,7 @@ def data_group() -> None:
 )
 @click.option("--all", "all_cells", is_flag=True, help="Every one of the 423,624 cells.")
 @click.option("--full", is_flag=True, help="Epoch budgets 4, 12, 36 and 108 (like nasbench_full); default 108 only.")
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes [default: the CPUs available].")
+@workers_option("Processes building the records")
 @click.option(
     "--layout",
     type=click.Choice(list(LAYOUTS)),
@@ -44,7 +45,6 @@ def data_group() -> None:
     "non-empty or absent; compact JSON; protobuf fields reordered; a derived benchmark's "
     "line-broken base64 and extra fields.",
 )
-@reports_bad_input
 def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, workers: int | None, layout: str) -> None:
     """Write OUT in the official TFRecord format with SYNTHETIC metrics.
 
@@ -63,95 +63,71 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
 
 
 @data_group.command("convert")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("dataset", metavar="PATH", type=click.Path(dir_okay=False))
 @cache_options
-@reports_bad_input
-def convert_command(path: str, cache_dir: str | None, no_cache: bool, workers: int | None) -> None:
+def convert_command(dataset: LazyDataset) -> None:
     """Convert the dataset file PATH into the cache (or find it there) and say where it is."""
-    if not no_cache:  # writing the cache is this command's job: refuse a folder it cannot write first
+    if not dataset.no_cache:  # writing the cache is this command's job: refuse a folder it cannot write first
         from nbcompile.nasbench.cache import default_cache_root
 
-        check_output_folder(cache_dir or str(default_cache_root()), "--cache-dir")
-    dataset = open_dataset(path, cache_dir, no_cache, workers)
-    action = "converted" if dataset.converted else "found in the cache"
+        check_output_folder(dataset.cache_dir or str(default_cache_root()), "--cache-dir")
+    opened = dataset.open()
+    action = "converted" if opened.converted else "found in the cache"
     click.echo(
-        f"{action}: {len(dataset):,} cells, {dataset.tables.num_records:,} records in {dataset.load_seconds:.2f} s",
+        f"{action}: {len(opened):,} cells, {opened.tables.num_records:,} records in {opened.load_seconds:.2f} s",
         err=True,
     )
-    click.echo(str(dataset.cache_folder) if dataset.cache_folder else "(not cached)")
+    click.echo(str(opened.cache_folder) if opened.cache_folder else "(not cached)")
 
 
 @data_group.command("info")
-@click.argument("path", type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.argument("dataset", metavar="PATH", type=click.Path())
+@json_option
 @cache_options
-@reports_bad_input
-def data_info_command(path: str, as_json: bool, cache_dir: str | None, no_cache: bool, workers: int | None) -> None:
+def data_info_command(dataset: LazyDataset, as_json: bool) -> None:
     """Summarise the dataset PATH (a .tfrecord or a cache folder): cells, epochs, repeats,
     parameter range, and the best cells by mean validation and mean test accuracy."""
     import json
 
     from nbcompile.nasbench.report import dataset_info, format_dataset_info
 
-    info = dataset_info(open_dataset(path, cache_dir, no_cache, workers))
+    info = dataset_info(dataset.open())
     click.echo(json.dumps(info, indent=2) if as_json else format_dataset_info(info))
 
 
 @data_group.command("query")
-@click.argument("path", type=click.Path())
+@click.argument("dataset", metavar="PATH", type=click.Path())
 @click.argument("spec")
 @click.option("--epochs", type=int, default=108, show_default=True, help="Epoch budget.")
 @click.option("--halfway", is_flag=True, help="Metrics at half the budget (stop_halfway).")
 @click.option("--mean", is_flag=True, help="Mean over the repeats instead of one sampled repeat.")
 @click.option("--seed", type=int, default=None, help="Seed of the repeat sampling.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 @cache_options
-@reports_bad_input
 def data_query_command(
-    path: str,
+    dataset: LazyDataset,
     spec: str,
     epochs: int,
     halfway: bool,
     mean: bool,
     seed: int | None,
     as_json: bool,
-    cache_dir: str | None,
-    no_cache: bool,
-    workers: int | None,
 ) -> None:
     """Query the dataset PATH for SPEC: a spec file (as compile reads), - for stdin, or a
     32-digit module hash."""
     from nbcompile.nasbench.report import format_query, query_json
-    from nbcompile.space.graph import is_module_hash
 
-    by_hash = is_module_hash(spec)
-    if not by_hash:  # read and check the spec before the dataset is opened (maybe converted)
-        located = read_specs(spec, read_stdin((spec,)))
-        if len(located) != 1:
-            raise SpecError(f"{spec}: query takes one spec, the input holds {len(located)}")
-        location, model_spec = located[0]
-        try:
-            model_spec.validate()
-        except OutOfDomainError as error:
-            raise OutOfDomainError(f"{location}: {error}") from None
-    dataset = open_dataset(path, cache_dir, no_cache, workers, seed)
-    if by_hash:
-        model_spec = dataset.spec_of(spec)
-    result = dataset.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
-    module_hash = model_spec.module_hash
+    _, model_spec = located_spec(spec, "query", "query", dataset)  # a spec file is checked before the dataset opens
+    opened = dataset.open()
+    opened.reseed(seed)
+    result = opened.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
     show = query_json if as_json else format_query
-    click.echo(show(result, module_hash, dataset.synthetic))
+    click.echo(show(result, model_spec.module_hash, opened.synthetic))
 
 
 @data_group.command("verify")
 @click.argument("path", type=click.Path())
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Cache folder, when PATH is a source file [default: as 'data convert'].",
-)
-@reports_bad_input
+@cache_dir_option
 def verify_command(path: str, cache_dir: str | None) -> None:
     """Check a dataset cache: every array against the shape, dtype and CRC-32C its manifest
     records, and the source file (if still there) against the one converted. PATH is a cache
@@ -177,19 +153,15 @@ def verify_command(path: str, cache_dir: str | None) -> None:
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--url", default=None, hidden=True, help="Another address of the same tarball (tests, mirrors).")
 @click.option("--md5", default=None, hidden=True, help="The MD5 expected at --url.")
-@reports_bad_input
 def cifar10_command(directory: str, url: str | None, md5: str | None) -> None:
     """Download CIFAR-10's binary distribution into DIRECTORY, check its published MD5 and unpack
     it atomically (DIRECTORY/cifar-10-batches-bin); then train with --data DIRECTORY."""
-    from rich.console import Console
     from rich.progress import DownloadColumn, Progress
 
     from nbcompile.train import cifar10
 
-    console = Console(stderr=True)
-    with Progress(
-        *Progress.get_default_columns(), DownloadColumn(), console=console, disable=not console.is_terminal
-    ) as bar:
+    check_output_folder(directory, "DIRECTORY")
+    with progress_bar(*Progress.get_default_columns(), DownloadColumn()) as bar:
         task = bar.add_task("cifar-10-binary.tar.gz", total=None)
         folder = cifar10.download_cifar10(
             directory,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
-from nbcompile.cli._common import check_output_file, reports_bad_input
+from nbcompile.cli._common import check_output_file, counting_columns, progress_bar, workers_option
 from nbcompile.errors import ConfigError
 
 
@@ -25,13 +24,7 @@ from nbcompile.errors import ConfigError
     default=None,
     help="FILE.jsonl or FILE.npz [default: JSON Lines on stdout].",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=None,
-    help="Hashing processes [default: the CPUs available, at most 8].",
-)
-@reports_bad_input
+@workers_option("Hashing processes", "the CPUs available, at most 8")
 def enumerate_command(max_vertices: int, max_edges: int, out_path: str | None, workers: int | None) -> None:
     """Write every unique NAS-Bench-101 cell: module_hash and the matrix and ops the dataset stores.
 
@@ -39,8 +32,6 @@ def enumerate_command(max_vertices: int, max_edges: int, out_path: str | None, w
     """
     import time
     from pathlib import Path
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nbcompile.space.cellfiles import cell_json, write_jsonl, write_npz
     from nbcompile.space.enumeration import NASBENCH_COUNTS, enumerate_cells
@@ -51,15 +42,7 @@ def enumerate_command(max_vertices: int, max_edges: int, out_path: str | None, w
     check_output_file(out_path, "--out")
     total = sum(NASBENCH_COUNTS[v] for v in range(2, max_vertices + 1)) if max_edges == 9 else None
     started = time.perf_counter()
-    progress = Progress(
-        TextColumn("enumerating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not Console(stderr=True).is_terminal,
-    )
-    with progress:
+    with progress_bar(*counting_columns("enumerating")) as progress:
         task = progress.add_task("cells", total=total)
 
         def counted(cells):

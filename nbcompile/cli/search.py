@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
-from nbcompile.cli._common import check_output_folder, open_dataset, reports_bad_input
+from nbcompile.cli._common import (
+    LazyDataset,
+    cache_dir_option,
+    check_output_folder,
+    counting_columns,
+    dataset_option,
+    progress_bar,
+    workers_option,
+)
 from nbcompile.errors import ConfigError, OutOfDomainError
 
 
 @click.command("search")
-@click.option(
-    "--dataset", "dataset", required=True, type=click.Path(), help="NAS-Bench-101 .tfrecord (or its cache folder)."
-)
+@dataset_option("to search", required=True)
 @click.option(
     "--algo",
     "algorithms",
@@ -55,11 +60,8 @@ from nbcompile.errors import ConfigError, OutOfDomainError
 @click.option(
     "--mutation-rate", type=click.FloatRange(0, 7), default=1.0, show_default=True, help="Evolution's mutation rate."
 )
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes [default: the CPUs available].")
-@click.option(
-    "--cache-dir", type=click.Path(file_okay=False), default=None, help="Dataset cache folder (see 'data convert')."
-)
-@reports_bad_input
+@workers_option("Processes running the searches (and converting the dataset)")
+@cache_dir_option
 def search_command(
     dataset: str,
     algorithms: str,
@@ -88,8 +90,6 @@ def search_command(
     import time
     from pathlib import Path
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from nbcompile.nasbench.report import SYNTHETIC_NOTE
     from nbcompile.optional import require
     from nbcompile.parallel import available_cpus
@@ -109,7 +109,7 @@ def search_command(
         experiment = Experiment(dataset, names, repeats, Budget(budget, budget_kind), seed, options, cache_dir)
     except ValueError as error:
         raise ConfigError(f"--algo {algorithms}: {error}") from None
-    opened = open_dataset(dataset, cache_dir, False, workers)  # convert once, before any run
+    opened = LazyDataset(dataset, cache_dir, workers=workers).open()  # convert once, before any run
     if epochs not in opened.valid_epochs:
         raise OutOfDomainError(
             f"--epochs: invalid number of epochs {epochs}, must be one of {sorted(opened.valid_epochs)}"
@@ -123,17 +123,8 @@ def search_command(
                 f"with runs at {epochs} epochs"
             )
     out = Path(out_dir)
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("searching"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )
     started = time.perf_counter()
-    with progress:
+    with progress_bar(*counting_columns("searching")) as progress:
         task = progress.add_task("runs", total=len(experiment.runs()))
         results = run_experiment(experiment, workers or available_cpus(), lambda _: progress.advance(task), opened)
     seconds = time.perf_counter() - started

@@ -9,10 +9,17 @@ from typing import Any
 import click
 
 from nbcompile.cli._common import (
+    LazyDataset,
+    cache_options,
+    canonical_option,
+    check_output_file,
+    check_output_folder,
     config_options,
+    counting_columns,
+    dataset_option,
     located_specs,
     network_config,
-    reports_bad_input,
+    progress_bar,
 )
 from nbcompile.errors import ConfigError, NbcompileError
 from nbcompile.optional import require
@@ -93,13 +100,9 @@ def default_device() -> str:
     show_default=True,
     help="Attempts per run before it is recorded as failed.",
 )
-@click.option(
-    "--dataset",
-    type=click.Path(dir_okay=True),
-    default=None,
-    help="Dataset file in which SPECs given as hashes are looked up.",
-)
-@click.option("--canonical", is_flag=True, help="Train each cell in the labeling NAS-Bench-101 stored and trained.")
+@dataset_option()
+@cache_options
+@canonical_option
 @click.option(
     "--ray",
     "ray_address",
@@ -113,7 +116,6 @@ def default_device() -> str:
 @click.option("--ray-cpus", type=click.IntRange(1), default=None, help="CPUs of a Ray instance started here.")
 @click.option("--no-plot", is_flag=True, help="Write no metrics plot per run.")
 @config_options
-@reports_bad_input
 def train_command(
     specs: tuple[str, ...],
     data_path: str,
@@ -129,7 +131,7 @@ def train_command(
     channels_last: bool,
     loss_every: int,
     max_attempts: int,
-    dataset: str | None,
+    dataset: LazyDataset,
     canonical: bool,
     ray_address: str | None,
     ray_cpus: int | None,
@@ -155,6 +157,7 @@ def train_command(
         raise ConfigError(
             f"--ray took {ray_address!r} as its ADDRESS: put --ray after the SPECs or write --ray=ADDRESS"
         )
+    check_output_folder(out_dir, "--out")
     network = network_config(options)
     if network.in_channels != 3 or network.num_labels < 10:
         raise ConfigError("CIFAR-10 needs --in-channels 3 and --num-labels of at least 10")
@@ -167,7 +170,7 @@ def train_command(
         channels_last=channels_last,
         compile_step=device.startswith("cuda") if compile_step is None else compile_step,
     )
-    cells = [spec for _, spec in located_specs(specs, dataset, "train")]
+    cells = [spec for _, spec in located_specs(specs, "train", dataset)]
     cells = [spec.canonical() for spec in cells] if canonical else cells
     for spec in cells:
         plan_job(spec, config=network)  # a config too small for a cell fails here, before training
@@ -213,27 +216,11 @@ def _executor(settings: Any, ray_address: str | None, ray_cpus: int | None, prog
 def _run_with_progress(
     jobs: list, settings: Any, folder: Any, ray_address: str | None, ray_cpus: int | None, plot: bool
 ) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import TimeRemainingColumn
 
     from nbcompile.train.sweep import run_sweep
 
-    console = Console(stderr=True)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+    with progress_bar(*counting_columns("{task.description}"), TimeRemainingColumn()) as progress:
         overall = progress.add_task("runs", total=len([job for job in jobs if not folder.is_finished(job)]))
         run_task = progress.add_task("run", total=1, visible=False)
         current = {"job": None}
@@ -272,12 +259,12 @@ def _run_with_progress(
 @click.command("train-merge")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@reports_bad_input
 def train_merge_command(out: str, folders: tuple[str, ...]) -> None:
     """Merge the successful runs of the `nbcompile train --out` FOLDERS into the dataset file OUT
     (official TFRecord format, readable by NASBench and every nbcompile data command)."""
     from nbcompile.train.results import merge_results
 
+    check_output_file(out, "OUT")
     count = merge_results(out, folders)
     if not count:
         raise NbcompileError(f"no successful runs in {', '.join(folders)}")
