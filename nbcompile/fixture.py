@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nbcompile.compiler.lower import lower
 from nbcompile.errors import DatasetError
-from nbcompile.io import atomic_output
+from nbcompile.fileio import atomic_output
 from nbcompile.nasbench.api import SYNTHETIC_MARK, is_synthetic_name
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record

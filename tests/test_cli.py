@@ -420,7 +420,7 @@ def test_failed_replace_keeps_old_file_and_leaves_no_temp(tmp_path: Path, monkey
         assert Path(src).name.startswith(".") and Path(src).exists()  # the temp file was written
         raise OSError("simulated crash in os.replace")
 
-    monkeypatch.setattr("nbcompile.io.os.replace", broken_replace)
+    monkeypatch.setattr("nbcompile.fileio.os.replace", broken_replace)
     result = invoke(["compile", str(INCEPTION), "-o", str(out)])
     assert_one_line_error(result, "simulated crash in os.replace")
     assert target.read_text() == "previous content\n"
@@ -432,7 +432,7 @@ def test_crash_mid_write_leaves_no_partial_file(
     error: BaseException, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A crash after half of the source is written leaves neither a partial target nor a temp."""
-    import nbcompile.io as files
+    import nbcompile.fileio as files
 
     real_fdopen = files.os.fdopen
 
@@ -451,7 +451,7 @@ def test_crash_mid_write_leaves_no_partial_file(
             self._handle.flush()
             raise error
 
-    monkeypatch.setattr("nbcompile.io.os.fdopen", HalfWriter)
+    monkeypatch.setattr("nbcompile.fileio.os.fdopen", HalfWriter)
     out = tmp_path / "out"
     out.mkdir()
     (out / "nb101_043721b9c7fe.py").write_text("old\n")

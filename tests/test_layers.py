@@ -22,7 +22,7 @@ ALLOWED = {
     "bench": {"bench", "runtime", "compiler", "space"},
     "train": {"train", "runtime", "compiler", "nasbench", "space"},
 }
-BASE = {"errors", "io", "optional", "parallel", "_version"}
+BASE = {"errors", "fileio", "optional", "parallel", "_version"}
 
 
 def _loaded_after(statement: str) -> set[str]:

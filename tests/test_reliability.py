@@ -680,7 +680,7 @@ def _handlers() -> tuple[int, int]:
 
 
 def test_sigterm_unwinds_and_restores_the_handler(tmp_path) -> None:
-    from nbcompile.io import atomic_output
+    from nbcompile.fileio import atomic_output
     from nbcompile.parallel import Terminated, sigterm_unwinds
 
     before = signal.getsignal(signal.SIGTERM)

@@ -25,7 +25,7 @@ from torch import nn
 
 from nbcompile._version import __version__
 from nbcompile.errors import ConfigError, NbcompileError
-from nbcompile.io import atomic_output
+from nbcompile.fileio import atomic_output
 from nbcompile.runtime.optimize import prepare_inference, resolve_dtype
 
 _METADATA_KEY = "nbcompile"

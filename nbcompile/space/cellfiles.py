@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from nbcompile.errors import SpecError, first_line
-from nbcompile.io import NPY_ERRORS, write_atomic
+from nbcompile.fileio import NPY_ERRORS, write_atomic
 from nbcompile.space.enumeration import EnumeratedCell
 from nbcompile.space.ops import MAX_VERTICES, OP_CODE, OP_CODES, PAD_CODE
 from nbcompile.space.spec import ModelSpec
