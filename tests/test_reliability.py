@@ -24,7 +24,6 @@ from strategies import INCEPTION, not_loading_lines
 
 from nbcompile.cli import main
 from nbcompile.errors import DatasetError
-from nbcompile.fixture import FULL, ONLY_108, fixture_records, write_fixture
 from nbcompile.nasbench import NASBench
 from nbcompile.nasbench import cache as cache_module
 from nbcompile.nasbench.cache import CacheWarning, StaleCacheError
@@ -33,6 +32,7 @@ from nbcompile.nasbench.writer import encode_record
 from nbcompile.parallel import ordered_map
 from nbcompile.search import Budget, SearchOptions, algorithms, random_search
 from nbcompile.space.enumeration import enumerate_cells, sample_cells
+from nbcompile.synthetic.fixture import FULL, ONLY_108, fixture_records, write_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 

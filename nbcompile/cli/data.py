@@ -51,9 +51,10 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
     Parameter counts are the real ones of each cell's canonical network; accuracies and times
     are made up (deterministically). OUT's name must contain "synthetic".
     """
-    from nbcompile.fixture import FULL, ONLY_108, check_fixture_name, write_fixture
     from nbcompile.parallel import available_cpus
     from nbcompile.space.enumeration import enumerate_cells, sample_cells
+    from nbcompile.synthetic.fixture import FULL, ONLY_108, write_fixture
+    from nbcompile.synthetic.naming import check_fixture_name
 
     check_fixture_name(out)
     check_output_file(out, "OUT")
@@ -92,8 +93,10 @@ def data_info_command(path: str, as_json: bool, cache_dir: str | None, no_cache:
     import json
 
     from nbcompile.nasbench.report import dataset_info, format_dataset_info
+    from nbcompile.synthetic.naming import is_synthetic_dataset
 
-    info = dataset_info(open_dataset(path, cache_dir, no_cache, workers))
+    dataset = open_dataset(path, cache_dir, no_cache, workers)
+    info = dataset_info(dataset, is_synthetic_dataset(dataset))
     click.echo(json.dumps(info, indent=2) if as_json else format_dataset_info(info))
 
 
@@ -123,6 +126,7 @@ def data_query_command(
     32-digit module hash."""
     from nbcompile.nasbench.report import format_query, query_json
     from nbcompile.space.graph import is_module_hash
+    from nbcompile.synthetic.naming import is_synthetic_dataset
 
     by_hash = is_module_hash(spec)
     if not by_hash:  # read and check the spec before the dataset is opened (maybe converted)
@@ -140,7 +144,7 @@ def data_query_command(
     result = dataset.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
     module_hash = model_spec.module_hash
     show = query_json if as_json else format_query
-    click.echo(show(result, module_hash, dataset.synthetic))
+    click.echo(show(result, module_hash, is_synthetic_dataset(dataset)))
 
 
 @data_group.command("verify")

@@ -21,7 +21,6 @@ from pathlib import Path
 from nbcompile.compiler.lower import lower
 from nbcompile.errors import DatasetError
 from nbcompile.fileio import atomic_output
-from nbcompile.nasbench.api import SYNTHETIC_MARK, is_synthetic_name
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record
 from nbcompile.nasbench.tfrecord import frame
@@ -29,6 +28,7 @@ from nbcompile.nasbench.writer import DEFAULT_LAYOUT, LAYOUTS
 from nbcompile.parallel import ordered_map
 from nbcompile.space.enumeration import EnumeratedCell
 from nbcompile.space.spec import ModelSpec
+from nbcompile.synthetic.naming import check_fixture_name
 
 #: Epoch budgets of the official files.
 ONLY_108 = (108,)
@@ -102,13 +102,6 @@ def _batches(cells: Iterable[EnumeratedCell], size: int) -> Iterator[list[Enumer
         yield batch
 
 
-def check_fixture_name(path: str | Path) -> None:
-    """A fixture's file name must contain "synthetic" (DatasetError otherwise)."""
-    if not is_synthetic_name(path):
-        name = Path(path).name
-        raise DatasetError(f"{name}: a fixture's file name must contain {SYNTHETIC_MARK!r} (its metrics are made up)")
-
-
 def write_fixture(
     path: str | Path,
     cells: Iterable[EnumeratedCell],
@@ -118,7 +111,8 @@ def write_fixture(
 ) -> int:
     """Write a fixture file atomically; returns the number of records.
 
-    The file name must contain "synthetic", so that nobody mistakes it for the real dataset.
+    The file name must contain "synthetic" (:mod:`nbcompile.synthetic.naming`), so that nobody
+    mistakes it for the real dataset.
     With ``workers`` > 1, batches of cells are lowered and encoded in that many processes
     (the file is the same, byte for byte).
     """
