@@ -151,3 +151,10 @@ def test_the_circle_check_finds_a_circle(tmp_path: Path) -> None:
     assert set(find_cycle(graph) or []) == {"pkg.sub.a", "pkg.sub.b"}
     (package / "sub" / "b.py").write_text("B = 1\n")
     assert find_cycle(import_graph(package)) is None
+
+
+def test_no_module_is_named_like_a_standard_library_module() -> None:
+    """A module named like one of the standard library's (``io``) shadows it for a script run from
+    inside its folder, and misleads readers."""
+    names = {path.stem for path in PACKAGE.rglob("*.py")} | {path.name for path in PACKAGE.rglob("*") if path.is_dir()}
+    assert not names & set(sys.stdlib_module_names)

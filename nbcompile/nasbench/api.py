@@ -55,7 +55,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "num_stacks": ops.NUM_STACKS,
     "num_modules_per_stack": ops.CELLS_PER_STACK,
     "batch_size": 256,
-    "train_epochs": 108,
+    "train_epochs": ops.TRAIN_EPOCHS,
     "train_seconds": 14400.0,
     "learning_rate": 0.1,
     "lr_decay_method": "COSINE_BY_STEP",
@@ -274,7 +274,7 @@ class NASBench:
         return as_model_spec(model_spec, allow_unknown_ops=True).is_valid()
 
     def query(
-        self, model_spec: Any, epochs: int = 108, stop_halfway: bool = False, reduce: str | None = None
+        self, model_spec: Any, epochs: int = ops.TRAIN_EPOCHS, stop_halfway: bool = False, reduce: str | None = None
     ) -> dict[str, Any]:
         """Metrics of one training run of the cell, sampled from its repeats; charges the budget.
 
@@ -348,7 +348,7 @@ class NASBench:
     def query_many(
         self,
         model_specs: Iterable[Any],
-        epochs: int = 108,
+        epochs: int = ops.TRAIN_EPOCHS,
         stop_halfway: bool = False,
         reduce: str | None = None,
     ) -> dict[str, np.ndarray]:

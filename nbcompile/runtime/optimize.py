@@ -17,6 +17,7 @@ import copy
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -24,6 +25,8 @@ from torch.nn import functional as F
 
 from nbcompile.compiler.naming import is_cell_class_name
 from nbcompile.errors import ConfigError
+
+_Compiled = TypeVar("_Compiled")
 
 #: The dtypes ``optimize``, the AOT packages and the benchmarks accept, by name.
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -219,19 +222,25 @@ def _optimize_inference(
     # Inductor settings go in as options, not a config patch: options are part of the backend's
     # identity, so a later optimize() with other settings cannot reuse this compiled graph.
     settings = {"mode": mode} if backend != "inductor" else {"options": {"freezing": freeze, **_mode_options(mode)}}
-    for fullgraph in (True, False):
+
+    def compiled(fullgraph: bool, applied: Applied) -> OptimizedNetwork:
         network = OptimizedNetwork(
             torch.compile(prepared, backend=backend, fullgraph=fullgraph, **settings), prepared, applied
         )
-        try:
-            for _ in range(3 if mode else 1):  # CUDA graphs are recorded on the third call
-                network(example)
-            return network
-        except torch._dynamo.exc.Unsupported:
-            if not fullgraph:
-                raise
-            applied = replace(applied, compile=applied.compile + " with graph breaks")
-    raise AssertionError("unreachable")
+        for _ in range(3 if mode else 1):  # CUDA graphs are recorded on the third call
+            network(example)
+        return network
+
+    return _one_graph_else_breaks(compiled, applied)
+
+
+def _one_graph_else_breaks(compiled: Callable[[bool, Applied], _Compiled], applied: Applied) -> _Compiled:
+    """``compiled(fullgraph=True, applied)`` (which compiles and runs); where dynamo cannot capture
+    one graph, ``compiled(fullgraph=False, ...)`` with the graph breaks recorded in ``applied``."""
+    try:
+        return compiled(True, applied)
+    except torch._dynamo.exc.Unsupported:
+        return compiled(False, replace(applied, compile=applied.compile + " with graph breaks"))
 
 
 def _mode_options(mode: str | None) -> dict[str, object]:
@@ -271,18 +280,15 @@ def _optimize_training(
         cuda_graphs=mode is not None,
         optimizer=f"SGD(momentum={momentum}, {'fused' if fused else 'foreach'})",
     )
-    for fullgraph in (True, False):
+
+    def compiled(fullgraph: bool, applied: Applied) -> TrainingStep:
         for region in regions:
             region.compile(backend=backend, fullgraph=fullgraph, mode=mode)
         step = TrainingStep(model, optimizer, loss_fn, device, dtype, applied)
-        try:
-            _warm_up(step, example)
-            return step
-        except torch._dynamo.exc.Unsupported:
-            if not fullgraph:
-                raise
-            applied = replace(applied, compile=applied.compile + " with graph breaks")
-    raise AssertionError("unreachable")
+        _warm_up(step, example)
+        return step
+
+    return _one_graph_else_breaks(compiled, applied)
 
 
 def _num_labels(model: nn.Module) -> int:

@@ -27,12 +27,13 @@ from nbcompile.nasbench.tfrecord import frame
 from nbcompile.nasbench.writer import DEFAULT_LAYOUT, LAYOUTS
 from nbcompile.parallel import ordered_map
 from nbcompile.space.enumeration import EnumeratedCell
+from nbcompile.space.ops import TRAIN_EPOCHS
 from nbcompile.space.spec import ModelSpec
 from nbcompile.synthetic.naming import check_fixture_name
 
 #: Epoch budgets of the official files.
-ONLY_108 = (108,)
-FULL = (4, 12, 36, 108)
+ONLY_108 = (TRAIN_EPOCHS,)
+FULL = (4, 12, 36, TRAIN_EPOCHS)
 REPEATS = 3
 #: Images in each evaluation: 39 batches of 256 (reference §5.1); accuracies are k / 9984.
 EVALUATED_IMAGES = 9984
@@ -58,7 +59,7 @@ def synthetic_metrics(cell: EnumeratedCell, parameters: int, flops: int, epochs:
     progress = 1.0 - 0.5 ** (epochs / 12)  # longer budgets train further
     final_valid = 0.55 + 0.40 * quality * progress + rng.gauss(0.0, 0.003)
     halfway_valid = final_valid - 0.08 * (1.0 - progress) - 0.01
-    seconds = _SECONDS_PER_GFLOP * flops / 1e9 * epochs / 108 * rng.uniform(0.97, 1.03)
+    seconds = _SECONDS_PER_GFLOP * flops / 1e9 * epochs / TRAIN_EPOCHS * rng.uniform(0.97, 1.03)
 
     def evaluation(epoch: float, time: float, valid: float) -> EvaluationData:
         return EvaluationData(

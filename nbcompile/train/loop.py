@@ -18,6 +18,7 @@ from nbcompile.compiler.config import NetworkConfig
 from nbcompile.compiler.driver import compile_to_file
 from nbcompile.errors import ConfigError
 from nbcompile.runtime.loader import load_model
+from nbcompile.space.ops import TRAIN_EPOCHS
 from nbcompile.space.spec import ModelSpec
 from nbcompile.train import recipe
 from nbcompile.train.cifar10 import Cifar10
@@ -35,7 +36,7 @@ class NonFiniteLoss(RuntimeError):
 class TrainConfig:
     """Upstream's recipe; every default is the value NAS-Bench-101 used."""
 
-    epochs: int = 108
+    epochs: int = TRAIN_EPOCHS
     batch_size: int = recipe.BATCH_SIZE
     base_lr: float = recipe.BASE_LR
     weight_decay: float = recipe.WEIGHT_DECAY
