@@ -359,7 +359,7 @@ def test_compile_name_option(tmp_path: Path) -> None:
     paths = compile_ok([str(TWO_VERTEX), "--name", "mynet"], out)
     assert paths == [out / "mynet.py"]
     assert files_in(out) == ["mynet.py"]
-    assert "--name mynet" in paths[0].read_text()
+    assert '".", name="mynet")' in paths[0].read_text()  # in the regenerate command
 
 
 def test_compile_canonical_changes_name_of_non_canonical_spec(tmp_path: Path) -> None:
@@ -387,7 +387,7 @@ def test_compile_config_flags_change_name_suffix(tmp_path: Path) -> None:
         int(name[-8:], 16)  # an 8-hex-digit suffix
     assert small != labels
     text = (tmp_path / "b" / f"{small}.py").read_text()
-    assert "--stem-channels 16" in text and "--num-stacks 1" in text
+    assert '".", stem_channels=16, num_stacks=1)' in text  # in the regenerate command
 
 
 def test_compile_is_deterministic(tmp_path: Path) -> None:
@@ -531,7 +531,7 @@ def test_info_text_relabeled_cell_notes_the_canonical_network(tmp_path: Path) ->
     result = invoke(["info", str(write_spec(tmp_path, RELABELED))])
     assert result.exit_code == 0
     assert "canonical: no" in result.stdout
-    assert "3,060,912" in result.stdout and "--canonical" in result.stdout
+    assert "3,060,912" in result.stdout and "the canonical option" in result.stdout
     assert "trainable_parameters: 3,065,016" in result.stdout
 
 
