@@ -618,6 +618,19 @@ def test_compile_refuses_unreadable_spec_files(tmp_path) -> None:
     assert zipfile.is_zipfile(cells)
 
 
+def test_a_cell_archive_flagged_encrypted_is_refused_in_one_line(cells_npz, tmp_path) -> None:
+    from nbcompile.errors import SpecError
+    from nbcompile.space.cellfiles import read_specs
+
+    data = bytearray(cells_npz.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the first member's central directory entry
+    data[entry + 8] |= 1  # general purpose flag bit 0: encrypted
+    damaged = tmp_path / "encrypted.npz"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(SpecError, match=r"not a cell file written by 'nbcompile enumerate' .*encrypted"):
+        read_specs(str(damaged))
+
+
 def test_compile_refuses_an_unwritable_out_dir(tmp_path) -> None:
     spec = tmp_path / "inception.json"
     spec.write_text(json.dumps(INCEPTION))

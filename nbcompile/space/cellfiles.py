@@ -81,7 +81,9 @@ def read_npz(path: Path) -> list[EnumeratedCell]:
             hashes, sizes, matrices, ops, codes = (
                 data[key] for key in ("module_hash", "num_vertices", "matrix", "ops", "op_codes")
             )
-    except (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
+    # zipfile: RuntimeError for a member flagged encrypted, NotImplementedError (one) for an unknown
+    # compression method
+    except (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError) as error:
         raise SpecError(f"{not_ours} ({first_line(error)})") from None
     count = len(hashes) if hashes.ndim == 1 else -1
     shapes_fit = (
