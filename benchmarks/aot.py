@@ -202,7 +202,7 @@ def main() -> None:
             report[step] = {**json.loads(completed.stdout.splitlines()[-1]), "process_s": time.perf_counter() - started}
             print(f"{step}: {json.dumps(report[step])}", flush=True)
     if args.json_path:
-        from nbcompile.io import write_atomic
+        from nbcompile.fileio import write_atomic
 
         write_atomic(Path(args.json_path), json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json_path}")

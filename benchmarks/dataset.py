@@ -63,9 +63,10 @@ def _layout_path(folder: Path, layout: str) -> Path:
 
 
 def write_layouts(args: argparse.Namespace) -> None:
-    from nbcompile.fixture import LAYOUTS, write_fixtures
+    from nbcompile.nasbench.writer import LAYOUTS
     from nbcompile.parallel import available_cpus
     from nbcompile.space.enumeration import enumerate_cells, sample_cells
+    from nbcompile.synthetic.fixture import write_fixtures
 
     folder = Path(args.folder)
     cells = sample_cells(args.cells) if args.cells else enumerate_cells()
@@ -77,7 +78,7 @@ def write_layouts(args: argparse.Namespace) -> None:
 def measure_layouts(args: argparse.Namespace) -> None:
     import statistics
 
-    from nbcompile.fixture import LAYOUTS
+    from nbcompile.nasbench.writer import LAYOUTS
 
     folder = Path(args.folder)
     names = args.only.split(",") if args.only else list(LAYOUTS)

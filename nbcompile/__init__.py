@@ -2,9 +2,9 @@
 
 The package is layered (see the README's architecture section): ``space`` (the search space),
 ``compiler`` (spec → plan → source), ``runtime`` (torch layers, the graph-walking oracle, the
-loader), ``nasbench`` (the dataset, on ``space`` only), and ``search``, ``bench`` and ``cli`` on
-top. The names below are imported on first use, so that ``import nbcompile.nasbench`` loads
-neither the compiler nor torch.
+loader), ``nasbench`` (the dataset, on ``space`` only), ``synthetic`` (made-up dataset files),
+and ``search``, ``bench``, ``train`` and ``cli`` on top. The names below are imported on first
+use, so that ``import nbcompile.nasbench`` loads neither the compiler nor torch.
 """
 
 from __future__ import annotations

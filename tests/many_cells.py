@@ -9,8 +9,8 @@ from pathlib import Path
 
 from reference_reader import frame
 
-from nbcompile.fixture import ONLY_108, fixture_records
 from nbcompile.space.enumeration import sample_cells
+from nbcompile.synthetic.fixture import ONLY_108, fixture_records
 
 
 def write_many_cells(path: Path, cells: int, repeats: int = 3) -> Path:

@@ -359,7 +359,7 @@ def test_compile_name_option(tmp_path: Path) -> None:
     paths = compile_ok([str(TWO_VERTEX), "--name", "mynet"], out)
     assert paths == [out / "mynet.py"]
     assert files_in(out) == ["mynet.py"]
-    assert "--name mynet" in paths[0].read_text()
+    assert '".", name="mynet")' in paths[0].read_text()  # in the regenerate command
 
 
 def test_compile_canonical_changes_name_of_non_canonical_spec(tmp_path: Path) -> None:
@@ -387,7 +387,7 @@ def test_compile_config_flags_change_name_suffix(tmp_path: Path) -> None:
         int(name[-8:], 16)  # an 8-hex-digit suffix
     assert small != labels
     text = (tmp_path / "b" / f"{small}.py").read_text()
-    assert "--stem-channels 16" in text and "--num-stacks 1" in text
+    assert '".", stem_channels=16, num_stacks=1)' in text  # in the regenerate command
 
 
 def test_compile_is_deterministic(tmp_path: Path) -> None:
@@ -420,7 +420,7 @@ def test_failed_replace_keeps_old_file_and_leaves_no_temp(tmp_path: Path, monkey
         assert Path(src).name.startswith(".") and Path(src).exists()  # the temp file was written
         raise OSError("simulated crash in os.replace")
 
-    monkeypatch.setattr("nbcompile.io.os.replace", broken_replace)
+    monkeypatch.setattr("nbcompile.fileio.os.replace", broken_replace)
     result = invoke(["compile", str(INCEPTION), "-o", str(out)])
     assert_one_line_error(result, "simulated crash in os.replace")
     assert target.read_text() == "previous content\n"
@@ -432,7 +432,7 @@ def test_crash_mid_write_leaves_no_partial_file(
     error: BaseException, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A crash after half of the source is written leaves neither a partial target nor a temp."""
-    import nbcompile.io as files
+    import nbcompile.fileio as files
 
     real_fdopen = files.os.fdopen
 
@@ -451,7 +451,7 @@ def test_crash_mid_write_leaves_no_partial_file(
             self._handle.flush()
             raise error
 
-    monkeypatch.setattr("nbcompile.io.os.fdopen", HalfWriter)
+    monkeypatch.setattr("nbcompile.fileio.os.fdopen", HalfWriter)
     out = tmp_path / "out"
     out.mkdir()
     (out / "nb101_043721b9c7fe.py").write_text("old\n")
@@ -531,7 +531,7 @@ def test_info_text_relabeled_cell_notes_the_canonical_network(tmp_path: Path) ->
     result = invoke(["info", str(write_spec(tmp_path, RELABELED))])
     assert result.exit_code == 0
     assert "canonical: no" in result.stdout
-    assert "3,060,912" in result.stdout and "--canonical" in result.stdout
+    assert "3,060,912" in result.stdout and "the canonical option" in result.stdout
     assert "trainable_parameters: 3,065,016" in result.stdout
 
 

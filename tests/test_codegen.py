@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import black
@@ -93,13 +96,25 @@ def test_header_records_spec_hash_config_counts_and_command() -> None:
     assert "FLOPs per 32x32 image: 804,005,888" in docstring
     assert "stem_channels=128, num_stacks=3, cells_per_stack=3, num_labels=10, in_channels=3" in docstring
     assert "nbcompile 0.1.0" in docstring
-    assert "| nbcompile compile - -o ." in docstring
+    assert "python -c 'import nbcompile; nbcompile.compile_to_file(" in docstring
     assert "128->256: [128, 64, 64, 64, 64, 64, 256]" in docstring
 
 
 def test_regenerate_command_records_non_defaults() -> None:
     source = generate_source(INCEPTION, name="my_net", canonical=True, stem_channels=16, num_stacks=2)
-    assert "--name my_net --canonical --stem-channels 16 --num-stacks 2" in source
+    assert '".", name="my_net", canonical=True, stem_channels=16, num_stacks=2)' in source
+    assert "--" not in ast.get_docstring(ast.parse(source))  # no command-line flags: the compiler knows none
+
+
+def test_the_regenerate_command_writes_the_same_file(tmp_path: Path) -> None:
+    path = compile_to_file(INCEPTION, tmp_path / "first", name="my_net", canonical=True, num_labels=7)
+    docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    command = docstring.split("regenerate with:", 1)[1].strip().splitlines()[0]
+    program, *arguments = shlex.split(command)
+    assert program == "python"
+    (tmp_path / "again").mkdir()
+    subprocess.run([sys.executable, *arguments], cwd=tmp_path / "again", check=True)
+    assert (tmp_path / "again" / "my_net.py").read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
 
 
 def test_constants_describe_the_network() -> None:
@@ -150,3 +165,11 @@ def test_fast_path_skips_black_for_ordinary_cells(job, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(black, "format_str", no_black)
     assert job.source() == (GENERATED / f"{job.module_name}.py").read_text(encoding="utf-8")
+
+
+def test_the_runtime_finds_cells_by_the_compiler_s_class_names() -> None:
+    from nbcompile.compiler.naming import is_cell_class_name
+
+    plan = lower(ModelSpec.from_dict(INCEPTION))
+    assert plan.cell_bodies and all(is_cell_class_name(body.class_name) for body in plan.cell_bodies)
+    assert not any(map(is_cell_class_name, ["Network", "ConvBnRelu", "DynamicCell", "Cell", "Cell3To", "xCell3To4"]))

@@ -16,10 +16,10 @@ import pytest
 import reference_reader as reference
 
 from nbcompile.errors import DatasetError
-from nbcompile.fixture import fixture_records
 from nbcompile.nasbench import NASBench
 from nbcompile.nasbench.writer import encode_record
 from nbcompile.space.enumeration import sample_cells
+from nbcompile.synthetic.fixture import fixture_records
 
 SEED = 13
 CASES = 338

@@ -14,14 +14,15 @@ from nasbench_bytes import frame, frames
 from strategies import INCEPTION, not_loading_lines
 
 from nbcompile.errors import DatasetError, OutOfDomainError
-from nbcompile.fixture import FULL, LAYOUTS, ONLY_108, fixture_records, write_fixture
 from nbcompile.nasbench import NASBench, UnknownCellError
 from nbcompile.nasbench import convert as convert_module
 from nbcompile.nasbench.convert import convert_file, tables_from_records
 from nbcompile.nasbench.records import Record, parse_record
 from nbcompile.nasbench.tables import METRIC_FIELDS
+from nbcompile.nasbench.writer import LAYOUTS
 from nbcompile.space.enumeration import EnumeratedCell, sample_cells
 from nbcompile.space.spec import ModelSpec
+from nbcompile.synthetic.fixture import FULL, ONLY_108, fixture_records, write_fixture
 
 INCEPTION_SPEC = ModelSpec(INCEPTION["matrix"], INCEPTION["ops"])
 

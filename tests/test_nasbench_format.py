@@ -13,10 +13,10 @@ from nasbench_bytes import frame as hand_frame
 from nasbench_bytes import frames
 
 from nbcompile.errors import DatasetError
-from nbcompile.fixture import LAYOUTS
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics, ProtobufError, parse_model_metrics
 from nbcompile.nasbench.records import Record, parse_record
 from nbcompile.nasbench.tfrecord import first_bad_crc, frame, masked_crc, record_offsets
+from nbcompile.nasbench.writer import LAYOUTS
 
 INCEPTION_ADJACENCY = "0111100000000100000010000001000001000000010000000"
 INCEPTION_OPS = (
@@ -186,9 +186,9 @@ def test_bad_payloads_name_the_record(payload: bytes, message: str) -> None:
 
 def test_fixture_file_is_official_format_with_real_parameter_counts(tmp_path) -> None:
     from nbcompile.compiler.lower import lower
-    from nbcompile.fixture import FULL, write_fixture
     from nbcompile.space.enumeration import enumerate_cells
     from nbcompile.space.spec import ModelSpec
+    from nbcompile.synthetic.fixture import FULL, write_fixture
 
     cells = list(enumerate_cells(max_vertices=3, workers=1))
     path = tmp_path / "nasbench_synthetic_full.tfrecord"
@@ -211,7 +211,7 @@ def test_fixture_file_is_official_format_with_real_parameter_counts(tmp_path) ->
 
 
 def test_fixture_name_must_say_synthetic(tmp_path) -> None:
-    from nbcompile.fixture import write_fixture
+    from nbcompile.synthetic.fixture import write_fixture
 
     with pytest.raises(DatasetError, match="must contain 'synthetic'"):
         write_fixture(tmp_path / "nasbench_only108.tfrecord", [])
@@ -242,8 +242,8 @@ def test_cli_data_fixture(tmp_path) -> None:
 
 
 def test_fixture_written_by_several_processes_is_the_same_file(tmp_path, monkeypatch) -> None:
-    from nbcompile import fixture
     from nbcompile.space.enumeration import sample_cells
+    from nbcompile.synthetic import fixture
 
     monkeypatch.setattr(fixture, "_BATCH_CELLS", 3)  # several batches, in flight at once
     cells = sample_cells(20)

@@ -24,7 +24,6 @@ from strategies import INCEPTION, not_loading_lines
 
 from nbcompile.cli import main
 from nbcompile.errors import DatasetError
-from nbcompile.fixture import FULL, ONLY_108, fixture_records, write_fixture
 from nbcompile.nasbench import NASBench
 from nbcompile.nasbench import cache as cache_module
 from nbcompile.nasbench.cache import CacheWarning, StaleCacheError
@@ -33,6 +32,7 @@ from nbcompile.nasbench.writer import encode_record
 from nbcompile.parallel import ordered_map
 from nbcompile.search import Budget, SearchOptions, algorithms, random_search
 from nbcompile.space.enumeration import enumerate_cells, sample_cells
+from nbcompile.synthetic.fixture import FULL, ONLY_108, fixture_records, write_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -618,6 +618,19 @@ def test_compile_refuses_unreadable_spec_files(tmp_path) -> None:
     assert zipfile.is_zipfile(cells)
 
 
+def test_a_cell_archive_flagged_encrypted_is_refused_in_one_line(cells_npz, tmp_path) -> None:
+    from nbcompile.errors import SpecError
+    from nbcompile.space.cellfiles import read_specs
+
+    data = bytearray(cells_npz.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the first member's central directory entry
+    data[entry + 8] |= 1  # general purpose flag bit 0: encrypted
+    damaged = tmp_path / "encrypted.npz"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(SpecError, match=r"not a cell file written by 'nbcompile enumerate' .*encrypted"):
+        read_specs(str(damaged))
+
+
 def test_compile_refuses_an_unwritable_out_dir(tmp_path) -> None:
     spec = tmp_path / "inception.json"
     spec.write_text(json.dumps(INCEPTION))
@@ -696,7 +709,7 @@ def _handlers() -> tuple[int, int]:
 
 
 def test_sigterm_unwinds_and_restores_the_handler(tmp_path) -> None:
-    from nbcompile.io import atomic_output
+    from nbcompile.fileio import atomic_output
     from nbcompile.parallel import Terminated, sigterm_unwinds
 
     before = signal.getsignal(signal.SIGTERM)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from strategies import not_loading_lines
 
-from nbcompile.fixture import ONLY_108, write_fixture
 from nbcompile.nasbench import NASBench
 from nbcompile.search import Budget, SearchOptions, local_search, random_search, regularized_evolution
 from nbcompile.search.experiment import Experiment, run_experiment, summarize
 from nbcompile.search.specs import mutate_spec, neighbours, random_spec
 from nbcompile.space.enumeration import sample_cells
 from nbcompile.space.spec import ModelSpec
+from nbcompile.synthetic.fixture import ONLY_108, write_fixture
 
 ALGORITHMS = [random_search, regularized_evolution, local_search]
 

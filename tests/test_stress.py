@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from many_cells import write_many_cells
 
-from nbcompile.fixture import ONLY_108, write_fixture
 from nbcompile.nasbench import NASBench
 from nbcompile.nasbench.cache import verify
 from nbcompile.space.enumeration import enumerate_cells
+from nbcompile.synthetic.fixture import ONLY_108, write_fixture
 
 pytestmark = pytest.mark.stress
 ROOT = Path(__file__).resolve().parents[1]

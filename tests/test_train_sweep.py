@@ -309,8 +309,8 @@ def test_bad_data_and_hashes_without_dataset(tmp_path, specs_file, cifar):
 
 def test_hash_specs_are_looked_up_in_a_dataset(tmp_path):
     from nbcompile.cli._common import LazyDataset, located_specs
-    from nbcompile.fixture import write_fixture
     from nbcompile.space.enumeration import sample_cells
+    from nbcompile.synthetic.fixture import write_fixture
 
     cells = sample_cells(3)
     write_fixture(tmp_path / "synthetic.tfrecord", cells)

@@ -25,8 +25,9 @@ from strategies import INCEPTION, cell_matrices, not_loading_lines
 
 from nbcompile.cli import main
 from nbcompile.errors import MissingDependencyError, SpecError
-from nbcompile.fixture import ONLY_108, write_fixture
 from nbcompile.space.enumeration import sample_cells
+from nbcompile.synthetic.fixture import ONLY_108, write_fixture
+from nbcompile.synthetic.naming import is_synthetic_dataset
 
 # The notebook's constants (NASBench.ipynb), as a user's code has them.
 INPUT, OUTPUT = "input", "output"
@@ -314,7 +315,7 @@ def test_visualize_draws_every_pruned_vertex_and_edge(tmp_path) -> None:
 
 
 def test_edge_bends() -> None:
-    from nbcompile.space.drawing import edge_bend
+    from nbcompile.nasbench.drawing import edge_bend
 
     assert edge_bend(0, 1) == edge_bend(3, 4) == 0.0  # neighbours: straight
     assert edge_bend(0, 3) == pytest.approx(0.4) and edge_bend(0, 2) == pytest.approx(-0.25)
@@ -525,7 +526,7 @@ def test_data_info_and_query_say_a_fixture_is_synthetic(dataset, tmp_path) -> No
     )
     # opened through its cache folder, the fixture is still recognised (from the manifest's source)
     folder = api.NASBench(str(dataset), cache_dir=cache).cache_folder
-    assert api.NASBench(str(folder)).synthetic
+    assert is_synthetic_dataset(api.NASBench(str(folder)))
     assert _run("data", "info", str(folder)).stdout.splitlines()[-1] == note
 
 
@@ -535,7 +536,7 @@ def test_a_real_looking_name_is_not_called_synthetic(dataset, tmp_path) -> None:
     real_name = tmp_path / "nasbench_only108.tfrecord"
     real_name.write_bytes(dataset.read_bytes())
     bench = api.NASBench(str(real_name), cache=False, progress=False)
-    assert bench.synthetic is False
+    assert is_synthetic_dataset(bench) is False
     info = _run("data", "info", str(real_name), "--no-cache")
     assert info.exit_code == 0 and "SYNTHETIC" not in info.stdout
     with pytest.raises(Exception, match="must contain 'synthetic'"):

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from nbcompile.io import atomic_output, write_atomic
+from nbcompile.fileio import atomic_output, write_atomic
 
 
 def _fmt(value: float | None, pattern: str) -> str:

@@ -30,6 +30,7 @@ from nbcompile.bench.timing import matmul_peak_tflops, time_calls
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.compiler.lower import lower
 from nbcompile.compiler.render import render_plan
+from nbcompile.errors import first_line
 from nbcompile.runtime.device import DTYPES, autocast, check_dtype, seeded, synchronize
 from nbcompile.runtime.dynamic import DynamicNetwork
 from nbcompile.runtime.loader import load_model_class
@@ -193,8 +194,7 @@ class _Built:
 
 
 def _failure(error: Exception) -> dict[str, str]:
-    message = str(error).strip().splitlines()
-    return {"status": "failed", "error": f"{type(error).__name__}: {message[0] if message else ''}"}
+    return {"status": "failed", "error": first_line(error, with_type=True)}
 
 
 def _batch(batch_size: int, settings: BenchSettings, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -51,9 +51,10 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
     Parameter counts are the real ones of each cell's canonical network; accuracies and times
     are made up (deterministically). OUT's name must contain "synthetic".
     """
-    from nbcompile.fixture import FULL, ONLY_108, check_fixture_name, write_fixture
     from nbcompile.parallel import available_cpus
     from nbcompile.space.enumeration import enumerate_cells, sample_cells
+    from nbcompile.synthetic.fixture import FULL, ONLY_108, write_fixture
+    from nbcompile.synthetic.naming import check_fixture_name
 
     check_fixture_name(out)
     check_output_file(out, "OUT")
@@ -90,8 +91,10 @@ def data_info_command(dataset: LazyDataset, as_json: bool) -> None:
     import json
 
     from nbcompile.nasbench.report import dataset_info, format_dataset_info
+    from nbcompile.synthetic.naming import is_synthetic_dataset
 
-    info = dataset_info(dataset.open())
+    opened = dataset.open()
+    info = dataset_info(opened, is_synthetic_dataset(opened))
     click.echo(json.dumps(info, indent=2) if as_json else format_dataset_info(info))
 
 
@@ -116,13 +119,14 @@ def data_query_command(
     """Query the dataset PATH for SPEC: a spec file (as compile reads), - for stdin, or a
     32-digit module hash."""
     from nbcompile.nasbench.report import format_query, query_json
+    from nbcompile.synthetic.naming import is_synthetic_dataset
 
     _, model_spec = located_spec(spec, "query", "query", dataset)  # a spec file is checked before the dataset opens
     opened = dataset.open()
     opened.reseed(seed)
     result = opened.query(model_spec, epochs, stop_halfway=halfway, reduce="mean" if mean else None)
     show = query_json if as_json else format_query
-    click.echo(show(result, model_spec.module_hash, opened.synthetic))
+    click.echo(show(result, model_spec.module_hash, is_synthetic_dataset(opened)))
 
 
 @data_group.command("verify")

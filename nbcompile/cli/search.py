@@ -95,6 +95,7 @@ def search_command(
     from nbcompile.parallel import available_cpus
     from nbcompile.search.algorithms import Budget, SearchOptions
     from nbcompile.search.experiment import Experiment, format_summary, run_experiment, summarize, write_results
+    from nbcompile.synthetic.naming import is_synthetic_dataset
 
     # everything that can be refused is refused here, before the dataset is opened
     if not (budget > 0 and math.isfinite(budget)):
@@ -129,7 +130,8 @@ def search_command(
         results = run_experiment(experiment, workers or available_cpus(), lambda _: progress.advance(task), opened)
     seconds = time.perf_counter() - started
     click.echo(format_summary(summarize(results)))
-    if opened.synthetic:
+    synthetic = is_synthetic_dataset(opened)
+    if synthetic:
         click.echo(SYNTHETIC_NOTE)
     ended = [r for r in results if r.note]
     if ended:
@@ -140,7 +142,7 @@ def search_command(
         from nbcompile.search.plots import plot_results
 
         for path in plot_results(
-            results, out, budget if budget_kind == "time" else max(r.times[-1] for r in results), opened.synthetic
+            results, out, budget if budget_kind == "time" else max(r.times[-1] for r in results), synthetic
         ):
             click.echo(f"wrote {path}", err=True)
     if emit_dir:

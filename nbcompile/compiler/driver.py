@@ -12,7 +12,7 @@ from nbcompile.compiler.lower import lower
 from nbcompile.compiler.naming import module_name_for
 from nbcompile.compiler.plan import NetworkPlan
 from nbcompile.compiler.render import render_plan
-from nbcompile.io import write_atomic
+from nbcompile.fileio import write_atomic
 from nbcompile.space.spec import as_model_spec
 
 

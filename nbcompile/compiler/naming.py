@@ -40,7 +40,17 @@ def cell_attribute(stack: int, index: int) -> str:
 
 
 def cell_class_name(in_channels: int, out_channels: int) -> str:
+    """The class of every cell from ``in_channels`` to ``out_channels`` channels: ``Cell128To256``."""
     return f"Cell{in_channels}To{out_channels}"
+
+
+#: The names :func:`cell_class_name` gives.
+_CELL_CLASS_NAME = re.compile(r"Cell[0-9]+To[0-9]+")
+
+
+def is_cell_class_name(name: str) -> bool:
+    """True for the name of a generated cell class (how the runtime finds a network's cells)."""
+    return _CELL_CLASS_NAME.fullmatch(name) is not None
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")

@@ -19,14 +19,6 @@ TEMPLATE = "network.py.jinja"
 #: black's mode is pinned so that output only changes with black's own style releases.
 BLACK_MODE = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=88)
 
-_CONFIG_FLAGS = {
-    "stem_channels": "--stem-channels",
-    "num_stacks": "--num-stacks",
-    "cells_per_stack": "--cells-per-stack",
-    "num_labels": "--num-labels",
-    "in_channels": "--in-channels",
-}
-
 
 def templates_dir() -> Path:
     """The template folder: ``templates/`` at the top of a source checkout (the one copy), which
@@ -83,16 +75,16 @@ def _matrix_lines(matrix: tuple[tuple[int, ...], ...], ops: tuple[str, ...]) -> 
 
 
 def regenerate_command(plan: NetworkPlan, name: str | None) -> str:
-    """The shell command that writes this file again, from the folder that holds it."""
-    spec_json = json.dumps(plan.spec.to_dict(), separators=(", ", ": "))
-    args = ["nbcompile", "compile", "-", "-o", "."]
+    """A shell command that writes this file again into the current folder. It calls the
+    compiler's own Python API (``nbcompile.compile_to_file``, whose keywords are the NetworkConfig
+    field names), so that the file names no front end's options."""
+    arguments = [json.dumps(plan.spec.to_dict(), separators=(", ", ": ")), '"."']
     if name is not None:
-        args += ["--name", name]
+        arguments.append(f"name={json.dumps(name)}")
     if plan.canonical_labeling:
-        args.append("--canonical")
-    for field, value in plan.config.overrides().items():
-        args += [_CONFIG_FLAGS[field], str(value)]
-    return f"echo {shlex.quote(spec_json)} | " + " ".join(args)
+        arguments.append("canonical=True")
+    arguments += [f"{field}={value}" for field, value in plan.config.overrides().items()]
+    return "python -c " + shlex.quote(f"import nbcompile; nbcompile.compile_to_file({', '.join(arguments)})")
 
 
 def build_header(plan: NetworkPlan, name: str | None = None) -> Header:

@@ -84,7 +84,8 @@ def format_info(info: dict[str, Any]) -> str:
     if not info["same_network_as_canonical"]:
         lines.append(
             "note: this labeling builds a different network than the canonical one NAS-Bench-101 "
-            f"trained ({info['canonical_trainable_parameters']:,} parameters); compile with --canonical for that one"
+            f"trained ({info['canonical_trainable_parameters']:,} parameters); "
+            "compile with the canonical option for that one"
         )
     lines.append("vertex_channels:")
     lines.extend(f"  {pair}: {vc}" for pair, vc in info["vertex_channels"].items())

@@ -32,6 +32,7 @@ import numpy as np
 from nbcompile.errors import DatasetError, OutOfDomainError, UnknownCellError
 from nbcompile.nasbench import cache
 from nbcompile.nasbench.convert import convert_file
+from nbcompile.nasbench.drawing import draw_cell
 from nbcompile.nasbench.tables import METRIC_FIELDS, QUERY_FIELDS, DatasetTables
 from nbcompile.nasbench.tfrecord import check_regular_file
 from nbcompile.optional import require
@@ -54,7 +55,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "num_stacks": ops.NUM_STACKS,
     "num_modules_per_stack": ops.CELLS_PER_STACK,
     "batch_size": 256,
-    "train_epochs": 108,
+    "train_epochs": ops.TRAIN_EPOCHS,
     "train_seconds": 14400.0,
     "learning_rate": 0.1,
     "lr_decay_method": "COSINE_BY_STEP",
@@ -73,14 +74,6 @@ _FINAL = slice(4, 8)
 #: ``range(n)`` for every possible repeat count, to draw a repeat from.
 _RANGES = tuple(range(n) for n in range(256))
 
-#: A fixture's file name contains this word (``nbcompile.fixture`` requires it): its metrics are made up.
-SYNTHETIC_MARK = "synthetic"
-
-
-def is_synthetic_name(path: str | Path) -> bool:
-    """True if ``path`` names a synthetic fixture (see :data:`SYNTHETIC_MARK`)."""
-    return SYNTHETIC_MARK in Path(path).name
-
 
 class ModelSpec(_spec.ModelSpec):
     """Upstream's ``api.ModelSpec(matrix, ops, data_format='channels_last')``.
@@ -92,6 +85,17 @@ class ModelSpec(_spec.ModelSpec):
 
     def __init__(self, matrix: Any, ops: Any, data_format: str = "channels_last") -> None:
         super().__init__(matrix, ops, data_format, allow_unknown_ops=True)
+
+    def visualize(self, ax: Any = None) -> Any:
+        """Draw the pruned cell with matplotlib and return the Figure (``ax``: draw into these axes).
+
+        Upstream returns a graphviz ``Digraph``; this needs only matplotlib
+        (``pip install "nbcompile[plot]"``). A Figure displays itself in Jupyter.
+        """
+        require("matplotlib", "ModelSpec.visualize()")
+        if not self.valid_spec:
+            raise OutOfDomainError(f"nothing to draw: {self.domain_error()}")
+        return draw_cell(self.pruned_matrix, self.pruned_ops, ax)
 
 
 def _read_only(what: str) -> TypeError:
@@ -270,7 +274,7 @@ class NASBench:
         return as_model_spec(model_spec, allow_unknown_ops=True).is_valid()
 
     def query(
-        self, model_spec: Any, epochs: int = 108, stop_halfway: bool = False, reduce: str | None = None
+        self, model_spec: Any, epochs: int = ops.TRAIN_EPOCHS, stop_halfway: bool = False, reduce: str | None = None
     ) -> dict[str, Any]:
         """Metrics of one training run of the cell, sampled from its repeats; charges the budget.
 
@@ -329,11 +333,6 @@ class NASBench:
     def __contains__(self, module_hash: object) -> bool:
         return module_hash in self._rows
 
-    @property
-    def synthetic(self) -> bool:
-        """True for a synthetic fixture (made-up metrics), recognised by its source file's name."""
-        return is_synthetic_name(self.source_file)
-
     def row_of(self, module_hash: str) -> int:
         """The table row of a module hash; UnknownCellError if the dataset does not have it."""
         try:
@@ -341,15 +340,15 @@ class NASBench:
         except (KeyError, TypeError):
             raise UnknownCellError(f"module hash {module_hash!r} is not in {self.dataset_file}") from None
 
-    def spec_of(self, module_hash: str) -> _spec.ModelSpec:
-        """The stored (canonical) cell of a module hash, as a ModelSpec."""
+    def spec_of(self, module_hash: str) -> ModelSpec:
+        """The stored (canonical) cell of a module hash, as a ModelSpec (one that can ``visualize()``)."""
         row = self.row_of(module_hash)
-        return _spec.ModelSpec(self.tables.cell_matrix(row).tolist(), self.tables.cell_ops(row))
+        return ModelSpec(self.tables.cell_matrix(row).tolist(), self.tables.cell_ops(row))
 
     def query_many(
         self,
         model_specs: Iterable[Any],
-        epochs: int = 108,
+        epochs: int = ops.TRAIN_EPOCHS,
         stop_halfway: bool = False,
         reduce: str | None = None,
     ) -> dict[str, np.ndarray]:

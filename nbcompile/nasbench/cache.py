@@ -34,7 +34,7 @@ import numpy as np
 
 from nbcompile._version import __version__
 from nbcompile.errors import DatasetError, first_line
-from nbcompile.io import NPY_ERRORS, current_umask
+from nbcompile.fileio import NPY_ERRORS, current_umask
 from nbcompile.nasbench.tables import METRIC_FIELDS, DatasetTables
 from nbcompile.space.ops import MAX_VERTICES, OP_CODES, PAD_CODE
 

@@ -56,7 +56,11 @@ def metric_values(evaluations, where_: str) -> tuple[float, ...]:
     """METRIC_FIELDS of a cell's evaluations (upstream reads evaluation_data[1] and [2])."""
     if len(evaluations) < 3:
         raise DatasetError(f"{where_}: metrics has {len(evaluations)} evaluations, expected 3 (start, halfway, final)")
-    halfway, final = evaluations[1], evaluations[2]
+    return _metric_row(evaluations[1], evaluations[2])
+
+
+def _metric_row(halfway, final) -> tuple[float, ...]:
+    """METRIC_FIELDS, in their order, from the halfway and the final evaluation."""
     return (
         halfway.training_time,
         halfway.train_accuracy,
@@ -159,19 +163,9 @@ def _scan(path: str, offsets: np.ndarray, first_index: int, verify: bool) -> _Ch
         index, offset = first_index + position, base + start
         module_hash, epochs, adjacency, codes, message = split(data[start + 12 : ends[position] - 4], index, offset)
         evaluations = message.evaluation_data
-        if len(evaluations) < 3:
+        if len(evaluations) < 3:  # checked here, so that the place is formatted only for an error
             metric_values(evaluations, where(index, offset))  # raises
-        halfway, final = evaluations[1], evaluations[2]
-        row = (
-            halfway.training_time,
-            halfway.train_accuracy,
-            halfway.validation_accuracy,
-            halfway.test_accuracy,
-            final.training_time,
-            final.train_accuracy,
-            final.validation_accuracy,
-            final.test_accuracy,
-        )
+        row = _metric_row(evaluations[1], evaluations[2])
         add(index, offset, module_hash, epochs, adjacency, codes, message.trainable_parameters, row)
     if bad:
         raise DatasetError(f"{where(first_index + bad[0], base + starts[bad[0]])}: {bad[1]}")

@@ -88,7 +88,7 @@ def parse_model_metrics(raw: bytes) -> ModelMetrics:
     try:
         message = model_metrics_class().FromString(raw)
     except DecodeError:
-        raise ProtobufError(describe_error(raw)) from None
+        raise ProtobufError(explain_protobuf_error(raw)) from None
     return metrics_from_message(message)
 
 
@@ -154,8 +154,8 @@ def _fields(data: bytes):
         yield number, wire, value
 
 
-def describe_error(raw: bytes) -> str:
-    """Why protobuf refused ``raw`` as a ModelMetrics."""
+def explain_protobuf_error(raw: bytes) -> str:
+    """Why protobuf refused ``raw`` as a ModelMetrics message (the first field that is malformed)."""
     try:
         for number, wire, value in _fields(raw):
             if number == 1 and wire == LEN:

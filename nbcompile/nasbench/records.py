@@ -20,7 +20,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from nbcompile.errors import DatasetError, first_line
-from nbcompile.nasbench.metrics import ModelMetrics, describe_error, metrics_from_message, model_metrics_class
+from nbcompile.nasbench.metrics import ModelMetrics, explain_protobuf_error, metrics_from_message, model_metrics_class
 from nbcompile.nasbench.tfrecord import where
 from nbcompile.space.graph import is_module_hash
 from nbcompile.space.ops import MAX_VERTICES, OP_ALIASES, OP_CODE, OP_CODES
@@ -107,7 +107,7 @@ class PayloadReader:
         try:
             message = self._from_string(raw)
         except DecodeError:
-            reason = describe_error(raw)
+            reason = explain_protobuf_error(raw)
             raise DatasetError(
                 f"{where(index, offset)}: metrics is not a valid ModelMetrics protobuf ({reason})"
             ) from None
@@ -125,7 +125,7 @@ def _json_fields(payload: bytes, place: str) -> tuple[bytes, int, bytes, bytes, 
     try:
         fields = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError, or too many digits
-        raise DatasetError(f"{place}: payload is not JSON ({_first_line(error)})") from None
+        raise DatasetError(f"{place}: payload is not JSON ({first_line(error, max_chars=100)})") from None
     except RecursionError:
         raise DatasetError(f"{place}: payload is not JSON (nested too deeply)") from None
     if not isinstance(fields, list) or len(fields) != 5:
@@ -169,12 +169,6 @@ def _base64_with_whitespace(encoded: bytes, index: int, offset: int) -> bytes:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
-
-
-def _first_line(error: Exception) -> str:
-    """The error's first line, cut to 100 characters (a parser's message may quote the payload)."""
-    text = first_line(error)
-    return text if len(text) <= 100 else text[:100] + "..."
 
 
 def parse_record(payload: bytes, index: int = 0, offset: int = 0) -> Record:

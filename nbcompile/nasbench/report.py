@@ -10,18 +10,19 @@ import numpy as np
 from nbcompile.nasbench.api import NASBench
 from nbcompile.nasbench.tables import METRIC_FIELDS
 
-#: Printed wherever a fixture's numbers are shown (``NASBench.synthetic`` says when).
+#: Printed under a synthetic dataset's numbers (the callers say when: ``nbcompile.synthetic.naming``).
 SYNTHETIC_NOTE = "note: this dataset is SYNTHETIC (a fixture): its accuracies are made up"
 
 _VALID = METRIC_FIELDS.index("final_validation_accuracy")
 _TEST = METRIC_FIELDS.index("final_test_accuracy")
 
 
-def dataset_info(dataset: NASBench) -> dict[str, Any]:
+def dataset_info(dataset: NASBench, synthetic: bool) -> dict[str, Any]:
     """Counts, parameter range, and per epoch budget the best cells by mean validation and mean
     test accuracy. Means are over the runs each cell has; cells without a run at a budget (or
     whose runs hold NaN) are left out of that budget's ranking, and ``cells_without_runs`` counts
-    the former. A budget where no cell has a usable mean reports None as its best cells."""
+    the former. A budget where no cell has a usable mean reports None as its best cells.
+    ``synthetic``: the dataset's metrics are made up (recorded, and noted when formatted)."""
     tables = dataset.tables
     budgets = []
     for column, epochs in enumerate(tables.epochs.tolist()):
@@ -42,7 +43,7 @@ def dataset_info(dataset: NASBench) -> dict[str, Any]:
     return {
         "dataset": dataset.dataset_file,
         "cache": str(dataset.cache_folder) if dataset.cache_folder else None,
-        "synthetic": dataset.synthetic,
+        "synthetic": synthetic,
         "cells": tables.num_cells,
         "records": tables.num_records,
         "epochs": tables.epochs.tolist(),

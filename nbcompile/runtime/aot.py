@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from nbcompile._version import __version__
-from nbcompile.errors import ConfigError, NbcompileError
-from nbcompile.io import atomic_output
+from nbcompile.errors import ConfigError, NbcompileError, first_line
+from nbcompile.fileio import atomic_output
 from nbcompile.runtime.device import resolve_dtype
 from nbcompile.runtime.optimize import prepare_inference
 
@@ -129,10 +129,7 @@ def load_package(path: str | os.PathLike[str]) -> PackagedNetwork:
         runner = _load_runner(path)
         metadata = runner.get_metadata()
     except Exception as error:
-        message = str(error).strip().splitlines()
-        raise NbcompileError(
-            f"{path}: not a loadable AOT package ({message[0] if message else type(error).__name__})"
-        ) from None
+        raise NbcompileError(f"{path}: not a loadable AOT package ({first_line(error)})") from None
     if _METADATA_KEY not in metadata:
         raise NbcompileError(
             f"{path}: an AOT package, but not one written by nbcompile (no {_METADATA_KEY!r} metadata)"

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nbcompile.compiler.naming import is_cell_class_name
 from nbcompile.errors import ConfigError
 from nbcompile.runtime.device import DTYPES, autocast, resolve_dtype
 
@@ -128,9 +129,9 @@ class TrainingStep:
 
 
 def _regions(model: nn.Module) -> Iterator[nn.Module]:
-    """The cells of a generated network (its direct children with cell-shaped class names), else
-    the model itself: the units compiled one by one."""
-    children = [child for child in model.children() if type(child).__name__.startswith("Cell")]
+    """The cells of a generated network (its direct children whose classes are named as the
+    compiler names cells), else the model itself: the units compiled one by one."""
+    children = [child for child in model.children() if is_cell_class_name(type(child).__name__)]
     yield from children or [model]
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from nbcompile.errors import DatasetError
 from nbcompile.nasbench.api import NASBench
 from nbcompile.search.specs import mutate_spec, neighbours, random_spec
+from nbcompile.space.ops import TRAIN_EPOCHS
 from nbcompile.space.spec import ModelSpec
 
 #: How a run pays: the notebook's simulated training seconds, or a number of queries.
@@ -51,7 +52,7 @@ class SearchOptions:
     deduplicate: bool = False
     #: Score each query on the mean of the 3 repeats instead of one sampled repeat.
     mean_of_repeats: bool = False
-    epochs: int = 108
+    epochs: int = TRAIN_EPOCHS
     population_size: int = 50
     tournament_size: int = 10
     mutation_rate: float = 1.0

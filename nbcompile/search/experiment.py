@@ -152,7 +152,7 @@ def results_json(experiment: Experiment, results: Sequence[SearchResult], second
 
 
 def write_results(out_dir: Path, experiment: Experiment, results: Sequence[SearchResult], seconds: float) -> Path:
-    from nbcompile.io import write_atomic
+    from nbcompile.fileio import write_atomic
 
     path = out_dir / "results.json"
     write_atomic(path, results_json(experiment, results, seconds))

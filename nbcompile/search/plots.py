@@ -53,7 +53,7 @@ def plot_results(results: Sequence[SearchResult], out_dir: Path, budget: float, 
     """Write ``trajectories.png`` and ``mean_iqr.png`` into ``out_dir``; returns their paths.
 
     ``budget``: the end of the time axis (simulated training seconds)."""
-    from nbcompile.io import atomic_output
+    from nbcompile.fileio import atomic_output
 
     figures = {
         "trajectories.png": trajectories_figure(results, budget, synthetic),

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from nbcompile.errors import SpecError, first_line
-from nbcompile.io import NPY_ERRORS, write_atomic
+from nbcompile.fileio import NPY_ERRORS, write_atomic
 from nbcompile.space.enumeration import EnumeratedCell
 from nbcompile.space.ops import MAX_VERTICES, OP_CODE, OP_CODES, PAD_CODE
 from nbcompile.space.spec import ModelSpec
@@ -81,7 +81,9 @@ def read_npz(path: Path) -> list[EnumeratedCell]:
             hashes, sizes, matrices, ops, codes = (
                 data[key] for key in ("module_hash", "num_vertices", "matrix", "ops", "op_codes")
             )
-    except (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
+    # zipfile: RuntimeError for a member flagged encrypted, NotImplementedError (one) for an unknown
+    # compression method
+    except (*NPY_ERRORS, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError) as error:
         raise SpecError(f"{not_ours} ({first_line(error)})") from None
     count = len(hashes) if hashes.ndim == 1 else -1
     shapes_fit = (

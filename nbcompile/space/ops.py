@@ -44,3 +44,5 @@ STEM_CHANNELS = 128
 NUM_STACKS = 3
 CELLS_PER_STACK = 3
 NUM_LABELS = 10
+#: Epochs of the longest training NAS-Bench-101 ran (the budget of nasbench_only108.tfrecord).
+TRAIN_EPOCHS = 108

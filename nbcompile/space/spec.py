@@ -272,17 +272,6 @@ class ModelSpec:
         canonical = self.canonical()
         return (canonical.pruned_matrix, canonical.pruned_ops) == (self._pruned, self._pruned_ops)
 
-    # --- drawing -------------------------------------------------------------------------------
-    def visualize(self, ax: Any = None) -> Any:
-        """Draw the pruned cell with matplotlib and return the Figure (``ax``: draw into these axes).
-
-        Upstream returns a graphviz ``Digraph``; this needs only matplotlib
-        (``pip install "nbcompile[plot]"``). A Figure displays itself in Jupyter.
-        """
-        from nbcompile.space.drawing import draw_cell
-
-        return draw_cell(self, ax)
-
     # --- conversion ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """``{"matrix": ..., "ops": ...}`` of the spec as given (op names in full)."""

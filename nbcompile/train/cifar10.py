@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nbcompile.errors import DatasetError
-from nbcompile.io import atomic_output
+from nbcompile.fileio import atomic_output
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 MD5 = "c32a1d4ab5d03f1284b67883e8d87530"

@@ -19,6 +19,7 @@ from nbcompile.compiler.driver import compile_to_file
 from nbcompile.errors import ConfigError
 from nbcompile.runtime.device import autocast, check_dtype, seeded, synchronize
 from nbcompile.runtime.loader import load_model
+from nbcompile.space.ops import TRAIN_EPOCHS
 from nbcompile.space.spec import ModelSpec
 from nbcompile.train import recipe
 from nbcompile.train.cifar10 import Cifar10
@@ -33,7 +34,7 @@ class NonFiniteLoss(RuntimeError):
 class TrainConfig:
     """Upstream's recipe; every default is the value NAS-Bench-101 used."""
 
-    epochs: int = 108
+    epochs: int = TRAIN_EPOCHS
     batch_size: int = recipe.BATCH_SIZE
     base_lr: float = recipe.BASE_LR
     weight_decay: float = recipe.WEIGHT_DECAY

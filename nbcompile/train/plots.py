@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nbcompile.io import atomic_output
+from nbcompile.fileio import atomic_output
 
 
 def plot_run(result: dict[str, Any], path: Path) -> Path:

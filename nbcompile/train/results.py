@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nbcompile.errors import DatasetError
-from nbcompile.io import atomic_output, write_atomic
+from nbcompile.fileio import atomic_output, write_atomic
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record
 from nbcompile.nasbench.tfrecord import frame

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from nbcompile._version import __version__
 from nbcompile.compiler.config import NetworkConfig
-from nbcompile.errors import NbcompileError
+from nbcompile.errors import NbcompileError, first_line
 from nbcompile.train.cifar10 import load_cifar10
 from nbcompile.train.loop import DeviceData, RunResult, TrainConfig, train_run
 from nbcompile.train.results import FORMAT, Job, ResultFolder
@@ -231,12 +231,6 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def describe_error(error: BaseException) -> str:
-    """One line naming a failed attempt's error."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[-1] if text else ''}".rstrip(": ")
-
-
 @dataclass
 class SweepSummary:
     finished_before: int = 0
@@ -277,7 +271,7 @@ def run_sweep(
                 except NbcompileError:
                     raise
                 except Exception as error:
-                    errors[job.name].append(f"attempt {attempt}: {describe_error(error)}")
+                    errors[job.name].append(f"attempt {attempt}: {first_line(error, with_type=True)}")
                     if attempt < settings.max_attempts:
                         summary.retries += 1
                         pending.appendleft((job, attempt + 1))

@@ -20,19 +20,20 @@ from pathlib import Path
 
 from nbcompile.compiler.lower import lower
 from nbcompile.errors import DatasetError
-from nbcompile.io import atomic_output
-from nbcompile.nasbench.api import SYNTHETIC_MARK, is_synthetic_name
+from nbcompile.fileio import atomic_output
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record
 from nbcompile.nasbench.tfrecord import frame
 from nbcompile.nasbench.writer import DEFAULT_LAYOUT, LAYOUTS
 from nbcompile.parallel import ordered_map
 from nbcompile.space.enumeration import EnumeratedCell
+from nbcompile.space.ops import TRAIN_EPOCHS
 from nbcompile.space.spec import ModelSpec
+from nbcompile.synthetic.naming import check_fixture_name
 
 #: Epoch budgets of the official files.
-ONLY_108 = (108,)
-FULL = (4, 12, 36, 108)
+ONLY_108 = (TRAIN_EPOCHS,)
+FULL = (4, 12, 36, TRAIN_EPOCHS)
 REPEATS = 3
 #: Images in each evaluation: 39 batches of 256 (reference §5.1); accuracies are k / 9984.
 EVALUATED_IMAGES = 9984
@@ -58,7 +59,7 @@ def synthetic_metrics(cell: EnumeratedCell, parameters: int, flops: int, epochs:
     progress = 1.0 - 0.5 ** (epochs / 12)  # longer budgets train further
     final_valid = 0.55 + 0.40 * quality * progress + rng.gauss(0.0, 0.003)
     halfway_valid = final_valid - 0.08 * (1.0 - progress) - 0.01
-    seconds = _SECONDS_PER_GFLOP * flops / 1e9 * epochs / 108 * rng.uniform(0.97, 1.03)
+    seconds = _SECONDS_PER_GFLOP * flops / 1e9 * epochs / TRAIN_EPOCHS * rng.uniform(0.97, 1.03)
 
     def evaluation(epoch: float, time: float, valid: float) -> EvaluationData:
         return EvaluationData(
@@ -102,13 +103,6 @@ def _batches(cells: Iterable[EnumeratedCell], size: int) -> Iterator[list[Enumer
         yield batch
 
 
-def check_fixture_name(path: str | Path) -> None:
-    """A fixture's file name must contain "synthetic" (DatasetError otherwise)."""
-    if not is_synthetic_name(path):
-        name = Path(path).name
-        raise DatasetError(f"{name}: a fixture's file name must contain {SYNTHETIC_MARK!r} (its metrics are made up)")
-
-
 def write_fixture(
     path: str | Path,
     cells: Iterable[EnumeratedCell],
@@ -118,7 +112,8 @@ def write_fixture(
 ) -> int:
     """Write a fixture file atomically; returns the number of records.
 
-    The file name must contain "synthetic", so that nobody mistakes it for the real dataset.
+    The file name must contain "synthetic" (:mod:`nbcompile.synthetic.naming`), so that nobody
+    mistakes it for the real dataset.
     With ``workers`` > 1, batches of cells are lowered and encoded in that many processes
     (the file is the same, byte for byte).
     """

@@ -1,20 +1,17 @@
-"""A picture of a cell (``ModelSpec.visualize``): matplotlib only, no graphviz.
+"""A picture of a cell (upstream's ``api.ModelSpec.visualize``): matplotlib only, no graphviz.
 
 Vertices are stacked top to bottom in their order (input first), as upstream's graphviz drawing
 lays them out; an edge to the next vertex is straight, a longer one bends to one side. The figure
-is a plain ``matplotlib.figure.Figure``: pyplot's global state is not touched.
+is a plain ``matplotlib.figure.Figure``: pyplot's global state is not touched. The drawing takes a
+matrix and op names, not a spec, so that the search space knows nothing of it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-from nbcompile.errors import OutOfDomainError
-from nbcompile.optional import require
 from nbcompile.space.ops import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT
-
-if TYPE_CHECKING:
-    from nbcompile.space.spec import ModelSpec
 
 #: Fill colour of each op's box; an op outside the space is drawn red.
 OP_COLORS: dict[str, str] = {
@@ -40,16 +37,14 @@ def edge_bend(source: int, target: int) -> float:
     return side * (0.25 + 0.15 * (span - 2))
 
 
-def draw_cell(spec: ModelSpec, ax: Any = None) -> Any:
-    """Draw the pruned cell of ``spec`` into ``ax`` (a new Figure when None); returns the Figure."""
-    require("matplotlib", "ModelSpec.visualize()")
-    if not spec.valid_spec:
-        raise OutOfDomainError(f"nothing to draw: {spec.domain_error()}")
+def draw_cell(matrix: Sequence[Sequence[int]], ops: Sequence[str], ax: Any = None) -> Any:
+    """Draw the cell ``matrix``/``ops`` (upper-triangular; vertex 0 the input) into ``ax`` (a new
+    Figure when None); returns the Figure. Needs matplotlib (callers check it with
+    :func:`nbcompile.optional.require`, naming the feature the user asked for)."""
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
     from matplotlib.path import Path
 
-    matrix, ops = spec.pruned_matrix, spec.pruned_ops
     count = len(ops)
     if ax is None:
         figure = Figure(figsize=(4.0, 0.7 * count + 0.3))
