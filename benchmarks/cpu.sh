@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CPU benchmark behind the README's CPU table. Usage: benchmarks/cpu.sh [OUT_DIR] [extra bench flags...]
+# The CPU benchmark behind the CPU tables of benchmarks/RESULTS.md. Usage: benchmarks/cpu.sh [OUT_DIR] [extra bench flags...]
 # Runs on the machine it is started on (here: 2 cores); writes JSON and PNG files to OUT_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."

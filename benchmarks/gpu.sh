@@ -3,7 +3,7 @@
 # there). Usage: [CONFIG_FLAGS="..."] benchmarks/gpu.sh [DEVICE] [OUT_DIR] [extra bench flags...]
 #   DEVICE defaults to cuda; OUT_DIR to benchmarks/results/gpu. CONFIG_FLAGS (network config
 #   flags such as --stem-channels 4) go to every step; the extra flags to `nbcompile bench` only.
-# The rows are the ones the goals are judged on (issue 12): bf16 + channels_last, 3 interleaved
+# The rows are the ones the targets are judged on: bf16 + channels_last, 3 interleaved
 # rounds, `dynamic` eager as the baseline in each run:
 #   1. Inception-like inference, batch 1 and 256: dynamic, static-cudagraph, static-optimized;
 #   2. 7-vertex 9-edge all-conv3x3 inference, batch 256: dynamic, static-optimized, matmul peak;

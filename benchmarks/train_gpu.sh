@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU speed of `nbcompile train` (issue 15): the Inception-like and the 7-vertex 9-edge cell at
+# GPU speed of `nbcompile train`: the Inception-like and the 7-vertex 9-edge cell at
 # the default network, synthetic data resident on the GPU, compiled step; shortened runs,
 # extrapolated to 108 epochs (see benchmarks/train_speed.py). Meant to finish in < 4 minutes on
 # one H100/H200. Usage: benchmarks/train_gpu.sh [OUT_DIR]

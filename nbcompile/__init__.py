@@ -1,6 +1,6 @@
 """nbcompile: compile NAS-Bench-101 cell specs into static, standalone PyTorch modules.
 
-The package is layered (see the README's architecture section): ``space`` (the search space),
+The package is layered (see the design page of the documentation): ``space`` (the search space),
 ``compiler`` (spec → plan → source), ``runtime`` (torch layers, the graph-walking oracle, the
 loader), ``nasbench`` (the dataset, on ``space`` only), ``synthetic`` (made-up dataset files),
 and ``search``, ``bench``, ``train`` and ``cli`` on top. The names below are imported on first

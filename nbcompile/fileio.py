@@ -8,6 +8,7 @@ import tokenize
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 #: What ``np.load`` raises for a damaged ``.npy`` file or ``.npz`` member (its header is parsed
 #: as a Python literal), for readers to turn into one-line errors.
@@ -46,3 +47,10 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         else:
             with os.fdopen(os.open(temporary, os.O_WRONLY), "w", encoding="utf-8", newline="\n") as handle:
                 handle.write(data)
+
+
+def save_png(figure: Any, path: Path, dpi: int) -> Path:
+    """Save a matplotlib ``figure`` as a PNG at ``path``, atomically; returns ``path``."""
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=dpi)
+    return path

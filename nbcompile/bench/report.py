@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from nbcompile.fileio import atomic_output, write_atomic
+from nbcompile.fileio import save_png, write_atomic
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -87,5 +87,4 @@ def plot_latency(report: dict[str, Any], path: str | Path) -> None:
         f"{'train step' if settings['train'] else 'inference'}"
     )
     figure.tight_layout()
-    with atomic_output(Path(path)) as temporary:
-        figure.savefig(temporary, dpi=120, format="png")
+    save_png(figure, Path(path), dpi=120)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from nbcompile.cli._group import flag_for
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.errors import ConfigError, OutOfDomainError, SpecError
 
@@ -43,9 +44,12 @@ def config_options(command: Command) -> Command:
             ("in_channels", "image channels"),
         ]
     ):
-        flag = "--" + field.replace("_", "-")
         command = click.option(
-            flag, field, type=int, default=None, help=f"{help_text.capitalize()} [default: {getattr(defaults, field)}]."
+            flag_for(field),
+            field,
+            type=int,
+            default=None,
+            help=f"{help_text.capitalize()} [default: {getattr(defaults, field)}].",
         )(command)
     return command
 

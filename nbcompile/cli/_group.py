@@ -31,12 +31,17 @@ def fail(message: str) -> NoReturn:
     sys.exit(EXIT_BAD_INPUT)
 
 
+def flag_for(field: str) -> str:
+    """The command-line flag of a library keyword or config field: ``stem_channels`` → ``--stem-channels``."""
+    return "--" + field.replace("_", "-")
+
+
 def error_line(error: BaseException) -> str:
     """One line for ``error``; a ConfigError's field is named by its command-line flag."""
     message = first_line(error)
     field = getattr(error, "field", None)
     if field and message.startswith(field):
-        message = "--" + field.replace("_", "-") + message[len(field) :]
+        message = flag_for(field) + message[len(field) :]
     return message
 
 

@@ -64,6 +64,8 @@ class ModeNames(click.ParamType):
             return value
         text = str(value)
         names = tuple(MODES) if text.strip() == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+        if not names:
+            self.fail(f"{value!r} names no mode", param, ctx)
         try:
             check_mode_names(names)
         except ValueError as error:

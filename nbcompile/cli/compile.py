@@ -128,14 +128,13 @@ def _write_package(
     job: CompileJob, source: Path, out_dir: str, device: str, dtype: str, batch_size: int, seed: int
 ) -> Path:
     """Build the AOT package of the generated file ``source``, weights initialised from ``seed``."""
-    import torch
 
     from nbcompile.runtime.aot import build_package, check_package_options
+    from nbcompile.runtime.device import seeded
     from nbcompile.runtime.loader import load_model
 
     dtype = check_package_options(device, dtype, batch_size)[1]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = load_model(source, num_labels=job.plan.config.num_labels)
     return build_package(
         model,

@@ -16,6 +16,7 @@ from nbcompile.cli._common import (
     workers_option,
 )
 from nbcompile.nasbench.writer import DEFAULT_LAYOUT, LAYOUTS
+from nbcompile.space.ops import TRAIN_EPOCHS
 
 
 @click.group("data")
@@ -101,7 +102,7 @@ def data_info_command(dataset: LazyDataset, as_json: bool) -> None:
 @data_group.command("query")
 @click.argument("dataset", metavar="PATH", type=click.Path())
 @click.argument("spec")
-@click.option("--epochs", type=int, default=108, show_default=True, help="Epoch budget.")
+@click.option("--epochs", type=int, default=TRAIN_EPOCHS, show_default=True, help="Epoch budget.")
 @click.option("--halfway", is_flag=True, help="Metrics at half the budget (stop_halfway).")
 @click.option("--mean", is_flag=True, help="Mean over the repeats instead of one sampled repeat.")
 @click.option("--seed", type=int, default=None, help="Seed of the repeat sampling.")

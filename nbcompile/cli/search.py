@@ -14,6 +14,7 @@ from nbcompile.cli._common import (
     workers_option,
 )
 from nbcompile.errors import ConfigError, OutOfDomainError
+from nbcompile.space.ops import TRAIN_EPOCHS
 
 
 @click.command("search")
@@ -50,7 +51,7 @@ from nbcompile.errors import ConfigError, OutOfDomainError
 @click.option(
     "--mean", "mean_of_repeats", is_flag=True, help="Score on the mean of the 3 repeats, not one sampled repeat."
 )
-@click.option("--epochs", type=int, default=108, show_default=True, help="Epoch budget of every query.")
+@click.option("--epochs", type=int, default=TRAIN_EPOCHS, show_default=True, help="Epoch budget of every query.")
 @click.option(
     "--population-size", type=click.IntRange(1), default=50, show_default=True, help="Evolution's population."
 )

@@ -23,6 +23,7 @@ from nbcompile.cli._common import (
 )
 from nbcompile.errors import ConfigError, NbcompileError
 from nbcompile.optional import require
+from nbcompile.space.ops import TRAIN_EPOCHS
 
 
 def default_device() -> str:
@@ -46,7 +47,7 @@ def default_device() -> str:
     "budgets",
     type=click.IntRange(1),
     multiple=True,
-    default=(108,),
+    default=(TRAIN_EPOCHS,),
     show_default=True,
     help="Epoch budget of a run; repeat the flag for several (upstream: 4, 12, 36, 108).",
 )

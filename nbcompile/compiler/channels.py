@@ -1,4 +1,4 @@
-"""The NAS-Bench-101 channel split (``model_builder.compute_vertex_channels``, reference §4.1)."""
+"""The NAS-Bench-101 channel split (upstream's ``model_builder.compute_vertex_channels``)."""
 
 from __future__ import annotations
 

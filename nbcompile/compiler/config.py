@@ -1,4 +1,4 @@
-"""Network-level configuration of the NAS-Bench-101 skeleton (reference §4.4)."""
+"""Network-level configuration of the NAS-Bench-101 skeleton (upstream's ``lib/model_builder.py``)."""
 
 from __future__ import annotations
 

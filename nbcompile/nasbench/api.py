@@ -1,6 +1,6 @@
 """``NASBench``: upstream's query API over the columnar cache, without TensorFlow.
 
-Same surface and semantics as ``nasbench.api.NASBench`` (reference §6), with its bugs fixed:
+Same surface and semantics as ``nasbench.api.NASBench`` (upstream's ``nasbench/api.py``), with its bugs fixed:
 
 * the repeat a query returns is drawn from a private ``random.Random(seed)``, never from the global
   ``random`` module (with the same seed it draws the same repeats upstream would, when nothing else
@@ -40,7 +40,7 @@ from nbcompile.space import ops
 from nbcompile.space import spec as _spec
 from nbcompile.space.spec import as_model_spec
 
-#: Upstream's ``build_config()`` defaults (reference §5): what the dataset was trained with.
+#: Upstream's ``build_config()`` defaults (``nasbench/lib/config.py``): what the dataset was trained with.
 DEFAULT_CONFIG: dict[str, Any] = {
     "train_data_files": [],
     "valid_data_file": "",

@@ -1,6 +1,6 @@
 """The fastest inference and training paths for a network, in one call: ``optimize``.
 
-Inference (what the 2026-11-28 H200 probe found fastest, see ``benchmarks/gpu.sh``): eval mode,
+Inference (what measured fastest on an H200; ``benchmarks/gpu.sh``, ``benchmarks/RESULTS.md``): eval mode,
 BatchNorm folded into the convs (the generated ``Network.fuse()``, else inductor freezing),
 channels_last, weights cast to bf16 where the device supports it (no per-call weight casts, as
 autocast would do), ``torch.compile(fullgraph=True)``, with CUDA graphs on CUDA.

@@ -4,7 +4,7 @@ Each takes a dataset (:class:`~nbcompile.nasbench.NASBench`), a :class:`Budget`,
 returns a :class:`SearchResult`: after every query, the budget spent, the best validation accuracy
 so far and the test accuracy of that same cell. Selection uses validation accuracy only; test
 accuracy is only ever reported. Random search and regularized evolution follow the NAS-Bench-101
-notebook step by step (reference §6.5); local search is the NASLib/naszilla kind.
+notebook step by step (upstream's ``NASBench.ipynb``); local search is the NASLib/naszilla kind.
 
 Cells the dataset lacks, and cells without runs at the search's epoch budget, are skipped: drawing
 them is free. A run whose draws stop finding such cells (a de-duplicating run that used up the

@@ -53,13 +53,13 @@ def plot_results(results: Sequence[SearchResult], out_dir: Path, budget: float, 
     """Write ``trajectories.png`` and ``mean_iqr.png`` into ``out_dir``; returns their paths.
 
     ``budget``: the end of the time axis (simulated training seconds)."""
-    from nbcompile.fileio import atomic_output
+    from nbcompile.fileio import save_png
 
     figures = {
         "trajectories.png": trajectories_figure(results, budget, synthetic),
         "mean_iqr.png": mean_iqr_figure(results, budget, synthetic),
     }
-    return [_save(figure, out_dir / name, atomic_output) for name, figure in figures.items()]
+    return [save_png(figure, out_dir / name, dpi=110) for name, figure in figures.items()]
 
 
 def _note(synthetic: bool) -> str:
@@ -119,9 +119,3 @@ def mean_iqr_figure(results: Sequence[SearchResult], budget: float, synthetic: b
     axis.legend(loc="lower right")
     figure.tight_layout()
     return figure
-
-
-def _save(figure, path: Path, atomic_output) -> Path:
-    with atomic_output(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110)
-    return path

@@ -49,7 +49,7 @@ def _initial_hash(out_degree: int, in_degree: int, label: int) -> str:
 
 
 def module_hash(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> str:
-    """The NAS-Bench-101 module hash (reference §3): bit-exact with the dataset's keys.
+    """The NAS-Bench-101 module hash (upstream's ``graph_util.hash_module``): bit-exact with the dataset's keys.
 
     ``matrix`` is the pruned 0/1 int matrix; ``labels`` is -1 for input, -2 for output and the
     op's index in AVAILABLE_OPS otherwise. Recent results are memoised (searches re-query cells).
@@ -118,7 +118,7 @@ def canonical_order(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> t
 
     Upstream enumerated graphs by bitmask, then op labels in ``itertools.product`` order, and kept
     the first graph of each hash, so the stored representative is the minimum of
-    (bitmask, interior labels) over all topological relabelings (reference §3.5). Returns ``order``
+    (bitmask, interior labels) over all topological relabelings. Returns ``order``
     with ``order[new] = old``; input and output stay first and last.
     """
     size = len(matrix)

@@ -8,7 +8,7 @@ CONV3X3 = "conv3x3-bn-relu"
 CONV1X1 = "conv1x1-bn-relu"
 MAXPOOL3X3 = "maxpool3x3"
 
-#: Search-space limits, counted after pruning (reference §2).
+#: Search-space limits, counted after pruning (upstream's ``nasbench/api.py``).
 MAX_VERTICES = 7
 MAX_EDGES = 9
 
@@ -29,7 +29,7 @@ OP_ALIASES: dict[str, str] = {
 #: Kernel size of each convolutional op.
 KERNEL_SIZE: dict[str, int] = {CONV3X3: 3, CONV1X1: 1}
 
-#: Hash label of each op (reference §1.3): -1 input, -2 output, index in AVAILABLE_OPS otherwise.
+#: Hash label of each op (upstream's ``api.py``): -1 input, -2 output, index in AVAILABLE_OPS otherwise.
 HASH_LABEL: dict[str, int] = {INPUT: -1, OUTPUT: -2, **{op: i for i, op in enumerate(AVAILABLE_OPS)}}
 
 #: The padded-array encoding of cells, used by the dataset tables and cache and by .npz cell
@@ -39,7 +39,7 @@ OP_CODES: tuple[str, ...] = (INPUT, CONV3X3, CONV1X1, MAXPOOL3X3, OUTPUT)
 OP_CODE: dict[str, int] = {name: code for code, name in enumerate(OP_CODES)}
 PAD_CODE = -1
 
-#: The network skeleton NAS-Bench-101 trained around every cell (reference §4.4).
+#: The network skeleton NAS-Bench-101 trained around every cell (``lib/config.py``, ``lib/model_builder.py``).
 STEM_CHANNELS = 128
 NUM_STACKS = 3
 CELLS_PER_STACK = 3

@@ -263,7 +263,7 @@ class ModelSpec:
         return self.module_hash
 
     def canonical(self) -> ModelSpec:
-        """The pruned cell in the labeling NAS-Bench-101 stored and trained (reference §3.5)."""
+        """The pruned cell in the labeling NAS-Bench-101 stored and trained (upstream's ``graph_util.hash_module``)."""
         order = graph.canonical_order(self._pruned, self.labels)
         return ModelSpec(graph.relabel(self._pruned, order), [self._pruned_ops[v] for v in order])
 

@@ -35,7 +35,7 @@ from nbcompile.synthetic.naming import check_fixture_name
 ONLY_108 = (TRAIN_EPOCHS,)
 FULL = (4, 12, 36, TRAIN_EPOCHS)
 REPEATS = 3
-#: Images in each evaluation: 39 batches of 256 (reference §5.1); accuracies are k / 9984.
+#: Images in each evaluation: 39 batches of 256 (upstream's ``lib/evaluate.py``); accuracies are k / 9984.
 EVALUATED_IMAGES = 9984
 #: Seconds of training per GFLOP per image for 108 epochs (the Inception-like cell: ~1156 s).
 _SECONDS_PER_GFLOP = 1440.0

@@ -1,4 +1,4 @@
-"""Training generated networks with NAS-Bench-101's own recipe (reference §5.1).
+"""Training generated networks with NAS-Bench-101's own recipe (upstream's ``nasbench/lib``).
 
 * :mod:`~nbcompile.train.cifar10`: CIFAR-10's binary distribution (reader, MD5-checked download);
 * :mod:`~nbcompile.train.data`: images resident on the device as uint8, augmented there;

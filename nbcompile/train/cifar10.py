@@ -2,7 +2,7 @@
 
 Each ``*.bin`` file is a sequence of 3,073-byte records: one label byte (0-9), then 3,072 pixel
 bytes (1,024 red, 1,024 green, 1,024 blue, each row-major 32×32). The python distribution is
-pickled and is never read. The split is upstream's (reference §5.1): train = batches 1-4,
+pickled and is never read. The split is upstream's (``lib/cifar.py``): train = batches 1-4,
 valid = batch 5, test = the test batch, train_eval = batch 1.
 """
 

@@ -1,6 +1,6 @@
 """Images kept on the training device as uint8, augmented there (no DataLoader, no workers).
 
-Training batches follow upstream's pipeline (reference §5.1): the 40k training images shuffled
+Training batches follow upstream's pipeline (``lib/cifar.py``): the 40k training images shuffled
 with a whole-set buffer and repeated, batches of 256 cut across epoch boundaries (so no image is
 dropped); each image zero-padded to 40×40, randomly cropped to 32×32, randomly flipped, then
 normalised per channel, so that padded pixels end at −mean/std.

@@ -1,4 +1,4 @@
-"""One training run of one cell, upstream's way (reference §5.1): one step at lr 0 and an
+"""One training run of one cell, upstream's way (``lib/training_time.py``): one step at lr 0 and an
 evaluation, training to half the budget and an evaluation, training to the end and an
 evaluation. ``training_time`` counts training steps only."""
 

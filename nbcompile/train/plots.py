@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nbcompile.fileio import atomic_output
+from nbcompile.fileio import save_png
 
 
 def plot_run(result: dict[str, Any], path: Path) -> Path:
@@ -28,6 +28,4 @@ def plot_run(result: dict[str, Any], path: Path) -> Path:
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="evaluations")
     accuracy_axes.legend(loc="lower right")
     figure.suptitle(f"{result['module_hash'][:12]}, {result['epochs']} epochs, repeat {result['repeat']}", fontsize=10)
-    with atomic_output(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    return path
+    return save_png(figure, path, dpi=90)

@@ -1,5 +1,5 @@
-"""Upstream's training recipe in PyTorch (reference §5.1): TF's RMSProp, the cosine-by-step
-schedule, cross-entropy plus L2 over every trainable variable, and "ghost" BatchNorm."""
+"""Upstream's training recipe (``lib/training_time.py``, ``lib/evaluate.py``) in PyTorch: TF's
+RMSProp, the cosine-by-step schedule, cross-entropy plus L2 over every trainable variable, and "ghost" BatchNorm."""
 
 from __future__ import annotations
 
