@@ -1,0 +1,112 @@
+"""``nbcompile proxies``: the table, its settings, and bad input refused before any file is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cifar_files import write_folder
+from click.testing import CliRunner, Result
+
+from nbcompile.cli import main
+from nbcompile.compiler.config import NetworkConfig
+from nbcompile.proxies.names import PROXY_NAMES
+from nbcompile.proxies.runner import ProxyScorer, cifar10_batch
+from nbcompile.proxies.table import read_table
+from nbcompile.space.spec import ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+INCEPTION = ROOT / "examples" / "inception.json"
+TINY_FLAGS = ["--stem-channels", "8", "--num-stacks", "1", "--cells-per-stack", "1"]
+TINY = NetworkConfig(stem_channels=8, num_stacks=1, cells_per_stack=1)
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, ["proxies", *args])
+
+
+def assert_refused(result: Result, out: Path, *fragments: str) -> None:
+    """Exit 2, one error line naming every fragment, and no file (nor temporary) left."""
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert all(fragment in lines[0] for fragment in fragments), lines[0]
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six synthetic batch files of 64 images: 256 training images."""
+    return write_folder(tmp_path_factory.mktemp("cifar") / "cifar-10-batches-bin", images=64)
+
+
+def test_the_table_holds_one_row_per_cell_and_the_settings(tmp_path: Path, cifar: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    spec = ModelSpec.from_dict(json.loads(INCEPTION.read_text()))
+    args = [str(INCEPTION), "--out", str(out), "--data", str(cifar), "--batch-size", "8", "--seed", "3", *TINY_FLAGS]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    columns, settings = read_table(out)
+    assert list(columns) == ["module_hash", *PROXY_NAMES]
+    assert columns["module_hash"] == [spec.module_hash]
+    expected = ProxyScorer(PROXY_NAMES, cifar10_batch(cifar, 8, 3), TINY, seed=3).score(spec)
+    assert {name: columns[name][0] for name in PROXY_NAMES} == expected
+    assert settings["seed"] == 3 and settings["batch_size"] == 8 and settings["config"]["stem_channels"] == 8
+    assert settings["proxies"] == list(PROXY_NAMES) and settings["data"] == str(cifar.resolve())
+    assert settings["labeling"] == "canonical" and "CIFAR-10" in settings["batch"]
+
+
+def test_a_sample_of_the_space_and_repeated_cells(tmp_path: Path) -> None:
+    out, again = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    assert (
+        run(str(INCEPTION), str(INCEPTION), "--sample", "3", "--proxies", "flops,params", "--out", str(out)).exit_code
+        == 0
+    )
+    assert run("--sample", "3", "--proxies", "params", "--out", str(again)).exit_code == 0
+    columns, settings = read_table(out)
+    assert list(columns) == ["module_hash", "params", "flops"] and len(columns["module_hash"]) == 4
+    assert len(set(columns["module_hash"])) == 4  # the inception cell once
+    assert read_table(again)[0]["module_hash"] == columns["module_hash"][1:]
+    assert settings["data"] is None
+
+
+def test_without_data_the_batch_is_noise_and_said_so(tmp_path: Path) -> None:
+    out = tmp_path / "noise.parquet"
+    result = run(str(INCEPTION), "--proxies", "nwot", "--batch-size", "4", "--out", str(out), *TINY_FLAGS)
+    assert result.exit_code == 0 and "no --data" in result.stderr
+    assert "noise" in read_table(out)[1]["batch"]
+
+
+def test_bad_input_is_refused_before_any_file(tmp_path: Path, cifar: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "t.parquet"
+    spec = str(INCEPTION)
+    assert_refused(run(spec, "--proxies", "snip,naswot", "--out", str(out)), out, "--proxies", "'naswot'")
+    assert_refused(run(spec, "--data", str(cifar), "--batch-size", "300", "--out", str(out)), out, "300", "256")
+    assert_refused(run(spec, "--out", str(tmp_path / "t.csv")), tmp_path / "t.csv", ".parquet")
+    assert_refused(run("--out", str(out)), out, "no cells")
+    assert_refused(run(spec, "--batch-size", "1", "--out", str(out)), out, "at least 2")
+    assert_refused(run(spec, "--device", "tpu", "--out", str(out)), out, "--device")
+    (tmp_path / "file").write_text("")
+    blocked = tmp_path / "file" / "t.parquet"
+    assert_refused(run(spec, "--out", str(blocked)), blocked, "--out", "not a folder")
+
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real_find_spec(name, *a)
+    )
+    assert_refused(run(spec, "--out", str(out)), out, "pyarrow", "nbcompile[proxies]")
+
+
+def test_a_failure_while_writing_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.parquet as pq
+
+    def broken(table, where, **kwargs):
+        Path(where).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", broken)
+    out = tmp_path / "t.parquet"
+    result = run(str(INCEPTION), "--proxies", "params", "--out", str(out))
+    assert result.exit_code != 0 and not out.exists() and not list(tmp_path.glob(".t.parquet.*"))
