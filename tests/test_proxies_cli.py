@@ -110,3 +110,20 @@ def test_a_failure_while_writing_leaves_no_file(tmp_path: Path, monkeypatch: pyt
     out = tmp_path / "t.parquet"
     result = run(str(INCEPTION), "--proxies", "params", "--out", str(out))
     assert result.exit_code != 0 and not out.exists() and not list(tmp_path.glob(".t.parquet.*"))
+
+
+def test_module_hashes_are_looked_up_in_the_dataset(tmp_path: Path) -> None:
+    from nbcompile.space.enumeration import enumerate_cells
+    from nbcompile.synthetic.fixture import write_fixture
+
+    cells = list(enumerate_cells(max_vertices=3, workers=1))[:3]
+    dataset = tmp_path / "nasbench_synthetic.tfrecord"
+    write_fixture(dataset, cells)
+    out = tmp_path / "t.parquet"
+    hashes = [cell.module_hash for cell in reversed(cells)]
+    common = ["--proxies", "params", "--out", str(out), "--dataset", str(dataset), "--cache-dir", str(tmp_path / "c")]
+    result = run(*hashes, *common)
+    assert result.exit_code == 0, result.output
+    columns, _ = read_table(out)
+    assert columns["module_hash"] == hashes
+    assert columns["params"][-1] == 882_570  # cells[0]: input → output only

@@ -45,10 +45,12 @@ def scored_weights(network: nn.Module) -> list[nn.Parameter]:
 
 @contextlib.contextmanager
 def scratch_copy(network: nn.Module) -> Iterator[nn.Module]:
-    """A deep copy of ``network`` in training mode, with gradients enabled, for one proxy."""
+    """A deep copy of ``network`` in training mode, every parameter requiring a gradient and
+    holding none, with gradients enabled: for one proxy."""
     scratch = copy.deepcopy(network).train()
     for parameter in scratch.parameters():
         parameter.grad = None
+        parameter.requires_grad_(True)
     with torch.enable_grad():
         yield scratch
 
@@ -220,15 +222,14 @@ def nwot_kernel(codes: torch.Tensor) -> torch.Tensor:
     """K_ij = number of units on which the binary codes of images i and j agree, for a ``[N, D]``
     boolean matrix of codes: c·cᵀ + (1 − c)·(1 − c)ᵀ, as float64.
 
-    Computed as D − n_i − n_j + 2·c_i·c_j (n_i the number of active units of image i), one matrix
-    product; in float32 when every partial sum is an integer below 2²⁴ (exact), else float64.
+    Computed from the one product G = c·cᵀ as D − G_ii − G_jj + 2·G_ij (G_ii counts image i's
+    active units); in float32 when every partial sum is an integer below 2²⁴ (exact), else float64.
     """
     units = codes.shape[1]
-    dtype = torch.float32 if units < 2**24 else torch.float64
-    c = codes.to(dtype)
-    active = c.sum(dim=1, dtype=torch.float64)
-    agreement = 2 * (c @ c.T).double()
-    return units - active[:, None] - active[None, :] + agreement
+    c = codes.to(torch.float32 if units < 2**24 else torch.float64)
+    gram = (c @ c.T).double()
+    active = gram.diagonal()
+    return units - active[:, None] - active[None, :] + 2 * gram
 
 
 def nwot(network: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None) -> float:
