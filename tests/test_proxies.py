@@ -143,7 +143,7 @@ def test_synflow_is_float64() -> None:
     for layer in network:
         nn.init.constant_(layer.weight, 10.0)
     value = scores.synflow(network, torch.zeros((1, 64)))
-    assert math.isfinite(value) and value > np.finfo(np.float32).max
+    assert math.isfinite(value) and value > float(np.finfo(np.float32).max)
 
 
 def test_jacob_cov_of_hand_made_gradients() -> None:

@@ -239,7 +239,9 @@ def nwot(network: nn.Module, images: torch.Tensor, labels: torch.Tensor | None =
 
     Choices: the ReLUs that count are every call of ``relu`` during the forward pass (the
     generated networks call ``F.relu``, not ``nn.ReLU`` modules), with the code of a unit being
-    its input > 0; training mode, no gradients; the kernel is summed in float64; ``labels`` unused.
+    its input > 0 (the reference code counts only the ReLUs a backward pass reached: in a pruned
+    cell every ReLU lies on a path to the output, so that is all of them); training mode, no
+    gradients; the kernel is summed in float64; ``labels`` unused.
     """
     kernel = torch.zeros((images.shape[0], images.shape[0]), dtype=torch.float64, device=images.device)
     with scratch_copy(network) as scratch, torch.no_grad(), _ReluCodes(kernel):
