@@ -92,10 +92,11 @@ def proxies_command(
 
     from nbcompile._version import __version__
     from nbcompile.proxies.names import DATA_FREE
-    from nbcompile.proxies.runner import ProxyScorer, check_device, cifar10_batch, random_batch, sample_specs
+    from nbcompile.proxies.runner import ProxyScorer, cifar10_batch, random_batch, sample_specs
     from nbcompile.proxies.table import write_table
+    from nbcompile.runtime.aot import check_package_options
 
-    torch_device = check_device(device)
+    torch_device = check_package_options(device, "fp32", batch_size)[0]  # the one check of a device name
     if "jacob_cov" in proxies or "nwot" in proxies:
         if batch_size < 2:
             raise ConfigError("--batch-size must be at least 2 for jacob_cov and nwot")

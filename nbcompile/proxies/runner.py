@@ -76,19 +76,6 @@ def sample_specs(count: int, seed: int) -> list[ModelSpec]:
     return cells
 
 
-def check_device(device: str) -> torch.device:
-    """The torch device named ``device``, or a ConfigError if it is unknown or not available."""
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {device!r}", field="device") from None
-    if parsed.type not in ("cpu", "cuda"):
-        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {device!r}", field="device")
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine", field="device")
-    return parsed
-
-
 @dataclass
 class ProxyScorer:
     """Scores cells on one batch: each cell's network built in memory (its canonical labeling,
