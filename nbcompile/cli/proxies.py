@@ -91,8 +91,7 @@ def proxies_command(
     import torch
 
     from nbcompile._version import __version__
-    from nbcompile.proxies.names import DATA_FREE
-    from nbcompile.proxies.runner import ProxyScorer, cifar10_batch, random_batch, sample_specs
+    from nbcompile.proxies.runner import ProxyScorer, cifar10_batch, needs_data, random_batch, sample_specs
     from nbcompile.proxies.table import write_table
     from nbcompile.runtime.aot import check_package_options
 
@@ -106,7 +105,7 @@ def proxies_command(
     unique = {spec.module_hash: spec for spec in reversed(cells)}  # first occurrence wins
     ordered = [unique[key] for key in dict.fromkeys(spec.module_hash for spec in cells)]
     batch = cifar10_batch(data_path, batch_size, seed) if data_path else random_batch(batch_size, seed, config)
-    if data_path is None and not set(proxies) <= DATA_FREE:
+    if data_path is None and needs_data(proxies):
         click.echo("note: no --data: scoring on standard-normal noise with random labels", err=True)
     scorer = ProxyScorer(proxies, batch, config, seed, torch_device)
     started = time.perf_counter()

@@ -16,6 +16,7 @@ from nbcompile.compiler.config import NetworkConfig
 from nbcompile.errors import ConfigError
 from nbcompile.proxies.names import DATA_FREE, PLAN_PROXY_NAMES, PROXY_NAMES
 from nbcompile.proxies.scores import NETWORK_PROXIES, PLAN_PROXIES
+from nbcompile.runtime.device import synchronize
 from nbcompile.runtime.inmemory import NetworkBuilder
 from nbcompile.space.enumeration import cell_keys
 from nbcompile.space.graph import matrix_from_bits
@@ -88,6 +89,7 @@ class ProxyScorer:
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seconds: dict[str, float] = field(default_factory=dict)
+    builder: NetworkBuilder = field(init=False)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.proxies if name not in PROXY_NAMES]
@@ -98,8 +100,7 @@ class ProxyScorer:
         self._labels = self.batch.labels.to(self.device)
 
     def _timed(self, name: str, start: float) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
     def score(self, spec: Any) -> dict[str, float | int]:
