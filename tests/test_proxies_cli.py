@@ -127,3 +127,30 @@ def test_module_hashes_are_looked_up_in_the_dataset(tmp_path: Path) -> None:
     columns, _ = read_table(out)
     assert columns["module_hash"] == hashes
     assert columns["params"][-1] == 882_570  # cells[0]: input → output only
+
+
+def test_the_cifar10_batch_is_augmented_training_images_drawn_without_replacement(cifar: Path) -> None:
+    import torch
+
+    from nbcompile.train.cifar10 import load_cifar10
+    from nbcompile.train.data import MEAN, STD
+
+    train = load_cifar10(cifar).train
+    whole = cifar10_batch(cifar, len(train), seed=1)
+    assert sorted(whole.labels.tolist()) == sorted(train.labels.tolist())
+    assert not torch.equal(whole.images, cifar10_batch(cifar, len(train), seed=2).images)
+    batch = cifar10_batch(cifar, 4, seed=1)
+    assert torch.equal(batch.labels, whole.labels[:4])  # the same draw; the augmentation depends on the size
+    # Every image is a 32×32 window, flipped or not, of a zero-padded training image of its label.
+    pixels = batch.images * torch.tensor(STD).reshape(1, 3, 1, 1) + torch.tensor(MEAN).reshape(1, 3, 1, 1)
+    pixels = pixels.round().to(torch.uint8)
+    padded = torch.nn.functional.pad(torch.from_numpy(train.images), (4, 4, 4, 4))
+    for image, label in zip(pixels, batch.labels.tolist()):
+        windows = [padded[:, :, r : r + 32, c : c + 32] for r in range(9) for c in range(9)]
+        found = {
+            int(train.labels[i])
+            for window in windows
+            for candidate in (image, image.flip(-1))
+            for i in torch.nonzero((window == candidate).flatten(1).all(1)).flatten().tolist()
+        }
+        assert label in found  # (the synthetic images are shifts of one another: several may match)
