@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,6 +91,11 @@ def test_sweep_writes_the_datasets_format_and_nasbench_reads_it_back(cifar, spec
     assert len(list((out / "plots").glob("*.png"))) == 4 and len(list((out / "models").glob("*.py"))) == 2
     results = [json.loads(path.read_text()) for path in runs]
     assert all(r["status"] == "ok" and r["steps"] == 8 and r["failed_attempts"] == [] for r in results)
+    for r in results:  # what each result says of how it was trained
+        assert (r["sweep_seed"], r["train"]["precision"], r["train"]["ghost_bn"]) == (0, "fp32", True)
+        assert r["time_limit_reached"] is False and r["train"]["max_train_seconds"] is None
+        assert r["evaluations"][0]["training_time"] == 0.0 and "start of its first step" in r["training_time_counts"]
+    assert len({r["seed"] for r in results}) == 4
 
     bench = NASBench(out / "results.tfrecord", cache=False)
     assert len(bench) == 2 and bench.valid_epochs == {1}
@@ -249,8 +255,8 @@ def test_sweep_killed_with_sigkill_resumes_every_job_exactly_once(cifar, specs_f
     )
 
 
-def test_train_merge_joins_folders_as_more_repeats(cifar, specs_file, tmp_path):
-    for name in ("a", "b"):
+def test_train_merge_joins_folders_as_more_repeats_and_refuses_the_same_seed_twice(cifar, specs_file, tmp_path):
+    for name, seed in (("a", 0), ("b", 1)):
         result = invoke(
             [
                 "train",
@@ -265,7 +271,7 @@ def test_train_merge_joins_folders_as_more_repeats(cifar, specs_file, tmp_path):
                 str(tmp_path / name),
                 "--no-plot",
                 "--seed",
-                str(len(name)),
+                str(seed),
                 *TINY_FLAGS,
             ]
         )
@@ -274,6 +280,17 @@ def test_train_merge_joins_folders_as_more_repeats(cifar, specs_file, tmp_path):
     assert merged.exit_code == 0 and "wrote 4 records" in merged.stderr
     bench = NASBench(tmp_path / "all.tfrecord", cache=False)
     assert all(len(bench.get_metrics_from_hash(h)[1][1]) == 2 for h in bench.hash_iterator())
+    seeds = {f: {json.loads(p.read_text())["sweep_seed"] for p in (tmp_path / f / "runs").glob("*.json")} for f in "ab"}
+    assert seeds == {"a": {0}, "b": {1}}
+
+    shutil.copytree(tmp_path / "a", tmp_path / "c")  # the same sweep again with the same --seed
+    for folders in (["a", "c"], ["b", "a", "b"]):
+        out = tmp_path / "twice.tfrecord"
+        refused = invoke(["train-merge", str(out), *(str(tmp_path / f) for f in folders)])
+        assert refused.exit_code == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "were trained from the same seed" in refused.stderr and not out.exists()
+        named = [f for f in folders if f"{tmp_path / f}" in refused.stderr]
+        assert named == (["a", "c"] if folders[0] == "a" else ["b", "b"])  # the folder given twice
 
 
 @pytest.mark.parametrize(
