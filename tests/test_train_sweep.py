@@ -206,6 +206,34 @@ def test_one_process_per_device(cifar, tmp_path):
     assert hosts == {"cpu"}
 
 
+def dies_once(job: Job, settings: SweepSettings, attempt: int, device: str) -> dict:
+    """A worker's attempt (module level, so spawned workers can unpickle it): the first attempt of
+    the first cell's job kills its process, as an out-of-memory kill would; the others succeed.
+    ``settings.data`` is a folder for the marker file."""
+    marker = Path(settings.data) / "killed-once"
+    if job.repeat == 0 and job.ops == tuple(CELLS[0]["ops"]) and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os._exit(1)
+    time.sleep(0.5)  # long enough for the other worker's job to be in flight when the pool breaks
+    return _fake_result(job, settings)
+
+
+@pytest.mark.stress  # spawns two workers, then two more after the kill, each importing torch
+def test_a_worker_that_dies_in_the_local_pool_is_retried_and_the_sweep_goes_on(tmp_path):
+    jobs = plan_jobs([ModelSpec(**cell) for cell in CELLS], [1], 2)
+    settings = SweepSettings(str(tmp_path), TrainConfig(epochs=1, batch_size=32), TINY)
+    executor = ProcessPerDevice(settings, ["cpu", "cpu"], attempt_function=dies_once)
+    summary = run_sweep(jobs, settings, ResultFolder(tmp_path / "out"), executor)
+    assert (summary.succeeded, summary.failed) == (4, 0) and executor.restarts == 1
+    results = {job.name: json.loads((tmp_path / "out" / "runs" / f"{job.name}.json").read_text()) for job in jobs}
+    killed = results[jobs[0].name]
+    assert killed["status"] == "ok" and killed["failed_attempts"][0].startswith("attempt 1: BrokenProcessPool")
+    # the job in flight beside it failed with the pool and was retried too; nothing else was
+    retried = [name for name, r in results.items() if r["failed_attempts"]]
+    assert summary.retries == len(retried) and 1 <= len(retried) <= 2 and jobs[0].name in retried
+    assert (tmp_path / "killed-once").is_file()
+
+
 def test_bad_input_stops_the_sweep_at_once(tmp_path):
     jobs = plan_jobs([ModelSpec(**CELLS[0])], [1], 2)
     settings = SweepSettings(str(tmp_path), TrainConfig(epochs=1), TINY)
