@@ -33,7 +33,8 @@ class FakeClock:
 
 @pytest.fixture()
 def clock(monkeypatch) -> FakeClock:
-    """Every training step takes 1 s, the first call of a compiled step 1000 s more, and every
+    """Every training step takes 1 s, the first two calls of a compiled step 1000 s more each (a
+    compilation, then a recompilation once gradients exist, the worst case), and every
     evaluation of one set 500 s, on the fake clock."""
     fake = FakeClock()
 
@@ -41,7 +42,7 @@ def clock(monkeypatch) -> FakeClock:
         calls = []
 
         def compiled(*args):
-            if not calls:
+            if len(calls) < 2:
                 fake.now += COMPILE_SECONDS
             calls.append(None)
             return step(*args)
@@ -90,8 +91,10 @@ def test_training_time_counts_what_upstream_counts_and_never_the_compilation(clo
     assert times == expected_times([1, 8, 16]) == [0.0, 6.0, 13.0]
     assert result.training_time == 13.0 and result.steps == 16 and not result.time_limit_reached
     assert result.images_per_second == 13 * 32 / 13.0  # the 13 timed steps
-    # the clock did see the compilation and the evaluations: they are left out, not missing
-    assert clock.now == 16 * STEP_SECONDS + compile_step * COMPILE_SECONDS + 9 * EVALUATION_SECONDS
+    # the clock did see the compilations, the warm-up steps and the evaluations: left out, not missing
+    warm_up = compile_step * loop.WARMUP_STEPS * (COMPILE_SECONDS + STEP_SECONDS)
+    assert clock.now == warm_up + 16 * STEP_SECONDS + 9 * EVALUATION_SECONDS
+    assert (result.warmup_time > 0) == compile_step
 
 
 def test_the_time_limit_stops_like_upstreams_hook_and_the_run_is_still_recorded(clock, tmp_path):
@@ -109,6 +112,37 @@ def test_the_time_limit_stops_like_upstreams_hook_and_the_run_is_still_recorded(
         INCEPTION, data, TrainConfig(epochs=2, batch_size=32, max_train_seconds=1e9), TINY, 3, tmp_path, clock=clock
     )
     assert unlimited.steps == 16 and not unlimited.time_limit_reached
+
+
+def snapshot(trainer: Trainer) -> dict[str, torch.Tensor]:
+    """Weights, BatchNorm statistics and optimizer slots, by name."""
+    names = {id(p): name for name, p in trainer.model.named_parameters()}
+    state = {name: value.clone() for name, value in trainer.model.state_dict().items()}
+    for p, slots in trainer.optimizer.state.items():
+        state.update({f"{names[id(p)]}/{slot}": value.clone() for slot, value in slots.items()})
+    return state
+
+
+def test_a_compiled_step_is_warmed_up_before_training_and_then_trains_as_the_eager_one(tmp_path, monkeypatch):
+    """Dynamo's own ``eager`` backend (no code generation): what compiles and recompiles is
+    dynamo's tracing, which this counts; the warm-up leaves no trace in the run."""
+    from torch._dynamo.utils import counters
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda function, **_: real_compile(function, backend="eager"))
+    data = DeviceData.of(synthetic_data(), "cpu")
+    runs = {}
+    for compile_step in (False, True):
+        config = TrainConfig(epochs=2, batch_size=32, loss_every=1, compile_step=compile_step)
+        trainer = Trainer(INCEPTION, data, config, TINY, 3, tmp_path / str(compile_step))
+        graphs = counters["stats"]["unique_graphs"]
+        trainer.train_until(5)
+        assert counters["stats"]["unique_graphs"] == graphs  # nothing compiled once training started
+        runs[compile_step] = [float(v) for _, v in trainer.losses], snapshot(trainer)
+    assert runs[True][0] == runs[False][0] and len(runs[True][0]) == 5
+    assert runs[True][1].keys() == runs[False][1].keys() and any(k.endswith("/ms") for k in runs[True][1])
+    for name, value in runs[False][1].items():
+        torch.testing.assert_close(runs[True][1][name], value, rtol=0, atol=0, msg=name)
 
 
 def test_upstream_seconds_rounds_timestamps_to_milliseconds_into_a_float32():

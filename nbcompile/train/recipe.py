@@ -77,6 +77,15 @@ class TFRMSProp(torch.optim.Optimizer):
             raise ValueError(f"invalid TFRMSProp hyperparameters decay={decay}, momentum={momentum}, eps={eps}")
         super().__init__(params, {"lr": lr, "decay": decay, "momentum": momentum, "eps": eps, "foreach": foreach})
 
+    def initialize_state(self) -> None:
+        """Create every parameter's slots now (``ms`` = 1, ``mom`` = 0), as the first step would:
+        a compiled step then sees the same state from its first call on."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if not self.state[p]:
+                    self.state[p]["ms"] = torch.ones_like(p, memory_format=torch.preserve_format)
+                    self.state[p]["mom"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
     def _slots(
         self, group: dict
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:

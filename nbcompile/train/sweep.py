@@ -31,7 +31,8 @@ MAX_ATTEMPTS = 5
 #: What a result's ``training_time`` counts, said in every result document.
 TRAINING_TIME_COUNTS = (
     "upstream's timing (lib/training_time.py): in each training call, from the start of its first step to the "
-    "start of its last; 0.0 at the first evaluation; no compilation, warm-up or evaluation"
+    "start of its last; 0.0 at the first evaluation; no evaluation, and no compilation: a compiled step is "
+    "compiled and warmed up before the clock starts (warmup_time)"
 )
 
 StepProgress = Callable[[Job, int, int], None]
@@ -96,6 +97,7 @@ def result_json(
         "training_time": run.training_time,
         "training_time_counts": TRAINING_TIME_COUNTS,
         "time_limit_reached": run.time_limit_reached,
+        "warmup_time": run.warmup_time,
         "total_time": run.total_time,
         "steps": run.steps,
         "images_per_second": run.images_per_second,
