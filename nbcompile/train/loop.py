@@ -50,8 +50,11 @@ class TrainConfig:
     #: was normalised per TPU shard of 128 (``tpu_num_shards`` 2, no cross-replica BatchNorm).
     ghost_bn: bool = True
     ghost_groups: int = 2
-    #: Compile the training step with ``torch.compile`` (worth it on a GPU; off by default).
+    #: Compile the training step through ``nbcompile.optimize(train=True)``: cell by cell, in
+    #: channels_last (worth it on a GPU; off by default).
     compile_step: bool = False
+    #: The ``torch.compile`` backend of a compiled step (``aot_eager`` or ``eager`` to debug).
+    compile_backend: str = "inductor"
     #: Sample the loss every so many steps (for the plot and the NaN check; no sync in between).
     loss_every: int = 100
     #: Check the sampled losses for NaN and the time limit every so many steps (one host sync
@@ -242,22 +245,48 @@ class Trainer:
             )
         self.schedule = recipe.schedule_tensor(self.total_steps, config.base_lr, self.device)
         self.lr = self.schedule[0].clone()  # updated in place: the step sees one tensor throughout
-        self.optimizer = recipe.TFRMSProp(self.model.parameters(), lr=self.lr)
-        self.optimizer.initialize_state()
-        self.step_function = make_train_step(
-            self.model, self.optimizer, config.weight_decay, config.precision, config.channels_last
-        )
         self.warmup_time = 0.0
-        # The place for the GPU paths work's compiled training step (nbcompile.optimize(model,
-        # example, train=True)) once it exists; until then plain torch.compile.
         if config.compile_step:
-            self.step_function = torch.compile(self.step_function)
-            self.warmup_time = self.warm_up(WARMUP_STEPS)
+            started = time.perf_counter()
+            self.step_function = self._compiled_step()
+            self.optimizer = self.step_function.optimizer
+            self.optimizer.initialize_state()
+            self.warmup_time = self.warm_up(WARMUP_STEPS) + time.perf_counter() - started
+        else:
+            self.optimizer = recipe.TFRMSProp(self.model.parameters(), lr=self.lr)
+            self.optimizer.initialize_state()
+            self.step_function = make_train_step(
+                self.model, self.optimizer, config.weight_decay, config.precision, config.channels_last
+            )
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed)
         self.stream = BatchStream(data.train, config.batch_size, generator)
         self.step = 0
         self.losses: list[tuple[int, torch.Tensor]] = []  # sampled on the device, read at checks
+
+    def _compiled_step(self) -> Callable:
+        """``nbcompile.optimize(model, train=True)`` with upstream's loss and TF's RMSProp, compiled
+        (and warmed up, its state put back) under the run's float32 math."""
+        from nbcompile.runtime.optimize import optimize
+
+        config = self.config
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+
+        def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return recipe.nasbench_loss(logits, labels, parameters, config.weight_decay)
+
+        example = normalize(self.data.train.images[: config.batch_size])
+        with float32_math(config.precision):
+            return optimize(
+                self.model,
+                example,
+                train=True,
+                dtype=autocast_dtype(config.precision),
+                backend=config.compile_backend,
+                cuda_graphs=False,
+                loss_fn=loss_fn,
+                optimizer=lambda params: recipe.TFRMSProp(params, lr=self.lr),
+            )
 
     def warm_up(self, steps: int) -> float:
         """Run the step function ``steps`` times on the first training images (no augmentation,
