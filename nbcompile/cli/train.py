@@ -175,6 +175,10 @@ def train_command(
     if network.in_channels != 3 or network.num_labels < 10:
         raise ConfigError("CIFAR-10 needs --in-channels 3 and --num-labels of at least 10")
     device = device or default_device()
+    if ghost_bn and batch_size % 2:
+        raise ConfigError(
+            f"--batch-size {batch_size} does not split into 2 halves for --ghost-bn (or pass --no-ghost-bn)"
+        )
     train = TrainConfig(
         batch_size=batch_size,
         ghost_bn=ghost_bn,

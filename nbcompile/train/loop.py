@@ -2,7 +2,8 @@
 evaluation, training to half the budget and an evaluation, training to the end and an
 evaluation. ``training_time`` is timed as upstream's hook times it (``lib/training_time.py``):
 in each of the three training calls, from the start of its first step to the start of its last
-step, so the first evaluation's is exactly 0.0 and a compilation in the first step is never counted."""
+step, so the first evaluation's is exactly 0.0. A compiled step is compiled and warmed up before
+the clock starts (:meth:`Trainer.warm_up`), so no compilation is ever counted."""
 
 from __future__ import annotations
 
@@ -196,9 +197,9 @@ def make_train_step(
     precision: str = "fp32",
     channels_last: bool = False,
 ) -> Callable:
-    """``step(images, labels) -> loss``: forward, upstream's loss, backward, TF RMSProp update.
-    Nothing in it reads a value back to the host. (Where a compiled training step from the
-    GPU paths work exists, this is the function to hand to it.)"""
+    """``step(images, labels) -> loss``: forward, upstream's loss, backward, TF RMSProp update,
+    eagerly (the compiled step is ``nbcompile.optimize``'s, see :class:`Trainer`). Nothing in it
+    reads a value back to the host."""
     dtype = autocast_dtype(check_precision(precision))
     parameters = [p for p in model.parameters() if p.requires_grad]
 
