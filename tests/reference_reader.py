@@ -1,6 +1,7 @@
 """An independent reader of NAS-Bench-101 files for tests: TFRecord framing, the JSON payload and
-the ModelMetrics protobuf, written from the format's description (reference §5), sharing no code
-with nbcompile. It says what a file holds, or that the file is bad, or that the file lies where
+the ModelMetrics protobuf, written from the formats' public descriptions (TensorFlow's TFRecord
+framing, the protobuf wire format, upstream's ``model_metrics.proto``), sharing no code with
+nbcompile. It says what a file holds, or that the file is bad, or that the file lies where
 readers may reasonably differ (``Ambiguous``)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Shared hypothesis strategies, example cells and helpers for the nbcompile test suite.
+"""Shared hypothesis strategies (cells, relabelings) and helpers that build networks from them.
 
 Imported by test modules as ``from strategies import ...`` (``tests/`` is on ``sys.path``
-because it has no ``__init__.py``).
+because it has no ``__init__.py``); the example cells are in example_cells.py.
 """
 
 from __future__ import annotations
@@ -24,52 +24,6 @@ from nbcompile.compiler.channels import compute_vertex_channels
 
 #: Interior ops of the NAS-Bench-101 space, in the benchmark's order.
 INTERIOR_OPS: tuple[str, ...] = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
-
-#: The Inception-like cell of the NAS-Bench-101 paper (7 vertices, 8 edges, one max-pool).
-INCEPTION: dict[str, Any] = {
-    "matrix": [
-        [0, 1, 1, 1, 0, 1, 0],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 1, 0, 0],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 0, 0, 0],
-    ],
-    "ops": [
-        "input",
-        "conv1x1-bn-relu",
-        "conv3x3-bn-relu",
-        "conv3x3-bn-relu",
-        "conv3x3-bn-relu",
-        "maxpool3x3",
-        "output",
-    ],
-}
-
-#: The smallest cell: the input projected straight to the output.
-TWO_VERTEX: dict[str, Any] = {"matrix": [[0, 1], [0, 0]], "ops": ["input", "output"]}
-
-#: A cell whose vertex 1 -> vertex 2 edge is truncated in some stacks only: at the default config
-#: its vertex channels are [128, 43, 43, 42, 128] (128->128, no truncation) and
-#: [128, 86, 85, 85, 256] (128->256, vertex 1 truncated from 86 to 85 channels).
-PER_STACK_TRUNCATION: dict[str, Any] = {
-    "matrix": [
-        [0, 1, 1, 1, 0],
-        [0, 0, 1, 0, 1],
-        [0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 0],
-    ],
-    "ops": ["input", "conv1x1", "conv3x3", "conv3x3", "output"],
-}
-
-#: The three cells the torch-backend tests run on, by a readable id.
-BACKEND_CELLS: dict[str, dict[str, Any]] = {
-    "inception": INCEPTION,
-    "two_vertex": TWO_VERTEX,
-    "per_stack_truncation": PER_STACK_TRUNCATION,
-}
 
 #: Stem widths whose per-stack channel remainders (and so truncations) differ between stacks.
 SMALL_STEMS: tuple[int, ...] = (5, 6, 7, 8, 9, 12)
@@ -236,12 +190,3 @@ def edge_bits(matrix: Sequence[Sequence[int]]) -> int:
     (x < y) is bit ``x + y*(y-1)/2`` (generate_graphs.py)."""
     size = len(matrix)
     return sum(1 << (x + y * (y - 1) // 2) for y in range(size) for x in range(y) if matrix[x][y])
-
-
-def not_loading_lines(stderr: str) -> list[str]:
-    """The lines of ``stderr`` other than the two a dataset's first load prints."""
-    return [
-        line
-        for line in stderr.strip().splitlines()
-        if not line.startswith(("nbcompile: loading ", "nbcompile: loaded "))
-    ]

@@ -14,14 +14,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_runner import invoke
+from example_cells import REPO
 
 import nbcompile
 from nbcompile import ConfigError, NbcompileError
-from nbcompile.cli import main
 from nbcompile.compiler.driver import plan_job
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY_FLAGS = ["--stem-channels", "8", "--num-stacks", "1", "--cells-per-stack", "1"]
 CELL = {
     "matrix": [[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]],
@@ -71,13 +70,13 @@ def compile_args(tmp_path: Path, *extra: str) -> list[str]:
 
 @pytest.mark.aot
 def test_package_round_trip_in_a_fresh_process(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, compile_args(tmp_path, "--aot", "--batch-size", "2"))
+    result = invoke(compile_args(tmp_path, "--aot", "--batch-size", "2"))
     assert result.exit_code == 0, result.output
     source, package = (Path(line) for line in result.stdout.splitlines())
     assert source.suffix == ".py" and package.name == source.stem + ".cpu-fp32-b2.pt2"
     assert sorted(p.name for p in package.parent.iterdir()) == sorted([source.name, package.name])  # no temp files left
     cache = tmp_path / "empty-inductor-cache"
-    environment = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+    environment = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
     completed = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, str(package), str(source)],
         capture_output=True,
@@ -122,7 +121,7 @@ def test_bad_package_options_are_one_line_errors_before_any_file(
 
     if "cuda" in flags and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    result = CliRunner().invoke(main, compile_args(tmp_path, "--aot", *flags))
+    result = invoke(compile_args(tmp_path, "--aot", *flags))
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"nbcompile: error: {fragment}"]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

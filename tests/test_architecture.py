@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from example_cells import REPO
 
-PACKAGE = Path(__file__).resolve().parents[1] / "nbcompile"
+PACKAGE = REPO / "nbcompile"
 
 #: Which layer may import which (besides the base modules).
 ALLOWED = {
@@ -46,6 +47,11 @@ def test_the_dataset_layer_loads_no_compiler_and_no_torch(statement: str) -> Non
     loaded = _loaded_after(statement)
     for heavy in ("black", "jinja2", "torch", "nbcompile.compiler", "nbcompile.runtime", "nbcompile.synthetic"):
         assert heavy not in loaded, f"{statement!r} imported {heavy}"
+
+
+def test_the_upstream_api_and_its_spec_load_no_compiler_torch_or_plotting() -> None:
+    loaded = _loaded_after("from nbcompile.nasbench import api; api.ModelSpec([[0, 1], [0, 0]], ['input', 'output'])")
+    assert {"black", "jinja2", "torch", "matplotlib", "nbcompile.compiler"} & loaded == set()
 
 
 def test_the_synthetic_naming_rule_loads_no_compiler_and_no_dataset() -> None:

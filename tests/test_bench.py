@@ -7,8 +7,8 @@ import statistics
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from strategies import PER_STACK_TRUNCATION, TWO_VERTEX
+from cli_runner import assert_one_line_error, invoke
+from example_cells import PER_STACK_TRUNCATION, TWO_VERTEX, TWO_VERTEX_JSON
 
 from nbcompile import ModelSpec, NetworkConfig
 from nbcompile.bench import modes as bench_modes
@@ -17,10 +17,8 @@ from nbcompile.bench.modes import MODES
 from nbcompile.bench.report import plot_latency
 from nbcompile.bench.runner import BenchSettings, add_ratios, run_benchmark
 from nbcompile.bench.timing import Timing, matmul_peak_tflops, time_calls
-from nbcompile.cli import main
 from nbcompile.compiler.lower import lower
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = NetworkConfig(stem_channels=4, num_stacks=2, cells_per_stack=1)
 CELLS = [("two_vertex", ModelSpec.from_dict(TWO_VERTEX)), ("truncation", ModelSpec.from_dict(PER_STACK_TRUNCATION))]
 
@@ -246,7 +244,7 @@ def test_cli_writes_json_and_plot(tmp_path: Path) -> None:
     json_path, plot_path = tmp_path / "out" / "bench.json", tmp_path / "out" / "bench.png"
     args = [
         "bench",
-        str(ROOT / "examples" / "two_vertex.json"),
+        str(TWO_VERTEX_JSON),
         "--batch-sizes",
         "1,2",
         "--modes",
@@ -273,7 +271,7 @@ def test_cli_writes_json_and_plot(tmp_path: Path) -> None:
         "--plot",
         str(plot_path),
     ]
-    result = CliRunner().invoke(main, args)
+    result = invoke(args)
     assert result.exit_code == 0, result.output
     report = json.loads(json_path.read_text())
     assert {r["mode"] for r in report["results"]} == {"dynamic", "static", "static-compile", "static-cudagraph"}
@@ -290,17 +288,24 @@ def test_cli_writes_json_and_plot(tmp_path: Path) -> None:
     [
         (["--modes", "dynamic,fastest"], "unknown mode 'fastest'"),
         (["--batch-sizes", "0"], "batch size 0 is not in 1..65536"),
+        (["--batch-sizes", "100000000"], "batch size 100000000 is not in 1..65536"),
         (["--batch-sizes", "a,b"], "must be comma-separated integers"),
         (["--device", "cuda"], "CUDA is not available"),
+        (["--device", "tpu"], "'tpu' is not cpu, cuda or cuda:N"),
+        (["--device", "cuda:x"], "is not cpu, cuda or cuda:N"),
         (["--rounds", "0"], "'--rounds': 0 is not in the range"),
+        (["--iters", "0"], "--iters"),
+        (["--warmup", "-5"], "--warmup"),
+        (["--max-seconds", "-1"], "--max-seconds"),
+        (["--max-seconds", "0"], "--max-seconds"),
+        (["--json", "/dev/null/b.json"], "--json /dev/null/b.json: /dev/null is not a folder"),
+        (["--plot", "/dev/null/p.png"], "--plot /dev/null/p.png: /dev/null is not a folder"),
+        (["--json", "/tmp"], "is a directory"),
     ],
 )
-def test_cli_bad_options_are_one_line_errors(args: list[str], fragment: str) -> None:
+def test_cli_bad_options_are_one_line_errors_before_benchmarking(args: list[str], fragment: str) -> None:
     import torch
 
     if "cuda" in args and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    result = CliRunner().invoke(main, ["bench", str(ROOT / "examples" / "two_vertex.json"), *args])
-    assert result.exit_code == 2
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert_one_line_error(invoke(["bench", str(TWO_VERTEX_JSON), *args]), fragment)

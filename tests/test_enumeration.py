@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_runner import assert_one_line_error, invoke
+from example_cells import INCEPTION_STORED_MATRIX, INCEPTION_STORED_OPS
 from strategies import edge_bits
 
 from nbcompile import ModelSpec
-from nbcompile.cli import main
 from nbcompile.space import graph
 from nbcompile.space.cellfiles import read_npz, write_jsonl, write_npz
 from nbcompile.space.enumeration import NASBENCH_COUNTS, cell_keys, enumerate_cells, full_dag_masks
@@ -75,21 +75,8 @@ def test_seven_vertex_sample_is_canonical_and_hashes_match() -> None:
 
 
 def test_inception_cell_is_enumerated_in_its_stored_form() -> None:
-    inception = ModelSpec(
-        [
-            [0, 1, 1, 1, 0, 1, 0],
-            [0, 0, 0, 0, 0, 0, 1],
-            [0, 0, 0, 0, 0, 0, 1],
-            [0, 0, 0, 0, 1, 0, 0],
-            [0, 0, 0, 0, 0, 0, 1],
-            [0, 0, 0, 0, 0, 0, 1],
-            [0, 0, 0, 0, 0, 0, 0],
-        ],
-        ["input", "conv1x1", "conv3x3", "conv3x3", "conv3x3", "maxpool3x3", "output"],
-    )
-    stored = inception.canonical()
-    bits = edge_bits(stored.pruned_matrix)
-    labels = tuple(stored.labels[1:-1])
+    bits = edge_bits(INCEPTION_STORED_MATRIX)
+    labels = tuple(AVAILABLE_OPS.index(op) for op in INCEPTION_STORED_OPS[1:-1])
     assert (7, bits, labels) in set(cell_keys())
 
 
@@ -117,10 +104,10 @@ def test_files_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize("suffix", [".jsonl", ".npz"])
 def test_cli_enumerate_then_compile(tmp_path: Path, suffix: str) -> None:
     out = tmp_path / f"cells{suffix}"
-    result = CliRunner().invoke(main, ["enumerate", "--max-vertices", "3", "--out", str(out), "--workers", "1"])
+    result = invoke(["enumerate", "--max-vertices", "3", "--out", str(out), "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "7 cells in" in result.stderr
-    result = CliRunner().invoke(main, ["compile", str(out), "-o", str(tmp_path / "models")])
+    result = invoke(["compile", str(out), "-o", str(tmp_path / "models")])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "models").glob("nb101_*.py"))) == 7
     # every enumerated cell is canonical: the files get the plain name
@@ -128,10 +115,9 @@ def test_cli_enumerate_then_compile(tmp_path: Path, suffix: str) -> None:
 
 
 def test_cli_enumerate_to_stdout_and_bad_out() -> None:
-    result = CliRunner().invoke(main, ["enumerate", "--max-vertices", "3", "--workers", "1"])
+    result = invoke(["enumerate", "--max-vertices", "3", "--workers", "1"])
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 7
-    result = CliRunner().invoke(main, ["enumerate", "--out", "cells.csv"])
-    assert result.exit_code == 2 and "must end in .jsonl or .npz" in result.stderr
+    assert_one_line_error(invoke(["enumerate", "--out", "cells.csv"]), "must end in .jsonl or .npz")
 
 
 def test_compile_rejects_a_wrong_module_hash(tmp_path: Path) -> None:
@@ -139,9 +125,8 @@ def test_compile_rejects_a_wrong_module_hash(tmp_path: Path) -> None:
     spec.write_text(
         json.dumps({"module_hash": "0" * 32, "matrix": [[0, 1], [0, 0]], "ops": ["input", "output"]}) + "\n"
     )
-    result = CliRunner().invoke(main, ["compile", str(spec), "-o", str(tmp_path / "out")])
-    assert result.exit_code == 2
-    assert "module_hash '00000000000000000000000000000000' does not match the cell" in result.stderr
+    result = invoke(["compile", str(spec), "-o", str(tmp_path / "out")])
+    assert_one_line_error(result, "module_hash '00000000000000000000000000000000' does not match the cell")
     assert not (tmp_path / "out").exists()
 
 

@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 import torch
+from example_cells import PER_STACK_TRUNCATION, TWO_VERTEX
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from strategies import (
-    PER_STACK_TRUNCATION,
     SMALL_STEMS,
-    TWO_VERTEX,
     NetworkPair,
     build_pair,
     count_parameters,

@@ -23,7 +23,7 @@ from nbcompile.synthetic.fixture import fixture_records
 
 SEED = 13
 CASES = 338
-#: JSON values a hostile file puts in a field (integers that overflow int64 are issue 11's, below).
+#: JSON values a hostile file puts in a field (integers that overflow int64 are tested below).
 HOSTILE = [
     -1,
     0,

@@ -1,4 +1,5 @@
-"""Module hash and canonical labeling, checked against the reference values and invariants."""
+"""Module hash and canonical labeling (nbcompile.space.graph), checked against the dataset's known values
+and invariants."""
 
 from __future__ import annotations
 
@@ -6,35 +7,15 @@ import itertools
 
 import numpy as np
 import pytest
+from example_cells import INCEPTION, INCEPTION_HASH, INCEPTION_STORED_MATRIX, INCEPTION_STORED_OPS
 from hypothesis import given, settings
-from strategies import INCEPTION as INCEPTION_CELL
 from strategies import edge_bits, relabeled_spec_pairs
 
 from nbcompile import ModelSpec
 from nbcompile.space import graph
 from nbcompile.space.ops import AVAILABLE_OPS
 
-INCEPTION = ModelSpec.from_dict(INCEPTION_CELL)
-INCEPTION_HASH = "28cfc7874f6d200472e1a9dcd8650aa0"
-# What the dataset's query() returns for the Inception-like cell (reference §3.5).
-INCEPTION_STORED_MATRIX = (
-    (0, 1, 1, 1, 1, 0, 0),
-    (0, 0, 0, 0, 0, 0, 1),
-    (0, 0, 0, 0, 0, 0, 1),
-    (0, 0, 0, 0, 0, 0, 1),
-    (0, 0, 0, 0, 0, 1, 0),
-    (0, 0, 0, 0, 0, 0, 1),
-    (0, 0, 0, 0, 0, 0, 0),
-)
-INCEPTION_STORED_OPS = (
-    "input",
-    "conv3x3-bn-relu",
-    "conv1x1-bn-relu",
-    "maxpool3x3",
-    "conv3x3-bn-relu",
-    "conv3x3-bn-relu",
-    "output",
-)
+INCEPTION_SPEC = ModelSpec.from_dict(INCEPTION)
 
 
 def all_relabelings(spec: ModelSpec) -> list[ModelSpec]:
@@ -51,40 +32,40 @@ def all_relabelings(spec: ModelSpec) -> list[ModelSpec]:
 
 
 def test_inception_hash_is_the_dataset_key() -> None:
-    assert INCEPTION.module_hash == INCEPTION_HASH
+    assert INCEPTION_SPEC.module_hash == INCEPTION_HASH
 
 
 def test_float_matrix_hashes_like_int() -> None:
-    as_float = ModelSpec(np.array(INCEPTION.original_matrix, dtype=np.float64), INCEPTION.original_ops)
+    as_float = ModelSpec(np.array(INCEPTION_SPEC.original_matrix, dtype=np.float64), INCEPTION_SPEC.original_ops)
     assert as_float.module_hash == INCEPTION_HASH
 
 
 def test_hash_sees_ops_and_edges() -> None:
-    ops = list(INCEPTION.original_ops)
+    ops = list(INCEPTION_SPEC.original_ops)
     ops[1] = "maxpool3x3"
-    assert ModelSpec(INCEPTION.original_matrix, ops).module_hash != INCEPTION_HASH
-    matrix = INCEPTION.original_matrix.copy()
+    assert ModelSpec(INCEPTION_SPEC.original_matrix, ops).module_hash != INCEPTION_HASH
+    matrix = INCEPTION_SPEC.original_matrix.copy()
     matrix[1, 6], matrix[1, 4] = 0, 1
-    assert ModelSpec(matrix, INCEPTION.original_ops).module_hash != INCEPTION_HASH
+    assert ModelSpec(matrix, INCEPTION_SPEC.original_ops).module_hash != INCEPTION_HASH
 
 
 def test_hash_spec_alias_matches_upstream_signature() -> None:
-    assert INCEPTION.hash_spec(list(AVAILABLE_OPS)) == INCEPTION_HASH
+    assert INCEPTION_SPEC.hash_spec(list(AVAILABLE_OPS)) == INCEPTION_HASH
     with pytest.raises(ValueError):
-        INCEPTION.hash_spec(["maxpool3x3", "conv3x3-bn-relu", "conv1x1-bn-relu"])
+        INCEPTION_SPEC.hash_spec(["maxpool3x3", "conv3x3-bn-relu", "conv1x1-bn-relu"])
 
 
 def test_inception_canonical_is_what_the_dataset_stores() -> None:
-    canonical = INCEPTION.canonical()
+    canonical = INCEPTION_SPEC.canonical()
     assert canonical.pruned_matrix == INCEPTION_STORED_MATRIX
     assert canonical.pruned_ops == INCEPTION_STORED_OPS
     assert canonical.module_hash == INCEPTION_HASH
-    assert canonical.is_canonical() and not INCEPTION.is_canonical()
+    assert canonical.is_canonical() and not INCEPTION_SPEC.is_canonical()
 
 
 def test_canonical_is_the_minimum_of_bits_then_labels() -> None:
     key = lambda s: (edge_bits(s.pruned_matrix), s.labels[1:-1])  # noqa: E731
-    assert key(INCEPTION.canonical()) == min(key(s) for s in all_relabelings(INCEPTION))
+    assert key(INCEPTION_SPEC.canonical()) == min(key(s) for s in all_relabelings(INCEPTION_SPEC))
 
 
 @settings(max_examples=80, deadline=None, derandomize=True)
@@ -124,3 +105,11 @@ def test_unique_cells_per_vertex_count_match_nasbench(size: int, expected: int) 
                 canonical_forms.add((spec.pruned_matrix, spec.pruned_ops))
     assert len(hashes) == expected
     assert len(canonical_forms) == expected  # exactly one stored representative per hash
+
+
+def test_is_module_hash() -> None:
+    from nbcompile.space.graph import is_module_hash
+
+    assert is_module_hash("0123456789abcdef0123456789abcdef")
+    for text in ("0123456789ABCDEF0123456789abcdef", "0123456789abcdef0123456789abcde", "cell.json", "g" * 32):
+        assert not is_module_hash(text)

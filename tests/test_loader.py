@@ -5,25 +5,21 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
-from strategies import INCEPTION, PER_STACK_TRUNCATION, TWO_VERTEX, write_generated
+from example_cells import GENERATED, INCEPTION, PER_STACK_HASH, PER_STACK_TRUNCATION, REPO, TWO_VERTEX
+from strategies import generated_module, write_generated
 from torch import nn
 
 import nbcompile
 import nbcompile.runtime.loader
 
-REPO = Path(__file__).resolve().parent.parent
-GOLDEN = REPO / "generated" / "nb101_78e264120b42.py"
-GOLDEN_HASH = "78e264120b42829179e711a1bee1fd97"
+#: The golden file of examples/per_stack_truncation.json.
+GOLDEN = GENERATED / "nb101_78e264120b42.py"
+GOLDEN_HASH = PER_STACK_HASH
 
 SMALL_CONFIG = {"stem_channels": 6, "num_stacks": 2, "cells_per_stack": 1}
-
-
-def _module_of(network_class: type[nn.Module]) -> ModuleType:
-    return sys.modules[network_class.__module__]
 
 
 @pytest.mark.parametrize("as_type", [str, Path], ids=["str", "Path"])
@@ -31,7 +27,7 @@ def test_load_by_path(as_type: type) -> None:
     """A generated file loads by str or Path, without being on sys.path."""
     network_class = nbcompile.load_model_class(as_type(GOLDEN))
     assert issubclass(network_class, nn.Module) and network_class.__name__ == "Network"
-    module = _module_of(network_class)
+    module = generated_module(network_class)
     assert module.MODULE_HASH == GOLDEN_HASH
     assert Path(module.__file__).resolve() == GOLDEN.resolve()
 
@@ -40,7 +36,7 @@ def test_load_by_relative_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """A relative path is resolved against the working directory."""
     monkeypatch.chdir(REPO)
     network_class = nbcompile.load_model_class("generated/nb101_78e264120b42.py")
-    assert _module_of(network_class).MODULE_HASH == GOLDEN_HASH
+    assert generated_module(network_class).MODULE_HASH == GOLDEN_HASH
 
 
 def test_load_by_module_object(tmp_path: Path) -> None:
@@ -71,8 +67,8 @@ def test_same_file_name_in_different_folders(tmp_path: Path) -> None:
     assert class_a is not class_b
     assert class_a.__module__ != class_b.__module__
     # Loading b did not replace a: each module keeps its own cell.
-    assert _module_of(class_a).MODULE_HASH == nbcompile.ModelSpec(**INCEPTION).module_hash
-    assert _module_of(class_b).MODULE_HASH == nbcompile.ModelSpec(**PER_STACK_TRUNCATION).module_hash
+    assert generated_module(class_a).MODULE_HASH == nbcompile.ModelSpec(**INCEPTION).module_hash
+    assert generated_module(class_b).MODULE_HASH == nbcompile.ModelSpec(**PER_STACK_TRUNCATION).module_hash
     keys_a, keys_b = set(class_a().state_dict()), set(class_b().state_dict())
     assert keys_a != keys_b
     assert "stack0_cell0.op5.conv.weight" not in keys_a  # vertex 5 of Inception is a max-pool

@@ -7,10 +7,10 @@ import json
 import struct
 
 import pytest
+from example_cells import INCEPTION_HASH, INCEPTION_STORED_ADJACENCY, INCEPTION_STORED_OPS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nasbench_bytes import frame as hand_frame
-from nasbench_bytes import frames
 
 from nbcompile.errors import DatasetError
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics, ProtobufError, parse_model_metrics
@@ -18,17 +18,7 @@ from nbcompile.nasbench.records import Record, parse_record
 from nbcompile.nasbench.tfrecord import first_bad_crc, frame, masked_crc, record_offsets
 from nbcompile.nasbench.writer import LAYOUTS
 
-INCEPTION_ADJACENCY = "0111100000000100000010000001000001000000010000000"
-INCEPTION_OPS = (
-    "input",
-    "conv3x3-bn-relu",
-    "conv1x1-bn-relu",
-    "maxpool3x3",
-    "conv3x3-bn-relu",
-    "conv3x3-bn-relu",
-    "output",
-)
-# The notebook's query of the Inception-like cell (one repeat at 108 epochs, reference §8).
+# The Inception-like cell's metrics as upstream's notebook prints them (one repeat at 108 epochs).
 FINAL = EvaluationData(108.0, 1155.85302734375, 1.0, 0.9376001358032227, 0.9311898946762085, "")
 METRICS = ModelMetrics((EvaluationData(), EvaluationData(54.0, 578.0, 0.9, 0.9, 0.9, ""), FINAL), 2694282, 1769.0)
 #: The fixture writer's default layout: every field, in number order, empty checkpoint paths.
@@ -141,10 +131,10 @@ def test_crc_check_names_the_first_bad_record() -> None:
 
 def _payload(**overrides) -> bytes:
     fields = {
-        "module_hash": "28cfc7874f6d200472e1a9dcd8650aa0",
+        "module_hash": INCEPTION_HASH,
         "epochs": 108,
-        "adjacency": INCEPTION_ADJACENCY,
-        "operations": ",".join(INCEPTION_OPS),
+        "adjacency": INCEPTION_STORED_ADJACENCY,
+        "operations": ",".join(INCEPTION_STORED_OPS),
         "metrics": base64.b64encode(OFFICIAL.metrics_bytes(METRICS)).decode(),
     }
     fields.update(overrides)
@@ -153,7 +143,7 @@ def _payload(**overrides) -> bytes:
 
 def test_record_round_trip() -> None:
     record = parse_record(_payload(), 3, 99)
-    assert record == Record("28cfc7874f6d200472e1a9dcd8650aa0", 108, INCEPTION_ADJACENCY, INCEPTION_OPS, METRICS)
+    assert record == Record(INCEPTION_HASH, 108, INCEPTION_STORED_ADJACENCY, INCEPTION_STORED_OPS, METRICS)
     assert parse_record(OFFICIAL.payload(record)) == record
     for layout in LAYOUTS.values():  # other layouts: the same record, but for the checkpoint paths
         again = parse_record(layout.payload(record))
@@ -182,71 +172,3 @@ def test_record_round_trip() -> None:
 def test_bad_payloads_name_the_record(payload: bytes, message: str) -> None:
     with pytest.raises(DatasetError, match=f"record 7 at byte 1234: .*{message}"):
         parse_record(payload, 7, 1234)
-
-
-def test_fixture_file_is_official_format_with_real_parameter_counts(tmp_path) -> None:
-    from nbcompile.compiler.lower import lower
-    from nbcompile.space.enumeration import enumerate_cells
-    from nbcompile.space.spec import ModelSpec
-    from nbcompile.synthetic.fixture import FULL, write_fixture
-
-    cells = list(enumerate_cells(max_vertices=3, workers=1))
-    path = tmp_path / "nasbench_synthetic_full.tfrecord"
-    assert write_fixture(path, cells, FULL) == 7 * 4 * 3
-    records = [parse_record(payload, i, o) for i, (o, payload) in enumerate(frames(path.read_bytes()))]
-    assert [r.epochs for r in records[:12]] == [4, 4, 4, 12, 12, 12, 36, 36, 36, 108, 108, 108]
-    by_hash = {c.module_hash: c for c in cells}
-    for record in records:
-        cell = by_hash[record.module_hash]
-        expected = lower(ModelSpec(cell.matrix, cell.ops)).trainable_parameters
-        assert record.metrics.trainable_parameters == expected
-        final = record.metrics.evaluation_data[2]
-        assert final.current_epoch == record.epochs and 0 < final.validation_accuracy < 1
-        assert final.validation_accuracy * 9984 == pytest.approx(round(final.validation_accuracy * 9984), abs=1e-3)
-    assert records[0].metrics.trainable_parameters == 882_570  # input → output only
-    # deterministic: the same bytes again
-    again = tmp_path / "again_synthetic.tfrecord"
-    write_fixture(again, cells, FULL)
-    assert again.read_bytes() == path.read_bytes()
-
-
-def test_fixture_name_must_say_synthetic(tmp_path) -> None:
-    from nbcompile.synthetic.fixture import write_fixture
-
-    with pytest.raises(DatasetError, match="must contain 'synthetic'"):
-        write_fixture(tmp_path / "nasbench_only108.tfrecord", [])
-    assert not list(tmp_path.iterdir())
-
-
-def test_cli_data_fixture(tmp_path) -> None:
-    from click.testing import CliRunner
-
-    from nbcompile.cli import main
-
-    out = tmp_path / "nasbench_synthetic_108.tfrecord"
-    result = CliRunner().invoke(main, ["data", "fixture", str(out), "--cells", "20"])
-    assert result.exit_code == 0, result.output
-    assert "wrote 60 records" in result.stderr
-    records = [parse_record(p, i, o) for i, (o, p) in enumerate(frames(out.read_bytes()))]
-    assert len({r.module_hash for r in records}) == 20
-    assert {r.num_vertices for r in records} >= {6, 7}  # spread over the space, not the first 20
-    other = tmp_path / "nasbench_synthetic_third_party.tfrecord"
-    result = CliRunner().invoke(main, ["data", "fixture", str(other), "--cells", "20", "--layout", "third-party"])
-    assert result.exit_code == 0, result.output
-    assert b"\\n" in other.read_bytes() and other.read_bytes() != out.read_bytes()
-    assert [
-        parse_record(p, i, o).metrics.evaluation_data[2] for i, (o, p) in enumerate(frames(other.read_bytes()))
-    ] == [record.metrics.evaluation_data[2] for record in records]
-    bad = CliRunner().invoke(main, ["data", "fixture", str(tmp_path / "nasbench.tfrecord")])
-    assert bad.exit_code == 2 and "must contain 'synthetic'" in bad.stderr
-
-
-def test_fixture_written_by_several_processes_is_the_same_file(tmp_path, monkeypatch) -> None:
-    from nbcompile.space.enumeration import sample_cells
-    from nbcompile.synthetic import fixture
-
-    monkeypatch.setattr(fixture, "_BATCH_CELLS", 3)  # several batches, in flight at once
-    cells = sample_cells(20)
-    one, two = tmp_path / "one_synthetic.tfrecord", tmp_path / "two_synthetic.tfrecord"
-    assert fixture.write_fixture(one, cells, workers=1) == fixture.write_fixture(two, cells, workers=2) == 60
-    assert one.read_bytes() == two.read_bytes()

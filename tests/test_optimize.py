@@ -9,7 +9,7 @@ import copy
 
 import pytest
 import torch
-from strategies import INCEPTION
+from example_cells import INCEPTION
 from torch._dynamo.utils import counters
 from torch.nn import functional as F
 

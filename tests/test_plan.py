@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import example_cells
 import pytest
+from example_cells import INCEPTION_HASH, INCEPTION_MODULE_NAME
 from hypothesis import given, settings
 from strategies import valid_specs
-from test_graph import INCEPTION
 
 from nbcompile import ConfigError, ModelSpec, NetworkConfig, OutOfDomainError
 from nbcompile.compiler.lower import lower
 from nbcompile.compiler.naming import module_name_for, validate_module_name
 from nbcompile.compiler.report import same_network
 
-TWO_VERTEX = ModelSpec([[0, 1], [0, 0]], ["input", "output"])
+INCEPTION = ModelSpec.from_dict(example_cells.INCEPTION)
+TWO_VERTEX = ModelSpec.from_dict(example_cells.TWO_VERTEX)
 ONE_CONV = ModelSpec([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv3x3", "output"])
 ONE_MAXPOOL = ModelSpec([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "maxpool3x3", "output"])
-ISSUE_23 = ModelSpec(
+#: The cell of upstream's GitHub issue 23 (google-research/nasbench), as in examples/upstream_issue23.json.
+UPSTREAM_ISSUE_23 = ModelSpec(
     [
         [0, 1, 1, 0, 0, 1, 1],
         [0, 0, 0, 0, 0, 1, 0],
@@ -27,18 +30,15 @@ ISSUE_23 = ModelSpec(
     ],
     ["input", "conv1x1", "conv3x3", "maxpool3x3", "conv3x3", "conv3x3", "output"],
 )
-PER_STACK = ModelSpec(
-    [[0, 1, 1, 1, 0], [0, 0, 1, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]],
-    ["input", "conv1x1", "conv3x3", "conv3x3", "output"],
-)
+PER_STACK = ModelSpec.from_dict(example_cells.PER_STACK_TRUNCATION)
 
-# trainable_parameters as the dataset stores them (reference §4.5)
+# trainable_parameters as the dataset's records store them (nasbench_only108.tfrecord)
 REFERENCE_PARAMETERS = [
     (INCEPTION, 2_694_282),
     (TWO_VERTEX, 882_570),
     (ONE_MAXPOOL, 882_570),
     (ONE_CONV, 10_177_674),
-    (ISSUE_23, 32_426_634),
+    (UPSTREAM_ISSUE_23, 32_426_634),
 ]
 
 
@@ -156,11 +156,12 @@ def test_lowering_validates() -> None:
 
 def test_default_names() -> None:
     config = NetworkConfig()
-    assert module_name_for(lower(INCEPTION, config)) == "nb101_28cfc7874f6d_2d1790b6"
-    assert module_name_for(lower(INCEPTION, config, canonical=True)) == "nb101_28cfc7874f6d"
-    assert module_name_for(lower(INCEPTION.canonical(), config)) == "nb101_28cfc7874f6d"
+    canonical_name = f"nb101_{INCEPTION_HASH[:12]}"
+    assert module_name_for(lower(INCEPTION, config)) == INCEPTION_MODULE_NAME
+    assert module_name_for(lower(INCEPTION, config, canonical=True)) == canonical_name
+    assert module_name_for(lower(INCEPTION.canonical(), config)) == canonical_name
     other = module_name_for(lower(INCEPTION, NetworkConfig(stem_channels=64), canonical=True))
-    assert other.startswith("nb101_28cfc7874f6d_") and other != "nb101_28cfc7874f6d_2d1790b6"
+    assert other.startswith(canonical_name + "_") and other != INCEPTION_MODULE_NAME
 
 
 @pytest.mark.parametrize("name", ["class", "1net", "a-b", "x" * 101, "", "os.path", "a b"])

@@ -1,21 +1,27 @@
-"""Dataset-backed searches on a small synthetic fixture."""
+"""Searches (nbcompile.search) on synthetic fixtures: the same run for a seed, budgets, selection
+by validation only, mutation and neighbours, deduplication, experiments whatever the workers, and
+datasets with holes in them."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-from strategies import not_loading_lines
+from cli_runner import invoke
 
+from nbcompile.errors import DatasetError
 from nbcompile.nasbench import NASBench
-from nbcompile.search import Budget, SearchOptions, local_search, random_search, regularized_evolution
+from nbcompile.nasbench.tfrecord import frame
+from nbcompile.nasbench.writer import encode_record
+from nbcompile.search import Budget, SearchOptions, algorithms, local_search, random_search, regularized_evolution
 from nbcompile.search.experiment import Experiment, run_experiment, summarize
 from nbcompile.search.specs import mutate_spec, neighbours, random_spec
-from nbcompile.space.enumeration import sample_cells
+from nbcompile.space.enumeration import enumerate_cells, sample_cells
 from nbcompile.space.spec import ModelSpec
-from nbcompile.synthetic.fixture import ONLY_108, write_fixture
+from nbcompile.synthetic.fixture import ONLY_108, fixture_records, write_fixture
 
 ALGORITHMS = [random_search, regularized_evolution, local_search]
 
@@ -23,17 +29,21 @@ ALGORITHMS = [random_search, regularized_evolution, local_search]
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """Every cell of up to 5 vertices (2,532) plus a spread of bigger ones: searches mostly hit."""
-    from nbcompile.space.enumeration import enumerate_cells
-
     cells = list(enumerate_cells(max_vertices=5, workers=1)) + sample_cells(300)
     path = tmp_path_factory.mktemp("search") / "search_synthetic.tfrecord"
     write_fixture(path, cells, ONLY_108)
     return path
 
 
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("search_cache")
+
+
 @pytest.fixture
-def bench(dataset, tmp_path_factory) -> NASBench:
-    return NASBench(dataset, cache_dir=tmp_path_factory.getbasetemp() / "cache")
+def bench(dataset, cache_dir) -> NASBench:
+    """A fresh NASBench (budget counters at zero) from the module's cache."""
+    return NASBench(dataset, cache_dir=cache_dir)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -160,70 +170,90 @@ def test_experiment_runs_are_independent_of_workers(dataset, tmp_path) -> None:
         Experiment(str(dataset), ("bogus",))
 
 
-def test_cli_search_emits_the_best_cell(dataset, tmp_path) -> None:
-    from click.testing import CliRunner
+def test_experiments_keep_no_dataset_in_the_parent(small_only108, tmp_path) -> None:
+    from nbcompile.search import experiment as experiment_module
 
-    from nbcompile.cli import main
-    from nbcompile.runtime.loader import load_model_class
+    experiment = experiment_module.Experiment(
+        str(small_only108), ("random",), 2, Budget(3, "queries"), 0, SearchOptions(), str(tmp_path)
+    )
+    for workers in (1, 2):
+        results = experiment_module.run_experiment(experiment, workers)
+        assert [r.queries for r in results] == [4, 4]
+        assert experiment_module._WORKER_DATASET is None  # set only inside worker processes
 
-    cells = tmp_path / "only_known_synthetic.tfrecord"  # every query hits: only cells of <= 4 vertices
-    from nbcompile.space.enumeration import enumerate_cells
 
-    write_fixture(cells, list(enumerate_cells(max_vertices=4, workers=1)), ONLY_108)
+# --- datasets with holes: cells without runs, NaN training times, a space used up ---------------
+def test_search_skips_cells_without_runs_and_always_ends(missing_runs, tmp_path) -> None:
+    path, cells = missing_runs
+    dataset = NASBench(path, cache_dir=tmp_path, workers=1)
+    options = SearchOptions(mean_of_repeats=True, epochs=4)
+    result = random_search(dataset, Budget(2e4), seed=0, options=options)
+    assert cells[0].module_hash not in result.queried_hashes
+    assert result.times[-1] > 2e4 and all(t > 0 for t in result.training_times)
+    assert not any(math.isnan(v) for v in result.best_valids)  # cells[1]'s NaN accuracies are never the best
     out = tmp_path / "out"
-    args = [
-        "search",
-        "--dataset",
-        str(cells),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--algo",
-        "random,evolution,local",
-        "--repeats",
-        "2",
-        "--budget",
-        "40",
-        "--budget-kind",
-        "queries",
-        "--population-size",
-        "5",
-        "--tournament-size",
-        "2",
-        "--out",
-        str(out),
-        "--plot",
-        "--emit-best",
-        str(tmp_path / "models"),
-        "--workers",
-        "1",
-    ]
-    # a tiny space: 4-vertex random cells are rare, so draw from what exists
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    assert "SYNTHETIC" in result.stdout and "evolution" in result.stdout
-    data = json.loads((out / "results.json").read_text())
-    assert len(data["runs"]) == 6 and data["summary"][0]["runs"] == 2
-    assert (out / "trajectories.png").read_bytes()[:4] == b"\x89PNG" and (out / "mean_iqr.png").exists()
-    model_path = Path(result.stdout.strip().splitlines()[-1])
-    best = max(data["runs"], key=lambda r: r["best_valids"][-1])
-    bench = NASBench(cells, cache_dir=tmp_path / "cache")
-    stored = bench.get_metrics_from_hash(best["best_hash"])[0]["trainable_parameters"]
-    network = load_model_class(model_path)()
-    assert sum(p.numel() for p in network.parameters()) == stored
+    run = invoke(
+        [
+            "search",
+            "--dataset",
+            str(path),
+            "--cache-dir",
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--epochs",
+            "4",
+            "--mean",
+            "--budget",
+            "2e4",
+            "--repeats",
+            "2",
+            "--algo",
+            "random,local",
+            "--workers",
+            "1",
+        ]
+    )
+    assert run.exit_code == 0, run.output
+    for row in json.loads((out / "results.json").read_text())["runs"]:
+        assert cells[0].module_hash not in row["queried_hashes"]
 
 
-def test_cli_search_bad_input(dataset, tmp_path) -> None:
-    from click.testing import CliRunner
+def test_search_refuses_a_time_budget_it_cannot_charge(tmp_path) -> None:
+    """A cell whose training time is NaN: a one-line error naming it, never an endless run."""
+    cells = list(enumerate_cells(max_vertices=3, workers=1))
+    payloads = []
+    for record in fixture_records(cells, (108,)):
+        evaluations = list(record.metrics.evaluation_data)
+        evaluations[2] = type(evaluations[2])(
+            108.0,
+            float("nan"),
+            *[
+                getattr(evaluations[2], f)
+                for f in ("train_accuracy", "validation_accuracy", "test_accuracy", "checkpoint_path")
+            ],
+        )
+        metrics = type(record.metrics)(
+            tuple(evaluations), record.metrics.trainable_parameters, record.metrics.total_time
+        )
+        payloads.append(
+            encode_record(type(record)(record.module_hash, 108, record.adjacency, record.operations, metrics))
+        )
+    path = tmp_path / "nan_time_synthetic.tfrecord"
+    path.write_bytes(b"".join(frame(p) for p in payloads))
+    dataset = NASBench(path, cache_dir=tmp_path, workers=1)
+    with pytest.raises(DatasetError, match="has training time nan at 108 epochs"):
+        random_search(dataset, Budget(1e6), seed=0)
+    counted = random_search(dataset, Budget(5, "queries"), seed=0)  # a query budget needs no times
+    assert counted.queries == 6
 
-    from nbcompile.cli import main
 
-    base = ["search", "--dataset", str(dataset), "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]
-    for extra, message in (
-        (["--algo", "bogus"], "unknown algorithm 'bogus'"),
-        (["--budget", "-1"], "must be a positive, finite number"),
-        (["--epochs", "12"], "invalid number of epochs 12"),
-    ):
-        result = CliRunner().invoke(main, base + extra)
-        assert result.exit_code == 2 and message in result.stderr, result.output
-        assert len(not_loading_lines(result.stderr)) == 1  # the one-line error, after the first load's lines
-    assert not (tmp_path / "o").exists()
+def test_dedupe_search_that_uses_up_the_dataset_ends_with_what_it_found(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(algorithms, "FRESH_ATTEMPTS", 2000)
+    cells = list(enumerate_cells(max_vertices=3, workers=1))
+    path = tmp_path / "tiny_synthetic.tfrecord"
+    write_fixture(path, cells, ONLY_108)
+    dataset = NASBench(path, cache_dir=tmp_path, workers=1)
+    result = random_search(dataset, Budget(1e9), seed=1, options=SearchOptions(deduplicate=True))
+    assert sorted(result.queried_hashes) == sorted(c.module_hash for c in cells)
+    assert "already queried" in result.note

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from strategies import INCEPTION
+from example_cells import INCEPTION, INCEPTION_HASH
 
 from nbcompile import ModelSpec, OutOfDomainError, SpecError
 from nbcompile.space.spec import as_model_spec
 
 INCEPTION_MATRIX = INCEPTION["matrix"]
-INCEPTION_OPS = ["input", "conv1x1", "conv3x3", "conv3x3", "conv3x3", "maxpool3x3", "output"]
+#: The ops by their short names ("conv1x1" for "conv1x1-bn-relu"), which a spec may use too.
+INCEPTION_OPS = [op.removesuffix("-bn-relu") for op in INCEPTION["ops"]]
 
 
 def chain(length: int) -> list[list[int]]:
@@ -172,12 +173,12 @@ def test_misplaced_input_or_output_is_out_of_domain(ops: list[str], message: str
 @pytest.mark.parametrize("dtype", [int, np.int8, bool, float, np.float32])
 def test_matrix_dtypes_are_equivalent(dtype: type) -> None:
     spec = ModelSpec(np.array(INCEPTION_MATRIX, dtype=dtype), INCEPTION_OPS)
-    assert spec.module_hash == "28cfc7874f6d200472e1a9dcd8650aa0"
+    assert spec.module_hash == INCEPTION_HASH
     assert spec.matrix.dtype == np.int64
 
 
 def test_short_and_full_op_names_are_the_same_spec() -> None:
-    full = ["input", "conv1x1-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu", "maxpool3x3", "output"]
+    full = INCEPTION["ops"]
     short = ModelSpec(INCEPTION_MATRIX, INCEPTION_OPS)
     assert short.original_ops == full
     assert ModelSpec(INCEPTION_MATRIX, full).module_hash == short.module_hash
@@ -200,7 +201,7 @@ def test_arrays_are_read_only_copies() -> None:
 
 def test_from_dict_accepts_query_keys_and_reports_missing_ones() -> None:
     spec = ModelSpec.from_dict({"module_adjacency": INCEPTION_MATRIX, "module_operations": INCEPTION_OPS})
-    assert spec.module_hash == "28cfc7874f6d200472e1a9dcd8650aa0"
+    assert spec.module_hash == INCEPTION_HASH
     with pytest.raises(SpecError, match=r"it has 'matrix'$"):
         ModelSpec.from_dict({"matrix": INCEPTION_MATRIX})
     with pytest.raises(SpecError, match="needs the keys"):
@@ -216,7 +217,7 @@ def test_as_model_spec_reads_upstream_style_objects() -> None:
             self.original_ops = list(INCEPTION_OPS)
             self.matrix, self.ops = None, None
 
-    assert as_model_spec(UpstreamSpec()).module_hash == "28cfc7874f6d200472e1a9dcd8650aa0"
+    assert as_model_spec(UpstreamSpec()).module_hash == INCEPTION_HASH
     with pytest.raises(SpecError, match="needs matrix and ops"):
         as_model_spec(object())
 

@@ -14,7 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from many_cells import write_many_cells
+from dataset_files import write_many_cells
+from example_cells import REPO
 
 from nbcompile.nasbench import NASBench
 from nbcompile.nasbench.cache import verify
@@ -22,7 +23,6 @@ from nbcompile.space.enumeration import enumerate_cells
 from nbcompile.synthetic.fixture import ONLY_108, write_fixture
 
 pytestmark = pytest.mark.stress
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def searchable(tmp_path_factory) -> Path:
 
 
 def _start(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
         [sys.executable, "-m", "nbcompile", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

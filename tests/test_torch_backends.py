@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from strategies import BACKEND_CELLS, PER_STACK_TRUNCATION, write_generated
+from example_cells import GENERATED, INCEPTION, INCEPTION_MODULE_NAME, PER_STACK_TRUNCATION, TWO_VERTEX
+from strategies import write_generated
 from torch import nn
 
 import nbcompile
 import nbcompile.runtime.loader
 
-REPO = Path(__file__).resolve().parent.parent
-INCEPTION_FILE = REPO / "generated" / "nb101_28cfc7874f6d_2d1790b6.py"
+INCEPTION_FILE = GENERATED / f"{INCEPTION_MODULE_NAME}.py"
+#: The cells the backends run on, by a readable id.
+BACKEND_CELLS = {"inception": INCEPTION, "two_vertex": TWO_VERTEX, "per_stack_truncation": PER_STACK_TRUNCATION}
 
 #: A small network: 3 stacks so that every cell kind (X->X, X->2X) and both downsamplings occur.
 SMALL_CONFIG = {"stem_channels": 8, "num_stacks": 3, "cells_per_stack": 1}

@@ -1,10 +1,12 @@
-"""Fidelity of the training recipe (reference §5.1): TF's RMSProp, the cosine-by-step schedule,
-the loss, evaluation on 9,984 images, ghost BatchNorm, and one tiny training run."""
+"""Fidelity of the training recipe to upstream's (``lib/training_time.py``, ``lib/evaluate.py``,
+``lib/model_builder.py``): TF's RMSProp, the cosine-by-step schedule, the loss, evaluation on
+9,984 images, ghost BatchNorm, and one tiny training run."""
 
 from __future__ import annotations
 
 import math
 
+import example_cells
 import numpy as np
 import pytest
 import torch
@@ -29,18 +31,7 @@ from nbcompile.train.loop import (
     train_run,
 )
 
-INCEPTION = ModelSpec(
-    [
-        [0, 1, 1, 1, 0, 1, 0],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 1, 0, 0],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 0, 0, 0],
-    ],
-    ["input", "conv1x1-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu", "maxpool3x3", "output"],
-)
+INCEPTION = ModelSpec(**example_cells.INCEPTION)
 TINY = NetworkConfig(stem_channels=8, num_stacks=1, cells_per_stack=1)
 single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 

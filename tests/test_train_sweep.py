@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cifar_files import one_thread, write_folder
+from cli_runner import invoke
+from example_cells import EXAMPLES, INCEPTION, REPO
 from nasbench_bytes import frames
-from test_cli import invoke
 
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.errors import DatasetError
@@ -34,10 +35,7 @@ from nbcompile.train.sweep import (
     run_sweep,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-CELLS = [
-    json.loads((REPO / "examples" / name).read_text()) for name in ("inception.json", "seven_vertex_nine_edge.json")
-]
+CELLS = [INCEPTION, json.loads((EXAMPLES / "seven_vertex_nine_edge.json").read_text())]
 TINY_FLAGS = [
     "--device",
     "cpu",
@@ -61,6 +59,24 @@ def cifar(tmp_path_factory) -> Path:
     return write_folder(tmp_path_factory.mktemp("cifar") / "cifar-10-batches-bin", 64)
 
 
+def train_args(specs_file: Path, cifar: Path, out: Path, *extra: str, repeats: int = 1) -> list[str]:
+    """``nbcompile train`` of the two cells for one epoch, the tiny network on the CPU."""
+    return [
+        "train",
+        str(specs_file),
+        "--data",
+        str(cifar),
+        "--epochs",
+        "1",
+        "--repeats",
+        str(repeats),
+        "--out",
+        str(out),
+        *TINY_FLAGS,
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="module")
 def specs_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("specs") / "cells.jsonl"
@@ -70,19 +86,7 @@ def specs_file(tmp_path_factory) -> Path:
 
 def test_sweep_writes_the_datasets_format_and_nasbench_reads_it_back(cifar, specs_file, tmp_path):
     out = tmp_path / "out"
-    args = [
-        "train",
-        str(specs_file),
-        "--data",
-        str(cifar),
-        "--epochs",
-        "1",
-        "--repeats",
-        "2",
-        "--out",
-        str(out),
-        *TINY_FLAGS,
-    ]
+    args = train_args(specs_file, cifar, out, repeats=2)
     result = invoke(args)
     assert result.exit_code == 0, result.stderr
     assert "4 runs trained, 0 failed, 0 already done" in result.stderr
@@ -121,22 +125,7 @@ def test_sweep_writes_the_datasets_format_and_nasbench_reads_it_back(cifar, spec
 def test_records_pass_tensorflows_own_reader(cifar, specs_file, tmp_path):
     tf = pytest.importorskip("tensorflow")
     out = tmp_path / "out"
-    result = invoke(
-        [
-            "train",
-            str(specs_file),
-            "--data",
-            str(cifar),
-            "--epochs",
-            "1",
-            "--repeats",
-            "1",
-            "--out",
-            str(out),
-            "--no-plot",
-            *TINY_FLAGS,
-        ]
-    )
+    result = invoke(train_args(specs_file, cifar, out, "--no-plot"))
     assert result.exit_code == 0, result.stderr
     payloads = [bytes(r.numpy()) for r in tf.data.TFRecordDataset(str(out / "results.tfrecord"))]
     assert [json.loads(p)[1] for p in payloads] == [1, 1]
@@ -245,23 +234,7 @@ def test_bad_input_stops_the_sweep_at_once(tmp_path):
 
 def test_sweep_killed_with_sigkill_resumes_every_job_exactly_once(cifar, specs_file, tmp_path):
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "nbcompile",
-        "train",
-        str(specs_file),
-        "--data",
-        str(cifar),
-        "--epochs",
-        "1",
-        "--repeats",
-        "2",
-        "--out",
-        str(out),
-        "--no-plot",
-        *TINY_FLAGS,
-    ]
+    command = [sys.executable, "-m", "nbcompile", *train_args(specs_file, cifar, out, "--no-plot", repeats=2)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -285,24 +258,7 @@ def test_sweep_killed_with_sigkill_resumes_every_job_exactly_once(cifar, specs_f
 
 def test_train_merge_joins_folders_as_more_repeats_and_refuses_the_same_seed_twice(cifar, specs_file, tmp_path):
     for name, seed in (("a", 0), ("b", 1)):
-        result = invoke(
-            [
-                "train",
-                str(specs_file),
-                "--data",
-                str(cifar),
-                "--epochs",
-                "1",
-                "--repeats",
-                "1",
-                "--out",
-                str(tmp_path / name),
-                "--no-plot",
-                "--seed",
-                str(seed),
-                *TINY_FLAGS,
-            ]
-        )
+        result = invoke(train_args(specs_file, cifar, tmp_path / name, "--no-plot", "--seed", str(seed)))
         assert result.exit_code == 0, result.stderr
     merged = invoke(["train-merge", str(tmp_path / "all.tfrecord"), str(tmp_path / "a"), str(tmp_path / "b")])
     assert merged.exit_code == 0 and "wrote 4 records" in merged.stderr
@@ -381,15 +337,6 @@ def test_train_opens_the_dataset_with_the_cache_options(tmp_path, no_cache):
     assert cache.is_dir() != no_cache and not (tmp_path / "o").exists()
 
 
-def test_missing_optional_dependency_names_the_extra(monkeypatch):
-    from nbcompile import optional
-    from nbcompile.errors import MissingDependencyError
-
-    monkeypatch.setitem(optional.EXTRAS, "surely_not_a_module_nbcompile", "ray")
-    with pytest.raises(MissingDependencyError, match=r'--ray needs .*pip install "nbcompile\[ray\]"'):
-        optional.require("surely_not_a_module_nbcompile", "--ray")
-
-
 # --- Ray ----------------------------------------------------------------------------------------
 
 
@@ -429,22 +376,6 @@ def test_ray_sweep_and_a_killed_worker_is_retried(ray_local, cifar, tmp_path):
 @pytest.mark.ray
 def test_cli_runs_on_ray(ray_local, cifar, specs_file, tmp_path):
     out = tmp_path / "out"
-    result = invoke(
-        [
-            "train",
-            str(specs_file),
-            "--data",
-            str(cifar),
-            "--epochs",
-            "1",
-            "--repeats",
-            "1",
-            "--out",
-            str(out),
-            "--no-plot",
-            *TINY_FLAGS,
-            "--ray",
-        ]
-    )
+    result = invoke(train_args(specs_file, cifar, out, "--no-plot", "--ray"))
     assert result.exit_code == 0, result.stderr
     assert "2 runs trained" in result.stderr and len(NASBench(out / "results.tfrecord", cache=False)) == 2

@@ -1,9 +1,9 @@
-"""Generated source: golden files, determinism, formatting, and what may appear in it."""
+"""Generated source (nbcompile.compiler.render): deterministic, black-clean, straight-line, with a
+header and constants that describe the network, and no way for spec text to reach the code."""
 
 from __future__ import annotations
 
 import ast
-import json
 import shlex
 import subprocess
 import sys
@@ -11,43 +11,14 @@ from pathlib import Path
 
 import black
 import pytest
+from example_cells import INCEPTION, INCEPTION_HASH
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import valid_specs
 
 from nbcompile import ConfigError, ModelSpec, NetworkConfig, SpecError, compile_to_file, generate_source
-from nbcompile.compiler.driver import plan_job
 from nbcompile.compiler.lower import lower
 from nbcompile.compiler.render import BLACK_MODE, render_plan
-from nbcompile.space.cellfiles import read_specs
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
-GENERATED = ROOT / "generated"
-REGENERATE = "review the change, then run 'python scripts/regenerate_golden.py'"
-INCEPTION = json.loads((ROOT / "examples" / "inception.json").read_text())
-
-
-def example_jobs():
-    return [plan_job(spec) for path in EXAMPLES for _, spec in read_specs(str(path))]
-
-
-def test_examples_exist() -> None:
-    names = {path.stem for path in EXAMPLES}
-    assert {"inception", "two_vertex", "seven_vertex_nine_edge"} <= names
-
-
-@pytest.mark.parametrize("job", example_jobs(), ids=lambda job: job.module_name)
-def test_golden_files_are_up_to_date(job) -> None:
-    """Refresh with: python scripts/regenerate_golden.py"""
-    golden = GENERATED / f"{job.module_name}.py"
-    assert golden.is_file(), f"missing {golden}: {REGENERATE}"
-    assert job.source() == golden.read_text(encoding="utf-8"), f"{golden} is out of date: {REGENERATE}"
-
-
-def test_no_stale_generated_files() -> None:
-    expected = {f"{job.module_name}.py" for job in example_jobs()} | {"__init__.py"}
-    assert {path.name for path in GENERATED.glob("*.py")} == expected
 
 
 def test_output_is_deterministic_and_black_clean() -> None:
@@ -91,7 +62,7 @@ def test_forward_is_straight_line() -> None:
 def test_header_records_spec_hash_config_counts_and_command() -> None:
     source = generate_source(INCEPTION)
     docstring = ast.get_docstring(ast.parse(source))
-    assert "28cfc7874f6d200472e1a9dcd8650aa0" in docstring
+    assert INCEPTION_HASH in docstring
     assert "Trainable parameters: 2,694,282" in docstring
     assert "FLOPs per 32x32 image: 804,005,888" in docstring
     assert "stem_channels=128, num_stacks=3, cells_per_stack=3, num_labels=10, in_channels=3" in docstring
@@ -120,7 +91,7 @@ def test_the_regenerate_command_writes_the_same_file(tmp_path: Path) -> None:
 def test_constants_describe_the_network() -> None:
     namespace: dict = {}
     exec(compile(generate_source(INCEPTION, canonical=True), "<generated>", "exec"), namespace)
-    assert namespace["MODULE_HASH"] == "28cfc7874f6d200472e1a9dcd8650aa0"
+    assert namespace["MODULE_HASH"] == INCEPTION_HASH
     assert namespace["TRAINABLE_PARAMETERS"] == 2_694_282
     assert namespace["SPEC"]["original_matrix"] == INCEPTION["matrix"]
     assert namespace["SPEC"]["ops"][1] == "conv3x3-bn-relu"  # the canonical labeling was built
@@ -154,17 +125,6 @@ def test_template_output_is_black_stable(spec, config) -> None:
 def test_unknown_formatter_is_rejected() -> None:
     with pytest.raises(ValueError, match="formatter must be"):
         render_plan(lower(ModelSpec.from_dict(INCEPTION)), formatter="ruff")
-
-
-@pytest.mark.parametrize("job", example_jobs(), ids=lambda job: job.module_name)
-def test_fast_path_skips_black_for_ordinary_cells(job, monkeypatch: pytest.MonkeyPatch) -> None:
-    """black is the slow part of code generation; the examples never need it."""
-
-    def no_black(*args, **kwargs):
-        raise AssertionError("black was called")
-
-    monkeypatch.setattr(black, "format_str", no_black)
-    assert job.source() == (GENERATED / f"{job.module_name}.py").read_text(encoding="utf-8")
 
 
 def test_the_runtime_finds_cells_by_the_compiler_s_class_names() -> None:
