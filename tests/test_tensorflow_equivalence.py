@@ -1,0 +1,283 @@
+"""Differential test against TensorFlow: the compiled Inception-like network (examples/inception.json,
+default config) against the same network built in TensorFlow by code nbcompile did not write.
+
+The TensorFlow network comes from ``nasbench_keras.build_keras_model`` (PyPI ``nasbench-keras``
+0.2.4, a third-party tf.keras port of upstream's ``model_builder.py``), run by tests/tf_network.py
+in a subprocess under Keras 2 (``tf-keras``, ``TF_USE_LEGACY_KERAS=1`` in that process only).
+Both get the cell as nbcompile built it (its canonical labeling) and the same weights, with random
+BatchNorm parameters and moving statistics so that eval mode uses them. Compared, for a batch of
+4 CIFAR-sized images:
+
+* the logits in eval mode (moving statistics);
+* the logits in train mode (the batch's statistics), upstream's loss (mean softmax cross-entropy
+  + 1e-4 · Σ ``tf.nn.l2_loss`` over every trainable variable) and every gradient;
+* one step of upstream's optimizer, TF's own ``tf.compat.v1.train.RMSPropOptimizer`` against
+  nbcompile's ``TFRMSProp`` (lr 0.2, decay 0.9, momentum 0.9, ε 1.0): the change of every
+  trainable variable, and every BatchNorm's moving mean and variance after the step (momentum
+  0.997, unbiased batch variance), also as the batch statistics they imply.
+
+Error measure: for a tensor ``a`` against ``b``, ``max |a − b| / max |b|`` (relative to the
+tensor's largest magnitude: logits near zero and gradients of unused channels make element-wise
+ratios meaningless; element-wise ratios are printed for information). Tolerances: every quantity
+is also computed by nbcompile's model in float64, the reference, and in float32 twice (contiguous
+and channels-last: different convolution algorithms). For each kind of quantity (eval logits,
+train logits, loss, gradients, steps, moving means, ...) the float32 error level is the largest
+error of those two float32 runs against the reference, over the kind's tensors; TensorFlow's
+float32 result must lie within ``SLACK`` times that level of the reference, and never needs to be
+closer than ``FLOOR`` (a few float32 ulps). This bounds the implementations' difference by float32
+rounding, whatever each quantity's conditioning (single gradient tensors of this randomly
+initialised network lose up to ~1e-1 of relative accuracy in float32, in PyTorch as in TensorFlow;
+the loss and logits keep ~1e-6). Eval logits must moreover meet 1e-5. The gradients and the steps
+are also compared as one vector each, a tighter check of the large tensors.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+import nbcompile
+from nbcompile.compiler.naming import cell_attribute, op_name, projection_name
+from nbcompile.train.recipe import BASE_LR, EPSILON, MOMENTUM, RMS_DECAY, WEIGHT_DECAY, TFRMSProp, l2_penalty
+
+pytestmark = pytest.mark.tf
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 4
+SEED = 0
+BN_MOMENTUM = 0.997
+#: TensorFlow's float32 error may exceed nbcompile's float32 error by this factor (both against the
+#: float64 reference): different but equally exact float32 algorithms (convolution, reductions).
+SLACK = 4.0
+#: Floor of the allowed relative error: a few float32 ulps (2^-23 ≈ 1.2e-7).
+FLOOR = 1e-6
+#: The goal for eval-mode logits, relative to their largest magnitude.
+EVAL_GOAL = 1e-5
+
+
+def _units(spec: dict) -> list[str]:
+    """The conv-BN-ReLU modules in the order upstream's model_builder creates them: the stem, then
+    per cell and vertex the input projection before the vertex's conv, the output projection last."""
+    matrix, ops = spec["matrix"], spec["ops"]
+    n = len(ops)
+    units = ["stem"]
+    for stack in range(3):
+        for index in range(3):
+            cell = cell_attribute(stack, index)
+            for vertex in range(1, n - 1):
+                if matrix[0][vertex]:
+                    units.append(f"{cell}.{projection_name(vertex)}")
+                if ops[vertex].startswith("conv"):
+                    units.append(f"{cell}.{op_name(vertex)}")
+            if matrix[0][n - 1]:
+                units.append(f"{cell}.{projection_name(n - 1)}")
+    return units
+
+
+def _weights(model: torch.nn.Module, units: list[str], dtype: type = np.float32) -> dict[str, np.ndarray]:
+    """Copies of the model's weights under tests/tf_network.py's names (PyTorch layouts)."""
+    state = {name: value.detach().cpu().numpy().astype(dtype) for name, value in model.state_dict().items()}
+    out = {}
+    for i, unit in enumerate(units):
+        out[f"conv{i}"] = state[f"{unit}.conv.weight"]
+        out[f"gamma{i}"] = state[f"{unit}.bn.weight"]
+        out[f"beta{i}"] = state[f"{unit}.bn.bias"]
+        out[f"mean{i}"] = state[f"{unit}.bn.running_mean"]
+        out[f"var{i}"] = state[f"{unit}.bn.running_var"]
+    out["dense_w"] = state["classifier.weight"]
+    out["dense_b"] = state["classifier.bias"]
+    return out
+
+
+def _run_torch(
+    model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, dtype: torch.dtype, units, channels_last=False
+) -> dict:
+    """Everything tests/tf_network.py computes, by (a copy of) nbcompile's model and recipe in ``dtype``
+    (``channels_last``: in that memory format, whose convolutions round differently)."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = copy.deepcopy(model).to(dtype=dtype, memory_format=memory_format)
+    x = torch.from_numpy(images).to(dtype).contiguous(memory_format=memory_format)
+    y = torch.from_numpy(labels).long()
+    before = _weights(model, units, np.float64)
+    out = {}
+    with torch.no_grad():
+        out["eval_logits"] = model.eval()(x).double().numpy()
+    model.train()
+    logits = model(x)
+    params = list(model.parameters())
+    # nbcompile.train.recipe.nasbench_loss, less its cast of the logits to float32
+    loss = F.cross_entropy(logits, y) + WEIGHT_DECAY * l2_penalty(params)
+    loss.backward()
+    out["train_logits"] = logits.detach().double().numpy()
+    out["loss"] = np.asarray(loss.item())
+    grads = {name: p.grad.detach().double().numpy() for name, p in model.named_parameters()}
+    for i, unit in enumerate(units):
+        out[f"grad_conv{i}"] = grads[f"{unit}.conv.weight"]
+        out[f"grad_gamma{i}"] = grads[f"{unit}.bn.weight"]
+        out[f"grad_beta{i}"] = grads[f"{unit}.bn.bias"]
+    out["grad_dense_w"] = grads["classifier.weight"]
+    out["grad_dense_b"] = grads["classifier.bias"]
+    TFRMSProp(params, lr=BASE_LR, decay=RMS_DECAY, momentum=MOMENTUM, eps=EPSILON).step()
+    return _derived(out, before, _weights(model, units, np.float64))
+
+
+def _derived(out: dict, before: dict, after: dict) -> dict:
+    """Add, per weight, its change in the step (``delta_*``), its moving statistics after the step
+    and the batch statistics they imply (``batch_mean*``, ``batch_var*``)."""
+    for name, value in after.items():
+        if name.startswith(("mean", "var")):
+            out[name] = value
+            out[f"batch_{name}"] = (value - BN_MOMENTUM * before[name]) / (1.0 - BN_MOMENTUM)
+        else:
+            out[f"delta_{name}"] = value - before[name]
+    return out
+
+
+def _randomize_batch_norm(model: torch.nn.Module, generator: torch.Generator) -> None:
+    """BatchNorm scale, offset and moving statistics away from their initial 1, 0, 0, 1."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                c = module.num_features
+                module.weight.copy_(0.5 + torch.rand(c, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(c, generator=generator))
+                module.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(c, generator=generator))
+
+
+def _needs_tensorflow() -> None:
+    for module in ("tensorflow", "tf_keras", "nasbench_keras"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed (see the tf extra and .ci/run)")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict:
+    _needs_tensorflow()
+    tmp = tmp_path_factory.mktemp("tfdiff")
+    spec = json.loads((ROOT / "examples" / "inception.json").read_text())
+    path = nbcompile.compile_to_file(spec, tmp / "generated", canonical=True)
+    torch.manual_seed(SEED)
+    model = nbcompile.load_model(path)
+    built = sys.modules[type(model).__module__].SPEC
+    generator = torch.Generator().manual_seed(SEED + 1)
+    _randomize_batch_norm(model, generator)
+    images = torch.randn(BATCH, 3, 32, 32, generator=generator).numpy()
+    labels = torch.randint(0, 10, (BATCH,), generator=generator).numpy()
+    units = _units(built)
+    convs = {name.rsplit(".", 2)[0] for name, _ in model.named_parameters() if name.endswith("conv.weight")}
+    assert convs == set(units), "every conv-BN-ReLU of the network is transferred exactly once"
+
+    source, target = tmp / "in.npz", tmp / "out.npz"
+    np.savez(
+        source,
+        matrix=np.asarray(built["matrix"]),
+        ops=np.asarray(built["ops"]),
+        images=images,
+        labels=labels,
+        lr=BASE_LR,
+        decay=RMS_DECAY,
+        momentum=MOMENTUM,
+        epsilon=EPSILON,
+        weight_decay=WEIGHT_DECAY,
+        **_weights(model, units),
+    )
+    environment = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "tf_network.py"), str(source), str(target)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    weights = _weights(model, units, np.float64)
+    tf_out = {name: value.astype(np.float64) for name, value in np.load(target).items()}
+    tf_after = {name: tf_out.pop(name) for name in weights}
+    tf_side = _derived(tf_out, weights, tf_after)
+    return {
+        "tf": tf_side,
+        "float32": _run_torch(model, images, labels, torch.float32, units),
+        "float32_channels_last": _run_torch(model, images, labels, torch.float32, units, channels_last=True),
+        "float64": _run_torch(model, images, labels, torch.float64, units),
+    }
+
+
+def _error(a: np.ndarray, reference: np.ndarray) -> float:
+    scale = float(np.max(np.abs(reference)))
+    return float(np.max(np.abs(a - reference))) / scale if scale else float(np.max(np.abs(a)))
+
+
+def _with_totals(quantities: dict) -> dict:
+    """Add every gradient, and every variable's change, concatenated into one vector."""
+    names = sorted(quantities)
+    for prefix in ("grad_", "delta_"):
+        parts = [quantities[name].ravel() for name in names if name.startswith(prefix)]
+        quantities[f"all_{prefix[:-1]}"] = np.concatenate(parts)
+    return quantities
+
+
+def _groups(names) -> dict[str, list[str]]:
+    """The compared quantities, grouped for the report."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        for prefix, group in (
+            ("eval_logits", "eval logits"),
+            ("train_logits", "train logits"),
+            ("loss", "loss"),
+            ("grad_", "gradients"),
+            ("delta_", "RMSProp step (change of each variable)"),
+            ("batch_", "batch statistics implied by the moving ones"),
+            ("mean", "moving means after the step"),
+            ("all_grad", "gradients, all as one vector"),
+            ("all_delta", "RMSProp step, all as one vector"),
+            ("var", "moving variances after the step"),
+        ):
+            if name.startswith(prefix):
+                groups.setdefault(group, []).append(name)
+                break
+    return groups
+
+
+def test_tensorflow_matches_nbcompile(results: dict) -> None:
+    tf_side, float32, other, reference = (
+        _with_totals(results[run]) for run in ("tf", "float32", "float32_channels_last", "float64")
+    )
+    assert set(tf_side) == set(reference)
+    failures, lines = [], []
+    for group, names in _groups(reference).items():
+        # the float32 error of this kind of quantity in this network, as nbcompile's float32 runs show it
+        scale = max(_error(run[name], reference[name]) for run in (float32, other) for name in names)
+        allowed = max(SLACK * scale, FLOOR)
+        if group == "eval logits":
+            allowed = min(allowed, EVAL_GOAL)
+        worst = {"tf": 0.0, "abs": 0.0, "rel": 0.0, "elementwise": 0.0}
+        for name in names:
+            ref = reference[name]
+            err_tf = _error(tf_side[name], ref)
+            if err_tf > allowed:
+                failures.append(f"{name}: TF's error {err_tf:.2e} > {allowed:.2e} ({group}: torch float32 {scale:.2e})")
+            diff = np.abs(tf_side[name] - float32[name])
+            big = np.abs(ref) > 1e-3 * np.max(np.abs(ref))
+            worst["tf"] = max(worst["tf"], err_tf)
+            worst["abs"] = max(worst["abs"], float(np.max(diff)))
+            worst["rel"] = max(worst["rel"], _error(tf_side[name], float32[name]))
+            if np.any(big):
+                worst["elementwise"] = max(worst["elementwise"], float(np.max(diff[big] / np.abs(ref[big]))))
+        lines.append(
+            f"{group:44s} TF−torch: max abs {worst['abs']:.2e} rel {worst['rel']:.2e}"
+            f" (elementwise {worst['elementwise']:.2e})"
+            f" | vs float64: TF {worst['tf']:.2e}, torch {scale:.2e}, allowed {allowed:.2e}"
+        )
+    print("\n" + "\n".join(lines))
+    assert not failures, "\n".join(failures)
