@@ -28,7 +28,8 @@ closer than ``FLOOR`` (a few float32 ulps). This bounds the implementations' dif
 rounding, whatever each quantity's conditioning (single gradient tensors of this randomly
 initialised network lose up to ~1e-1 of relative accuracy in float32, in PyTorch as in TensorFlow;
 the loss and logits keep ~1e-6). Eval logits must moreover meet 1e-5. The gradients and the steps
-are also compared as one vector each, a tighter check of the large tensors.
+are also compared as one vector each, a tighter check of the large tensors. And the optimizers
+alone: TF's step against ``TFRMSProp``'s from the same gradients (TF's), to float32 rounding.
 """
 
 from __future__ import annotations
@@ -131,6 +132,17 @@ def _run_torch(
     return _derived(out, before, _weights(model, units, np.float64))
 
 
+def _step_from(gradients: dict, weights: dict, dtype: torch.dtype) -> dict:
+    """``iso_delta_*``: the change of each variable by one TFRMSProp step from ``weights`` with
+    ``gradients`` (both under tests/tf_network.py's names), in ``dtype``."""
+    names = sorted(gradients)
+    params = [torch.tensor(weights[name], dtype=dtype) for name in names]
+    for param, name in zip(params, names):
+        param.grad = torch.tensor(gradients[name], dtype=dtype)
+    TFRMSProp(params, lr=BASE_LR, decay=RMS_DECAY, momentum=MOMENTUM, eps=EPSILON).step()
+    return {f"iso_delta_{name}": param.double().numpy() - weights[name] for param, name in zip(params, names)}
+
+
 def _derived(out: dict, before: dict, after: dict) -> dict:
     """Add, per weight, its change in the step (``delta_*``), its moving statistics after the step
     and the batch statistics they imply (``batch_mean*``, ``batch_var*``)."""
@@ -167,8 +179,9 @@ def results(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("tfdiff")
     spec = json.loads((ROOT / "examples" / "inception.json").read_text())
     path = nbcompile.compile_to_file(spec, tmp / "generated", canonical=True)
-    torch.manual_seed(SEED)
-    model = nbcompile.load_model(path)
+    with torch.random.fork_rng():
+        torch.manual_seed(SEED)
+        model = nbcompile.load_model(path)
     built = sys.modules[type(model).__module__].SPEC
     generator = torch.Generator().manual_seed(SEED + 1)
     _randomize_batch_norm(model, generator)
@@ -205,11 +218,18 @@ def results(tmp_path_factory) -> dict:
     tf_out = {name: value.astype(np.float64) for name, value in np.load(target).items()}
     tf_after = {name: tf_out.pop(name) for name in weights}
     tf_side = _derived(tf_out, weights, tf_after)
+    # TF's step against TFRMSProp's from the same (TF's) gradients: the optimizers alone
+    tf_grads = {name[len("grad_") :]: value for name, value in tf_out.items() if name.startswith("grad_")}
+    tf_side.update({f"iso_{name}": tf_side[name] for name in tf_side if name.startswith("delta_")})
+    isolated = {dtype: _step_from(tf_grads, weights, dtype) for dtype in (torch.float32, torch.float64)}
     return {
         "tf": tf_side,
-        "float32": _run_torch(model, images, labels, torch.float32, units),
-        "float32_channels_last": _run_torch(model, images, labels, torch.float32, units, channels_last=True),
-        "float64": _run_torch(model, images, labels, torch.float64, units),
+        "float32": {**_run_torch(model, images, labels, torch.float32, units), **isolated[torch.float32]},
+        "float32_channels_last": {
+            **_run_torch(model, images, labels, torch.float32, units, channels_last=True),
+            **isolated[torch.float32],
+        },
+        "float64": {**_run_torch(model, images, labels, torch.float64, units), **isolated[torch.float64]},
     }
 
 
@@ -239,6 +259,7 @@ def _groups(names) -> dict[str, list[str]]:
             ("delta_", "RMSProp step (change of each variable)"),
             ("batch_", "batch statistics implied by the moving ones"),
             ("mean", "moving means after the step"),
+            ("iso_delta_", "RMSProp step from TF's gradients"),
             ("all_grad", "gradients, all as one vector"),
             ("all_delta", "RMSProp step, all as one vector"),
             ("var", "moving variances after the step"),

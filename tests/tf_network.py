@@ -10,7 +10,8 @@ must run with ``TF_USE_LEGACY_KERAS=1`` set before TensorFlow is imported; the t
 this process's environment only, never in its own.
 
 INPUT.npz holds ``matrix``, ``ops`` (the cell as nbcompile built it), ``images`` (NCHW float32),
-``labels``, ``lr``, and the weights in upstream's order of creation: ``conv{i}`` (OIHW),
+``labels``, the hyperparameters ``lr``, ``decay``, ``momentum``, ``epsilon``,
+``weight_decay``, and the weights in upstream's order of creation: ``conv{i}`` (OIHW),
 ``gamma{i}``, ``beta{i}``, ``mean{i}``, ``var{i}`` for the i-th conv-BN-ReLU (stem, then per cell
 and vertex the input projection before the vertex's conv, the output projection last), and
 ``dense_w`` (out × in), ``dense_b``. OUTPUT.npz holds the same names after one training step
