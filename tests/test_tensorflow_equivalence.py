@@ -4,7 +4,9 @@ default config) against the same network built in TensorFlow by code nbcompile d
 The TensorFlow network comes from ``nasbench_keras.build_keras_model`` (PyPI ``nasbench-keras``
 0.2.4, a third-party tf.keras port of upstream's ``model_builder.py``), run by tests/tf_network.py
 in a subprocess under Keras 2 (``tf-keras``, ``TF_USE_LEGACY_KERAS=1`` in that process only).
-Both get the cell as nbcompile built it (its canonical labeling) and the same weights, with random
+Both get the cell as nbcompile built it, in the dataset's canonical labeling (``canonical=True``)
+and as the file gives it (``canonical=False``: what upstream builds from the same matrix), and
+the same weights, with random
 BatchNorm parameters and moving statistics so that eval mode uses them. Compared, for a batch of
 4 CIFAR-sized images:
 
@@ -173,12 +175,12 @@ def _needs_tensorflow() -> None:
             pytest.skip(f"{module} is not installed (see the tf extra and .ci/run)")
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory) -> dict:
+@pytest.fixture(scope="module", params=[True, False], ids=["canonical", "as-given"])
+def results(request, tmp_path_factory) -> dict:
     _needs_tensorflow()
     tmp = tmp_path_factory.mktemp("tfdiff")
     spec = json.loads((ROOT / "examples" / "inception.json").read_text())
-    path = nbcompile.compile_to_file(spec, tmp / "generated", canonical=True)
+    path = nbcompile.compile_to_file(spec, tmp / "generated", canonical=request.param)
     with torch.random.fork_rng():
         torch.manual_seed(SEED)
         model = nbcompile.load_model(path)
