@@ -1,6 +1,6 @@
 """The TensorFlow side of test_tensorflow_equivalence.py, run as a script in its own process.
 
-    python tests/tf_network.py INPUT.npz OUTPUT.npz
+    python tests/tf_network.py INPUT.npz OUTPUT.npz [float32|float64]
 
 The network is built by ``nasbench_keras.build_keras_model`` (PyPI ``nasbench-keras`` 0.2.4, a
 third-party tf.keras port of upstream's ``model_builder.py``; nbcompile did not write it). It
@@ -17,7 +17,9 @@ and vertex the input projection before the vertex's conv, the output projection 
 ``dense_w`` (out × in), ``dense_b``. OUTPUT.npz holds the same names after one training step
 (weights and moving statistics), plus ``eval_logits``, ``train_logits``, ``loss`` and
 ``grad_{name}`` for every trainable weight (in the input's layouts), all as TensorFlow computed
-them (float32).
+them, in float32 or, with ``float64``, in float64 (then Keras's BatchNormalization takes its
+non-fused path, whose moving variance is updated with the biased batch variance where the fused
+float32 kernel, as upstream used, takes the unbiased one).
 
 What runs is upstream's training step, in eager mode: the logits with ``training=True`` (the
 batch's statistics; Keras's BatchNormalization then updates its moving statistics, as upstream's
@@ -48,15 +50,16 @@ def _creation_order(layers: list, kind: str) -> list:
     return sorted(picked, key=index)
 
 
-def main(source: str, target: str) -> None:
+def main(source: str, target: str, dtype: str = "float32") -> None:
     if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         raise SystemExit("set TF_USE_LEGACY_KERAS=1: nasbench_keras needs Keras 2 (tf-keras)")
     import tensorflow as tf
     from nasbench_keras import ModelSpec, build_keras_model
 
     tf.config.experimental.enable_op_determinism()
+    tf.keras.backend.set_floatx(dtype)
     data = np.load(source)
-    images = np.ascontiguousarray(data["images"].transpose(0, 2, 3, 1))  # NHWC
+    images = np.ascontiguousarray(data["images"].transpose(0, 2, 3, 1)).astype(dtype)  # NHWC
     labels = data["labels"]
     batch = images.shape[0]
     ops = [str(op) for op in data["ops"]]
@@ -121,4 +124,4 @@ def main(source: str, target: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])
