@@ -172,9 +172,10 @@ def test_n_compiled_steps_equal_n_eager_steps(tmp_path, options):
 
 @pytest.mark.slow  # inductor's code generation for one cell class: about a minute on 2 busy cores
 def test_n_inductor_compiled_steps_equal_n_eager_steps(tmp_path):
-    runs = steps_compiled_and_eager(tmp_path, "inductor", 5)
+    """20 steps through inductor's generated code against eager: float32 rounding only."""
+    runs = steps_compiled_and_eager(tmp_path, "inductor", 20)
     (eager_losses, eager, _, _), (losses, compiled, graphs, _) = runs[False], runs[True]
-    assert graphs == 0
+    assert graphs == 0 and len(losses) == 20
     np.testing.assert_allclose(losses, eager_losses, rtol=1e-4)
     for name, value in eager.items():
         torch.testing.assert_close(compiled[name], value, rtol=1e-3, atol=1e-5, msg=name)
