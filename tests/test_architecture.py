@@ -26,7 +26,8 @@ ALLOWED = {
     "search": {"search", "nasbench", "space"},
     "bench": {"bench", "runtime", "compiler", "space"},
     "train": {"train", "runtime", "compiler", "nasbench", "space"},
-    "cli": {"cli", "search", "bench", "train", "synthetic", "runtime", "compiler", "nasbench", "space"},
+    "proxies": {"proxies", "train", "runtime", "compiler", "nasbench", "space"},
+    "cli": {"cli", "search", "bench", "train", "proxies", "synthetic", "runtime", "compiler", "nasbench", "space"},
 }
 #: The base modules at the package root: used by every layer, importing none.
 BASE = {"errors", "fileio", "optional", "parallel", "_version"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,6 +95,11 @@ def test_sweep_writes_the_datasets_format_and_nasbench_reads_it_back(cifar, spec
     assert len(list((out / "plots").glob("*.png"))) == 4 and len(list((out / "models").glob("*.py"))) == 2
     results = [json.loads(path.read_text()) for path in runs]
     assert all(r["status"] == "ok" and r["steps"] == 8 and r["failed_attempts"] == [] for r in results)
+    for r in results:  # what each result says of how it was trained
+        assert (r["sweep_seed"], r["train"]["precision"], r["train"]["ghost_bn"]) == (0, "fp32", True)
+        assert r["time_limit_reached"] is False and r["train"]["max_train_seconds"] is None
+        assert r["evaluations"][0]["training_time"] == 0.0 and "start of its first step" in r["training_time_counts"]
+    assert len({r["seed"] for r in results}) == 4
 
     bench = NASBench(out / "results.tfrecord", cache=False)
     assert len(bench) == 2 and bench.valid_epochs == {1}
@@ -189,6 +195,34 @@ def test_one_process_per_device(cifar, tmp_path):
     assert hosts == {"cpu"}
 
 
+def dies_once(job: Job, settings: SweepSettings, attempt: int, device: str) -> dict:
+    """A worker's attempt (module level, so spawned workers can unpickle it): the first attempt of
+    the first cell's job kills its process, as an out-of-memory kill would; the others succeed.
+    ``settings.data`` is a folder for the marker file."""
+    marker = Path(settings.data) / "killed-once"
+    if job.repeat == 0 and job.ops == tuple(CELLS[0]["ops"]) and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os._exit(1)
+    time.sleep(0.5)  # long enough for the other worker's job to be in flight when the pool breaks
+    return _fake_result(job, settings)
+
+
+@pytest.mark.stress  # spawns two workers, then two more after the kill, each importing torch
+def test_a_worker_that_dies_in_the_local_pool_is_retried_and_the_sweep_goes_on(tmp_path):
+    jobs = plan_jobs([ModelSpec(**cell) for cell in CELLS], [1], 2)
+    settings = SweepSettings(str(tmp_path), TrainConfig(epochs=1, batch_size=32), TINY)
+    executor = ProcessPerDevice(settings, ["cpu", "cpu"], attempt_function=dies_once)
+    summary = run_sweep(jobs, settings, ResultFolder(tmp_path / "out"), executor)
+    assert (summary.succeeded, summary.failed) == (4, 0) and executor.restarts == 1
+    results = {job.name: json.loads((tmp_path / "out" / "runs" / f"{job.name}.json").read_text()) for job in jobs}
+    killed = results[jobs[0].name]
+    assert killed["status"] == "ok" and killed["failed_attempts"][0].startswith("attempt 1: BrokenProcessPool")
+    # the job in flight beside it failed with the pool and was retried too; nothing else was
+    retried = [name for name, r in results.items() if r["failed_attempts"]]
+    assert summary.retries == len(retried) and 1 <= len(retried) <= 2 and jobs[0].name in retried
+    assert (tmp_path / "killed-once").is_file()
+
+
 def test_bad_input_stops_the_sweep_at_once(tmp_path):
     jobs = plan_jobs([ModelSpec(**CELLS[0])], [1], 2)
     settings = SweepSettings(str(tmp_path), TrainConfig(epochs=1), TINY)
@@ -222,14 +256,25 @@ def test_sweep_killed_with_sigkill_resumes_every_job_exactly_once(cifar, specs_f
     )
 
 
-def test_train_merge_joins_folders_as_more_repeats(cifar, specs_file, tmp_path):
-    for name in ("a", "b"):
-        result = invoke(train_args(specs_file, cifar, tmp_path / name, "--no-plot", "--seed", str(len(name))))
+def test_train_merge_joins_folders_as_more_repeats_and_refuses_the_same_seed_twice(cifar, specs_file, tmp_path):
+    for name, seed in (("a", 0), ("b", 1)):
+        result = invoke(train_args(specs_file, cifar, tmp_path / name, "--no-plot", "--seed", str(seed)))
         assert result.exit_code == 0, result.stderr
     merged = invoke(["train-merge", str(tmp_path / "all.tfrecord"), str(tmp_path / "a"), str(tmp_path / "b")])
     assert merged.exit_code == 0 and "wrote 4 records" in merged.stderr
     bench = NASBench(tmp_path / "all.tfrecord", cache=False)
     assert all(len(bench.get_metrics_from_hash(h)[1][1]) == 2 for h in bench.hash_iterator())
+    seeds = {f: {json.loads(p.read_text())["sweep_seed"] for p in (tmp_path / f / "runs").glob("*.json")} for f in "ab"}
+    assert seeds == {"a": {0}, "b": {1}}
+
+    shutil.copytree(tmp_path / "a", tmp_path / "c")  # the same sweep again with the same --seed
+    for folders in (["a", "c"], ["b", "a", "b"]):
+        out = tmp_path / "twice.tfrecord"
+        refused = invoke(["train-merge", str(out), *(str(tmp_path / f) for f in folders)])
+        assert refused.exit_code == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "were trained from the same seed" in refused.stderr and not out.exists()
+        named = [f for f in folders if f"{tmp_path / f}" in refused.stderr]
+        assert named == (["a", "c"] if folders[0] == "a" else ["b", "b"])  # the folder given twice
 
 
 @pytest.mark.parametrize(
@@ -238,6 +283,9 @@ def test_train_merge_joins_folders_as_more_repeats(cifar, specs_file, tmp_path):
         (["--batch-size", "100"], "--batch-size 100 is more than the 64 images"),
         (["--stem-channels", "0"], "--stem-channels"),
         (["--max-attempts", "0"], "--max-attempts"),
+        (["--batch-size", "33"], "--batch-size 33 does not split into 2 halves for --ghost-bn"),
+        (["--max-train-seconds", "0"], "--max-train-seconds"),
+        (["--precision", "fp16"], "--precision"),
         (["--num-labels", "5"], "--num-labels of at least 10"),
         (["--ray", "x.json"], "put --ray after the SPECs"),
     ],

@@ -18,6 +18,7 @@ COMMANDS = {
     "data": LazyCommand("nbcompile.cli.data:data_group", "Work with NAS-Bench-101 dataset files (no TensorFlow)."),
     "enumerate": LazyCommand("nbcompile.cli.enumerate:enumerate_command", "Write every unique NAS-Bench-101 cell."),
     "info": LazyCommand("nbcompile.cli.compile:info_command", "Report on one spec: hash, channels, parameters, FLOPs."),
+    "proxies": LazyCommand("nbcompile.cli.proxies:proxies_command", "Score cells with zero-cost proxies (Parquet)."),
     "search": LazyCommand("nbcompile.cli.search:search_command", "Run searches on the dataset and summarise them."),
     "train": LazyCommand("nbcompile.cli.train:train_command", "Train cells with NAS-Bench-101's recipe."),
     "train-merge": LazyCommand("nbcompile.cli.train:train_merge_command", "Merge train folders into one dataset file."),

@@ -67,22 +67,33 @@ def default_device() -> str:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Sweep seed (each run and retry derives its own).")
 @click.option(
-    "--ghost-bn",
-    is_flag=True,
-    help="BatchNorm statistics over 2 × 128 images, like upstream's 2 TPU shards (inferred, not verified).",
+    "--ghost-bn/--no-ghost-bn",
+    default=True,
+    show_default=True,
+    help="BatchNorm statistics over each half of a batch, as upstream's 2 TPU shards of 128 images had them.",
 )
 @click.option(
     "--batch-size", type=click.IntRange(1), default=256, show_default=True, help="Batch size (upstream: 256)."
 )
 @click.option(
-    "--compile-step/--no-compile-step", default=None, help="torch.compile the training step [default: on for cuda]."
+    "--compile-step/--no-compile-step",
+    default=None,
+    help="Compile the training step cell by cell, in channels_last (nbcompile.optimize) [default: on for cuda].",
 )
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "bf16"]),
+    type=click.Choice(["fp32", "tf32", "bf16"]),
     default="fp32",
     show_default=True,
-    help="bf16: autocast forward and loss (faster on recent GPUs; the dataset's runs were float32 on TPU v2).",
+    help="fp32: IEEE float32 (TF32 off); tf32: TF32 convolutions and matmuls (Ampere+); bf16: autocast forward "
+    "and loss. Set for each run only.",
+)
+@click.option(
+    "--max-train-seconds",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Stop a run after this much measured training time and record it, as upstream's 4 h limit did "
+    "[default: no limit].",
 )
 @click.option(
     "--channels-last", is_flag=True, help="Channels-last layout of model and batches (faster convolutions on GPUs)."
@@ -129,6 +140,7 @@ def train_command(
     batch_size: int,
     compile_step: bool | None,
     precision: str,
+    max_train_seconds: float | None,
     channels_last: bool,
     loss_every: int,
     max_attempts: int,
@@ -163,11 +175,16 @@ def train_command(
     if network.in_channels != 3 or network.num_labels < 10:
         raise ConfigError("CIFAR-10 needs --in-channels 3 and --num-labels of at least 10")
     device = device or default_device()
+    if ghost_bn and batch_size % 2:
+        raise ConfigError(
+            f"--batch-size {batch_size} does not split into 2 halves for --ghost-bn (or pass --no-ghost-bn)"
+        )
     train = TrainConfig(
         batch_size=batch_size,
         ghost_bn=ghost_bn,
         loss_every=loss_every,
         precision=precision,
+        max_train_seconds=max_train_seconds,
         channels_last=channels_last,
         compile_step=device.startswith("cuda") if compile_step is None else compile_step,
     )

@@ -278,6 +278,9 @@ class NASBench:
     ) -> dict[str, Any]:
         """Metrics of one training run of the cell, sampled from its repeats; charges the budget.
 
+        A cell with fewer runs than 3 at ``epochs`` (a file of your own training runs) draws from
+        the runs it has, each equally likely (upstream draws from 3 and raises IndexError); one
+        without runs raises DatasetError naming the cell and the budget.
         ``reduce="mean"`` returns the mean over all repeats instead (and charges its mean time).
         ``module_adjacency``/``module_operations`` are the dataset's stored (canonical) cell.
         """

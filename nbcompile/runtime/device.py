@@ -1,5 +1,6 @@
 """Device helpers shared by ``optimize``, training and the benchmarks: dtype names, autocast,
-waiting for a device, and seeded weight initialisation that leaves the global RNG as it was."""
+training precisions and the float32 math they select, waiting for a device, and seeded weight
+initialisation that leaves the global RNG as it was."""
 
 from __future__ import annotations
 
@@ -35,6 +36,41 @@ def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextMana
     if dtype == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=DTYPES[dtype])
+
+
+#: Training precisions. ``fp32``: IEEE float32 convolutions and matmuls (TF32 off); ``tf32``: TF32
+#: convolutions and matmuls on Ampere and later GPUs; ``bf16``: bf16 autocast of forward and loss,
+#: the float32 math left over in IEEE float32.
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def check_precision(name: str, field: str = "precision") -> str:
+    """``name`` if it is one of :data:`PRECISIONS`, else a ConfigError for ``field``."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"{field} must be one of {', '.join(PRECISIONS)}, got {name!r}", field=field)
+    return name
+
+
+def autocast_dtype(precision: str) -> str:
+    """The autocast dtype name of a training precision: bf16 for ``bf16``, else fp32 (none)."""
+    return "bf16" if precision == "bf16" else "fp32"
+
+
+@contextlib.contextmanager
+def float32_math(precision: str) -> Iterator[None]:
+    """Run the block with cuDNN's and the float32 matmuls' TF32 switched on for ``tf32`` and off
+    otherwise; both settings are put back afterwards (PyTorch's own defaults differ: cuDNN
+    allows TF32, matmuls do not)."""
+    check_precision(precision)
+    saved = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved[0]
+        torch.set_float32_matmul_precision(saved[1])
 
 
 def synchronize(device: torch.device) -> None:

@@ -5,8 +5,8 @@ BatchNorm folded into the convs (the generated ``Network.fuse()``, else inductor
 channels_last, weights cast to bf16 where the device supports it (no per-call weight casts, as
 autocast would do), ``torch.compile(fullgraph=True)``, with CUDA graphs on CUDA.
 
-Training: channels_last, bf16 autocast (fp32 weights), a fused (CUDA) or foreach (CPU) SGD,
-the network compiled cell by cell (regional compilation: cells of the same class share one
+Training: channels_last, bf16 autocast (fp32 weights), a fused (CUDA) or foreach (CPU) SGD or
+the caller's optimizer, the network compiled cell by cell (regional compilation: cells of the same class share one
 compiled graph, which cuts compile time), with CUDA graphs over forward and backward on CUDA.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -27,6 +27,8 @@ from nbcompile.errors import ConfigError
 from nbcompile.runtime.device import DTYPES, autocast, resolve_dtype
 
 _Compiled = TypeVar("_Compiled")
+#: Makes the optimizer of ``optimize(train=True)`` from the model's parameters.
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ def optimize(
     lr: float = 0.01,
     momentum: float = 0.9,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    optimizer: OptimizerFactory | None = None,
     verbose: bool = False,
 ) -> OptimizedNetwork | TrainingStep:
     """The fastest inference network, or training step, for ``model`` on ``example_input``'s device.
@@ -157,8 +160,10 @@ def optimize(
     happens here, not on your first call). ``train=True`` returns a ``TrainingStep`` over
     ``model`` itself (moved to channels_last; its parameters are the ones trained), warmed up
     with one step on ``example_input`` and random labels of a local generator, after which its
-    weights are restored. ``dtype`` is auto (bf16 on a CUDA device that supports it), bf16 or
-    fp32; ``cuda_graphs`` defaults to on for CUDA; ``freeze`` (inference, inductor backend) adds
+    weights, buffers and optimizer state are put back in place. ``optimizer`` makes the training
+    optimizer from the parameters (default: SGD with ``lr`` and ``momentum``). ``dtype`` is auto
+    (bf16 on a CUDA device that supports it), bf16 or fp32; ``cuda_graphs`` defaults to on for
+    CUDA; ``freeze`` (inference, inductor backend) adds
     inductor freezing, by default only for a model without ``fuse()``. ``summary`` says in one line
     what was applied; ``verbose`` prints it to stderr.
     """
@@ -171,7 +176,7 @@ def optimize(
     example = example_input.to(device)
     if train:
         result: OptimizedNetwork | TrainingStep = _optimize_training(
-            model, example, device, dtype, backend, mode, lr, momentum, loss_fn
+            model, example, device, dtype, backend, mode, lr, momentum, loss_fn, optimizer
         )
     else:
         result = _optimize_inference(model, example, device, dtype, backend, mode, freeze)
@@ -244,13 +249,19 @@ def _optimize_training(
     lr: float,
     momentum: float,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    make_optimizer: OptimizerFactory | None,
 ) -> TrainingStep:
     model.to(device=device, memory_format=torch.channels_last).train()
     regions = list(_regions(model))
     fused = device.type == "cuda"
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=momentum, fused=True if fused else None, foreach=None if fused else True
-    )
+    if make_optimizer is None:
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=momentum, fused=True if fused else None, foreach=None if fused else True
+        )
+        described = f"SGD(momentum={momentum}, {'fused' if fused else 'foreach'})"
+    else:
+        optimizer = make_optimizer(model.parameters())
+        described = type(optimizer).__name__
     distinct = len({type(region) for region in regions})
     where = "whole network" if regions == [model] else f"per cell ({len(regions)} cells, {distinct} distinct classes)"
     applied = Applied(
@@ -260,7 +271,7 @@ def _optimize_training(
         fold="",
         compile=where if backend == "inductor" else f"{where}, {backend} backend",
         cuda_graphs=mode is not None,
-        optimizer=f"SGD(momentum={momentum}, {'fused' if fused else 'foreach'})",
+        optimizer=described,
     )
 
     def compile_and_warm_up(fullgraph: bool, applied: Applied) -> TrainingStep:
@@ -282,11 +293,13 @@ def _num_labels(model: nn.Module) -> int:
 
 
 def _warm_up(step: TrainingStep, example: torch.Tensor) -> None:
-    """Compile by running steps on ``example``, then put back the weights, buffers and optimizer state."""
+    """Compile by running steps on ``example``, then put back the weights, buffers and optimizer
+    state, in place: every tensor the caller may hold (a learning-rate tensor in the optimizer's
+    param groups, a state slot) stays the same object; state the steps created is removed."""
     generator = torch.Generator(device=example.device).manual_seed(0)
     labels = torch.randint(0, _num_labels(step.model), (example.shape[0],), generator=generator, device=example.device)
     state = {name: value.detach().clone() for name, value in step.model.state_dict().items()}
-    optimizer_state = copy.deepcopy(step.optimizer.state_dict())
+    slots = {p: {key: _copy(value) for key, value in values.items()} for p, values in step.optimizer.state.items()}
     try:
         for _ in range(3 if step.applied.cuda_graphs else 1):  # CUDA graphs are recorded on the third
             step(example, labels)
@@ -294,5 +307,21 @@ def _warm_up(step: TrainingStep, example: torch.Tensor) -> None:
         with torch.no_grad():
             for name, value in step.model.state_dict().items():
                 value.copy_(state[name])
-        step.optimizer.load_state_dict(optimizer_state)
+            for p in list(step.optimizer.state):
+                values = step.optimizer.state[p]
+                if p not in slots:
+                    del step.optimizer.state[p]
+                    continue
+                for key in [key for key in values if key not in slots[p]]:
+                    del values[key]
+                for key, saved in slots[p].items():
+                    if torch.is_tensor(saved) and torch.is_tensor(values.get(key)):
+                        values[key].copy_(saved)
+                    else:
+                        values[key] = saved
         step.optimizer.zero_grad(set_to_none=True)
+
+
+def _copy(value: object) -> object:
+    """A copy of an optimizer state value: tensors cloned, anything else deep-copied."""
+    return value.detach().clone() if torch.is_tensor(value) else copy.deepcopy(value)

@@ -77,6 +77,15 @@ class TFRMSProp(torch.optim.Optimizer):
             raise ValueError(f"invalid TFRMSProp hyperparameters decay={decay}, momentum={momentum}, eps={eps}")
         super().__init__(params, {"lr": lr, "decay": decay, "momentum": momentum, "eps": eps, "foreach": foreach})
 
+    def initialize_state(self) -> None:
+        """Create every parameter's slots now (``ms`` = 1, ``mom`` = 0), as the first step would:
+        a compiled step then sees the same state from its first call on."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if not self.state[p]:
+                    self.state[p]["ms"] = torch.ones_like(p, memory_format=torch.preserve_format)
+                    self.state[p]["mom"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
     def _slots(
         self, group: dict
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
@@ -139,7 +148,8 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         n = x.shape[0]
         if not self.training or self.groups <= 1 or n % self.groups:
             return super().forward(x)
-        grouped = x.reshape(self.groups, n // self.groups, *x.shape[1:])
+        # statistics and normalisation in the parameters' dtype (float32 under bf16 autocast too)
+        grouped = x.reshape(self.groups, n // self.groups, *x.shape[1:]).to(self.weight.dtype)
         dims = (1, 3, 4)
         mean = grouped.mean(dims, keepdim=True)
         var = grouped.var(dims, unbiased=False, keepdim=True)
@@ -153,7 +163,7 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
                 unbiased = var.reshape(self.groups, -1).mean(0) * (count / max(count - 1, 1))
                 self.running_var.lerp_(unbiased, self.momentum)
                 self.num_batches_tracked.add_(1)
-        return y.reshape(x.shape)
+        return y.reshape(x.shape).to(x.dtype)
 
 
 def use_ghost_batch_norm(model: nn.Module, groups: int = 2) -> int:

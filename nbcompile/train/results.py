@@ -106,7 +106,11 @@ class ResultFolder:
         return path
 
     def results(self) -> list[dict[str, Any]]:
-        return [read_result(path) for path in sorted(self.runs.glob("*.json"))] if self.runs.is_dir() else []
+        return [result for _, result in self.located_results()]
+
+    def located_results(self) -> list[tuple[Path, dict[str, Any]]]:
+        """``(path, result)`` of every finished job, in name order."""
+        return [(path, read_result(path)) for path in sorted(self.runs.glob("*.json"))] if self.runs.is_dir() else []
 
 
 def read_result(path: Path) -> dict[str, Any]:
@@ -122,8 +126,25 @@ def read_result(path: Path) -> dict[str, Any]:
 def merge_results(out_file: str | os.PathLike[str], folders: Iterable[str | os.PathLike[str]]) -> int:
     """Write every successful run of ``folders`` (sweep output folders) into one TFRecord file,
     sorted by cell, budget and repeat; returns the number of records. Runs of the same job in
-    several folders are all kept (they are more repeats)."""
-    results = [result for folder in folders for result in ResultFolder(folder).results() if result["status"] == "ok"]
+    several folders are all kept (they are more repeats), but two runs trained from the same seed
+    are the same run twice (folders swept with the same ``--seed``): DatasetError naming both."""
+    located = [
+        (path, result)
+        for folder in folders
+        for path, result in ResultFolder(folder).located_results()
+        if result["status"] == "ok"
+    ]
+    seen: dict[int, Path] = {}
+    for path, result in located:
+        if "seed" not in result:
+            raise DatasetError(f"{path}: a training result without its seed")
+        other = seen.setdefault(result["seed"], path)
+        if other is not path:
+            raise DatasetError(
+                f"{other} and {path} were trained from the same seed {result['seed']}, so they are not independent "
+                "repeats: train one of the folders again with another --seed"
+            )
+    results = [result for _, result in located]
     results.sort(key=lambda r: (r["module_hash"], r["epochs"], r["repeat"]))
     with atomic_output(Path(out_file)) as temporary, open(temporary, "wb") as stream:
         stream.writelines(frame(encode_record(record_of(result))) for result in results)

@@ -28,6 +28,12 @@ from nbcompile.train.results import FORMAT, Job, ResultFolder
 
 #: Upstream's ``max_attempts``.
 MAX_ATTEMPTS = 5
+#: What a result's ``training_time`` counts, said in every result document.
+TRAINING_TIME_COUNTS = (
+    "upstream's timing (lib/training_time.py): in each training call, from the start of its first step to the "
+    "start of its last; 0.0 at the first evaluation; no evaluation, and no compilation: a compiled step is "
+    "compiled and warmed up before the clock starts (warmup_time)"
+)
 
 StepProgress = Callable[[Job, int, int], None]
 
@@ -81,6 +87,7 @@ def result_json(
         **_job_fields(job, "ok"),
         "attempt": attempt,
         "seed": seed,
+        "sweep_seed": settings.seed,
         "device": device,
         "host": platform.node(),
         "nbcompile": __version__,
@@ -88,6 +95,9 @@ def result_json(
         "train": dataclasses.asdict(settings.with_budget(job.epochs)),
         "trainable_parameters": run.trainable_parameters,
         "training_time": run.training_time,
+        "training_time_counts": TRAINING_TIME_COUNTS,
+        "time_limit_reached": run.time_limit_reached,
+        "warmup_time": run.warmup_time,
         "total_time": run.total_time,
         "steps": run.steps,
         "images_per_second": run.images_per_second,
@@ -156,6 +166,7 @@ class InProcess:
         pass
 
 
+AttemptFunction = Callable[..., dict[str, Any]]
 _worker_device: list[str] = []  # the device a ProcessPerDevice worker claimed (one per process)
 
 
@@ -163,27 +174,46 @@ def _claim_device(devices: Any) -> None:
     _worker_device.append(devices.get())
 
 
-def _worker_attempt(job: Job, settings: SweepSettings, attempt: int) -> dict[str, Any]:
-    return run_attempt(job, settings, attempt, device=_worker_device[0])
+def _worker_attempt(attempt_function: AttemptFunction, job: Job, settings: SweepSettings, attempt: int) -> dict:
+    return attempt_function(job, settings, attempt, device=_worker_device[0])
 
 
 class ProcessPerDevice:
     """One worker process per device (e.g. ``cuda:0``, ``cuda:1``), each with its own copy of the
-    data, taking the next job when it finishes one."""
+    data, taking the next job when it finishes one.
 
-    def __init__(self, settings: SweepSettings, devices: Sequence[str]) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._manager = context.Manager()
+    A worker that dies (killed, out of host memory) breaks the process pool: every attempt in
+    flight then fails with BrokenProcessPool, the sweep retries them like any other failure, and
+    the next submission starts a fresh pool. (The pool cannot tell which worker died, so the
+    attempts of the others count as failed too.)"""
+
+    def __init__(
+        self, settings: SweepSettings, devices: Sequence[str], attempt_function: AttemptFunction = run_attempt
+    ) -> None:
+        self._context = multiprocessing.get_context("spawn")
+        self._manager = self._context.Manager()
+        self.settings, self.devices, self.slots = settings, list(devices), len(devices)
+        self._attempt_function = attempt_function
+        self.restarts = 0
+        self._pool = self._start_pool()
+
+    def _start_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         queue = self._manager.Queue()
-        for device in devices:
+        for device in self.devices:
             queue.put(device)
-        self.settings, self.slots = settings, len(devices)
-        self._pool = concurrent.futures.ProcessPoolExecutor(
-            len(devices), mp_context=context, initializer=_claim_device, initargs=(queue,)
+        return concurrent.futures.ProcessPoolExecutor(
+            len(self.devices), mp_context=self._context, initializer=_claim_device, initargs=(queue,)
         )
 
     def submit(self, job: Job, attempt: int) -> concurrent.futures.Future:
-        return self._pool.submit(_worker_attempt, job, self.settings, attempt)
+        arguments = (_worker_attempt, self._attempt_function, job, self.settings, attempt)
+        try:
+            return self._pool.submit(*arguments)
+        except concurrent.futures.BrokenExecutor:  # the pool lost a worker
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = self._start_pool()
+            self.restarts += 1
+            return self._pool.submit(*arguments)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
