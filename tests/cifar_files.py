@@ -2,7 +2,8 @@
 
 Imported as ``from cifar_files import ...`` (``tests/`` is on ``sys.path`` under pytest). A
 record is one label byte and 3,072 pixel bytes: the red plane, then green, then blue, each
-32 rows of 32. Pixel (c, y, x) of image i is ``pixel_value(i, c, y, x)``.
+32 rows of 32. Pixel (c, y, x) of image i is ``pixel_value(i, c, y, x)``. ``synthetic_data`` is
+the in-memory counterpart: a data set of random images, no file.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 import tarfile
 from pathlib import Path
+from typing import Any
 
 BATCHES = (
     "data_batch_1.bin",
@@ -70,3 +72,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def synthetic_data(images: int = 64, seed: int = 0) -> Any:
+    """An in-memory Cifar10 of random images: 4 × ``images`` to train on, ``images`` in each of the
+    other splits (the training evaluation is on the first ``images`` training images)."""
+    import numpy as np
+
+    from nbcompile.train.cifar10 import Cifar10, ImageSet
+
+    rng = np.random.default_rng(seed)
+
+    def one(n: int) -> ImageSet:
+        return ImageSet(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n))
+
+    train = one(4 * images)
+    return Cifar10(train, one(images), one(images), ImageSet(train.images[:images], train.labels[:images]))

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from example_cells import INCEPTION
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -20,26 +21,6 @@ from nbcompile.proxies.runner import ProxyScorer, random_batch
 from nbcompile.runtime.inmemory import canonical_plan
 
 TINY = NetworkConfig(stem_channels=8, num_stacks=1, cells_per_stack=1)
-INCEPTION = {
-    "matrix": [
-        [0, 1, 1, 1, 0, 1, 0],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 1, 0, 0],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 0, 0, 0],
-    ],
-    "ops": [
-        "input",
-        "conv1x1-bn-relu",
-        "conv3x3-bn-relu",
-        "conv3x3-bn-relu",
-        "conv3x3-bn-relu",
-        "maxpool3x3",
-        "output",
-    ],
-}
 
 
 def _linear_problem(seed: int = 0, n: int = 5, d: int = 4, k: int = 3):

@@ -7,30 +7,27 @@ from pathlib import Path
 
 import pytest
 from cifar_files import write_folder
-from click.testing import CliRunner, Result
+from cli_runner import assert_one_line_error, invoke
+from click.testing import Result
+from example_cells import INCEPTION_JSON as INCEPTION
 
-from nbcompile.cli import main
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.proxies.names import PROXY_NAMES
 from nbcompile.proxies.runner import ProxyScorer, cifar10_batch
 from nbcompile.proxies.table import read_table
 from nbcompile.space.spec import ModelSpec
 
-ROOT = Path(__file__).resolve().parents[1]
-INCEPTION = ROOT / "examples" / "inception.json"
 TINY_FLAGS = ["--stem-channels", "8", "--num-stacks", "1", "--cells-per-stack", "1"]
 TINY = NetworkConfig(stem_channels=8, num_stacks=1, cells_per_stack=1)
 
 
 def run(*args: str) -> Result:
-    return CliRunner().invoke(main, ["proxies", *args])
+    return invoke(["proxies", *args])
 
 
 def assert_refused(result: Result, out: Path, *fragments: str) -> None:
     """Exit 2, one error line naming every fragment, and no file (nor temporary) left."""
-    lines = result.stderr.strip().splitlines()
-    assert result.exit_code == 2 and len(lines) == 1, result.output
-    assert all(fragment in lines[0] for fragment in fragments), lines[0]
+    assert_one_line_error(result, *fragments)
     assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))
 
 

@@ -10,7 +10,7 @@ import example_cells
 import numpy as np
 import pytest
 import torch
-from cifar_files import one_thread
+from cifar_files import one_thread, synthetic_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -19,7 +19,6 @@ from torch.nn import functional as F
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.space.spec import ModelSpec
 from nbcompile.train import recipe
-from nbcompile.train.cifar10 import Cifar10, ImageSet
 from nbcompile.train.data import DeviceImages
 from nbcompile.train.loop import (
     DeviceData,
@@ -217,16 +216,6 @@ def test_evaluation_uses_39_batches_of_256_and_counts_exactly():
     correct, images = accuracy_count(Constant(), data, 256)
     assert images == 9_984
     assert correct == sum(1 for i in range(9_984) if i % 7 == 0) == 1427
-
-
-def synthetic_data(images: int = 64, seed: int = 0) -> Cifar10:
-    rng = np.random.default_rng(seed)
-
-    def one(n: int) -> ImageSet:
-        return ImageSet(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n))
-
-    train = one(4 * images)
-    return Cifar10(train, one(images), one(images), ImageSet(train.images[:images], train.labels[:images]))
 
 
 def test_tiny_run_follows_upstreams_schedule(tmp_path):

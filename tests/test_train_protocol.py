@@ -9,14 +9,18 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from cifar_files import one_thread
-from test_train import INCEPTION, TINY, synthetic_data
+from cifar_files import one_thread, synthetic_data
+from example_cells import INCEPTION as INCEPTION_CELL
 
+from nbcompile.compiler.config import NetworkConfig
 from nbcompile.runtime.device import float32_math
+from nbcompile.space.spec import ModelSpec
 from nbcompile.train import loop, recipe
 from nbcompile.train.loop import DeviceData, TrainConfig, Trainer, evaluation_steps, train_run, upstream_seconds
 
 single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
+INCEPTION = ModelSpec(**INCEPTION_CELL)
+TINY = NetworkConfig(stem_channels=8, num_stacks=1, cells_per_stack=1)
 
 #: 2 epochs of 256 images in batches of 32: 16 steps, evaluated after steps 1, 8 and 16.
 CONFIG = TrainConfig(epochs=2, batch_size=32, loss_every=1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import collections
 import json
-from pathlib import Path
 
 import pytest
+from example_cells import EXAMPLES, INCEPTION
 
 from nbcompile.errors import DatasetError
 from nbcompile.nasbench import NASBench
@@ -16,8 +16,7 @@ from nbcompile.nasbench.writer import encode_record
 from nbcompile.space.spec import ModelSpec
 from nbcompile.train.results import record_of
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-CELLS = [ModelSpec(**json.loads((EXAMPLES / n).read_text())) for n in ("inception.json", "seven_vertex_nine_edge.json")]
+CELLS = [ModelSpec(**INCEPTION), ModelSpec(**json.loads((EXAMPLES / "seven_vertex_nine_edge.json").read_text()))]
 CELLS.append(ModelSpec([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv3x3-bn-relu", "output"]))
 
 
