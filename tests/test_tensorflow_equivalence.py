@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from example_cells import INCEPTION, REPO
 from torch.nn import functional as F
 
 import nbcompile
@@ -59,7 +59,6 @@ from nbcompile.train.recipe import BASE_LR, EPSILON, MOMENTUM, RMS_DECAY, WEIGHT
 
 pytestmark = pytest.mark.tf
 
-ROOT = Path(__file__).resolve().parents[1]
 BATCH = 4
 SEED = 0
 BN_MOMENTUM = 0.997
@@ -148,7 +147,7 @@ def _run_tf(source: Path, target: Path, dtype: str, weights: dict) -> tuple[dict
     gradients under the weights' names."""
     environment = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "tf_network.py"), str(source), str(target), dtype],
+        [sys.executable, str(REPO / "tests" / "tf_network.py"), str(source), str(target), dtype],
         env=environment,
         capture_output=True,
         text=True,
@@ -206,8 +205,7 @@ def _needs_tensorflow() -> None:
 def results(request, tmp_path_factory) -> dict:
     _needs_tensorflow()
     tmp = tmp_path_factory.mktemp("tfdiff")
-    spec = json.loads((ROOT / "examples" / "inception.json").read_text())
-    path = nbcompile.compile_to_file(spec, tmp / "generated", canonical=request.param)
+    path = nbcompile.compile_to_file(INCEPTION, tmp / "generated", canonical=request.param)
     with torch.random.fork_rng():
         torch.manual_seed(SEED)
         model = nbcompile.load_model(path)
