@@ -1,6 +1,6 @@
 """Regenerate the golden files in generated/ from examples/*.json (run from anywhere).
 
-The golden test (tests/test_codegen.py) names this script when a golden file is out of date.
+The golden test (tests/test_golden_files.py) names this script when a golden file is out of date.
 Review the diff before committing: a change here is a change in every user's generated code.
 """
 
