@@ -9,7 +9,7 @@ from pathlib import Path
 from cli_runner import assert_one_line_error, invoke
 
 from nbcompile.nasbench import NASBench
-from nbcompile.search import algorithms
+from nbcompile.search import optimizer
 from nbcompile.space.enumeration import enumerate_cells, sample_cells
 from nbcompile.synthetic.fixture import ONLY_108, write_fixture
 
@@ -110,7 +110,7 @@ def test_search_refuses_an_impossible_dedupe_budget(small_only108, tmp_path) -> 
 
 def test_search_on_a_partial_dataset_ends_with_a_note(tmp_path, monkeypatch) -> None:
     """Ten 7-vertex cells: random draws (almost) never meet one."""
-    monkeypatch.setattr(algorithms, "FRESH_ATTEMPTS", 1000)
+    monkeypatch.setattr(optimizer, "FRESH_ATTEMPTS", 1000)
     partial = tmp_path / "partial_synthetic.tfrecord"
     write_fixture(partial, sample_cells(400)[-10:], ONLY_108)
     out = tmp_path / "out"

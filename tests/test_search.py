@@ -16,7 +16,7 @@ from nbcompile.errors import DatasetError
 from nbcompile.nasbench import NASBench
 from nbcompile.nasbench.tfrecord import frame
 from nbcompile.nasbench.writer import encode_record
-from nbcompile.search import Budget, SearchOptions, algorithms, local_search, random_search, regularized_evolution
+from nbcompile.search import Budget, SearchOptions, local_search, optimizer, random_search, regularized_evolution
 from nbcompile.search.experiment import Experiment, run_experiment, summarize
 from nbcompile.search.specs import mutate_spec, neighbours, random_spec
 from nbcompile.space.enumeration import enumerate_cells, sample_cells
@@ -249,7 +249,7 @@ def test_search_refuses_a_time_budget_it_cannot_charge(tmp_path) -> None:
 
 
 def test_dedupe_search_that_uses_up_the_dataset_ends_with_what_it_found(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(algorithms, "FRESH_ATTEMPTS", 2000)
+    monkeypatch.setattr(optimizer, "FRESH_ATTEMPTS", 2000)
     cells = list(enumerate_cells(max_vertices=3, workers=1))
     path = tmp_path / "tiny_synthetic.tfrecord"
     write_fixture(path, cells, ONLY_108)

@@ -26,7 +26,7 @@ def test_search_summary_says_queries_are_a_mean_per_run() -> None:
 def _run_result(algorithm: str, times, valids, tests):
     from nbcompile.search.algorithms import SearchResult
 
-    return SearchResult(algorithm, 0, [0.0, *times], [0.0, *valids], [0.0, *tests])
+    return SearchResult(algorithm, 0, times=[0.0, *times], best_valids=[0.0, *valids], best_tests=[0.0, *tests])
 
 
 def test_plot_y_range_spans_the_data_not_the_starting_zero() -> None:

@@ -94,7 +94,7 @@ def search_command(
     from nbcompile.nasbench.report import SYNTHETIC_NOTE
     from nbcompile.optional import require
     from nbcompile.parallel import available_cpus
-    from nbcompile.search.algorithms import Budget, SearchOptions
+    from nbcompile.search import Budget, SearchOptions
     from nbcompile.search.experiment import Experiment, format_summary, run_experiment, summarize, write_results
     from nbcompile.synthetic.naming import is_synthetic_dataset
 

@@ -343,6 +343,10 @@ class NASBench:
         except (KeyError, TypeError):
             raise UnknownCellError(f"module hash {module_hash!r} is not in {self.dataset_file}") from None
 
+    def find_row(self, module_hash: str) -> int | None:
+        """The table row of a module hash, or None if the dataset does not have it."""
+        return self._rows.get(module_hash)
+
     def spec_of(self, module_hash: str) -> ModelSpec:
         """The stored (canonical) cell of a module hash, as a ModelSpec (one that can ``visualize()``)."""
         row = self.row_of(module_hash)

@@ -20,7 +20,9 @@ import numpy as np
 
 from nbcompile.nasbench.api import NASBench
 from nbcompile.parallel import ordered_map
-from nbcompile.search.algorithms import ALGORITHMS, Budget, SearchOptions, SearchResult
+from nbcompile.search.algorithms import ALGORITHMS, SearchResult, search
+from nbcompile.search.optimizer import SearchOptions
+from nbcompile.search.protocol import Budget
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,16 @@ def _open_in_worker(dataset: str, cache_dir: str | None) -> None:
     _WORKER_DATASET = NASBench(dataset, cache_dir=cache_dir, workers=1, progress=False)
 
 
-def _run_in_worker(algorithm: str, seed: int, budget: Budget, options: SearchOptions) -> SearchResult:
+def _run_in_worker(algorithm: str, trial: int, seed: int, budget: Budget, options: SearchOptions) -> SearchResult:
     if _WORKER_DATASET is None:
         raise RuntimeError("_run_in_worker runs only in a worker started by run_experiment")
-    return ALGORITHMS[algorithm](_WORKER_DATASET, budget, seed, options)
+    return search(algorithm, _WORKER_DATASET, budget, seed, options, trial)
 
 
-def _run_here(dataset: NASBench, algorithm: str, seed: int, budget: Budget, options: SearchOptions) -> SearchResult:
-    return ALGORITHMS[algorithm](dataset, budget, seed, options)
+def _run_here(
+    dataset: NASBench, algorithm: str, trial: int, seed: int, budget: Budget, options: SearchOptions
+) -> SearchResult:
+    return search(algorithm, dataset, budget, seed, options, trial)
 
 
 def run_experiment(
@@ -80,7 +84,7 @@ def run_experiment(
     caller has it open already (otherwise it is opened, converting it once if needed). Worker
     processes open it from its cache folder (memory-mapped, shared through the page cache)."""
     tasks = [
-        (algorithm, experiment.run_seed(algorithm, repeat), experiment.budget, experiment.options)
+        (algorithm, repeat, experiment.run_seed(algorithm, repeat), experiment.budget, experiment.options)
         for algorithm, repeat in experiment.runs()
     ]
     if dataset is None:  # converted once here, not in every worker

@@ -3,7 +3,9 @@
 ``random_spec``: a 7×7 0/1 matrix kept upper triangular and random interior ops, drawn again until
 the cell is valid. ``mutate_spec``: on the *unpruned* matrix and ops, flip each upper-triangular
 entry with probability rate/7 and change each interior op with probability rate/5 to a different
-op, drawn again until valid. All randomness comes from the ``numpy.random.Generator`` passed in.
+op, drawn again until valid. ``mutate_one``: the NAS-Bench-101 paper's mutation, one edge flipped
+or one op changed to a different op, the edge or op chosen uniformly, drawn again until valid.
+All randomness comes from the ``numpy.random.Generator`` passed in.
 """
 
 from __future__ import annotations
@@ -46,6 +48,28 @@ def mutate_spec(spec: ModelSpec, rng: np.random.Generator, mutation_rate: float 
             choices = [op for op in AVAILABLE_OPS if op != ops[vertex]]
             ops[vertex] = choices[int(rng.integers(len(choices)))]
         child = ModelSpec(matrix.tolist(), ops)
+        if child.is_valid():
+            return child
+
+
+def mutate_one(spec: ModelSpec, rng: np.random.Generator) -> ModelSpec:
+    """A valid child of ``spec`` with exactly one change to its unpruned form: one of the
+    upper-triangular entries flipped, or one interior op replaced by a *different* op, the entry
+    or op chosen uniformly among all of them (the paper's regularized evolution)."""
+    matrix = np.array(spec.original_matrix_tuple, dtype=np.int64)
+    original_ops = spec.original_ops_tuple
+    size = len(original_ops)
+    rows, cols = np.triu_indices(size, 1)
+    while True:
+        choice = int(rng.integers(len(rows) + size - 2))
+        child_matrix, ops = matrix.copy(), list(original_ops)
+        if choice < len(rows):
+            child_matrix[rows[choice], cols[choice]] ^= 1
+        else:
+            vertex = choice - len(rows) + 1
+            choices = [op for op in AVAILABLE_OPS if op != ops[vertex]]
+            ops[vertex] = choices[int(rng.integers(len(choices)))]
+        child = ModelSpec(child_matrix.tolist(), ops)
         if child.is_valid():
             return child
 
