@@ -52,8 +52,9 @@ MAX_ATTEMPTS = 3
 #: The epoch budgets a multi-fidelity algorithm queries (Hyperband's and BOHB's, η = 3).
 FIDELITIES = (4, 12, 36, 108)
 #: The columns of ``evaluations.parquet``: Evaluation's fields, in order, and their Arrow types.
+_ARROW_TYPES = {"str": "string", "int": "int64", "float": "float64", "bool": "bool_"}
 COLUMNS: tuple[tuple[str, str], ...] = tuple(
-    (field.name, {"str": "string", "int": "int64", "float": "float64", "bool": "bool_"}[str(field.type)])
+    (field.name, _ARROW_TYPES[field.type if isinstance(field.type, str) else field.type.__name__])
     for field in dataclasses.fields(Evaluation)
 )
 
