@@ -32,9 +32,9 @@ from typing import Any
 
 from nbcompile.nasbench import NASBench
 from nbcompile.search import ALGORITHMS, Budget, SearchOptions
-from nbcompile.search.experiment import Experiment
+from nbcompile.search.experiment import Experiment, local_executor
 from nbcompile.search.optimizer import EVOLUTION_SETTINGS
-from nbcompile.search.study import local_executor, run_study, trial_outcomes
+from nbcompile.search.study import run_study, trial_outcomes
 
 #: The paper's comparison, and local search.
 PAPER_ALGORITHMS = ("random", "evolution", "local", "reinforce", "tpe", "smac", "hyperband", "bohb")

@@ -179,7 +179,7 @@ def test_experiments_keep_no_dataset_in_the_parent(small_only108, tmp_path) -> N
     for workers in (1, 2):
         results = experiment_module.run_experiment(experiment, workers)
         assert [r.queries for r in results] == [4, 4]
-        assert experiment_module._WORKER_DATASET is None  # set only inside worker processes
+        assert experiment_module.dataset_in_this_process.cache_info().currsize == 0  # workers' own
 
 
 # --- datasets with holes: cells without runs, NaN training times, a space used up ---------------

@@ -23,18 +23,10 @@ from nbcompile import tasks
 from nbcompile.nasbench import NASBench
 from nbcompile.search import ALGORITHMS, Algorithm, Budget, SearchOptions
 from nbcompile.search.analysis import mean_over_queries, mean_over_time, trial_regrets
-from nbcompile.search.experiment import Experiment
+from nbcompile.search.experiment import Experiment, local_executor, ray_executor, trials_of
 from nbcompile.search.optimizer import Optimizer, Proposal
 from nbcompile.search.protocol import best_mean_test_accuracy
-from nbcompile.search.study import (
-    StudyMismatch,
-    evaluation_columns,
-    local_executor,
-    ray_executor,
-    run_study,
-    trials_of,
-    write_report,
-)
+from nbcompile.search.study import StudyMismatch, evaluation_columns, run_study, write_report
 from nbcompile.space.enumeration import enumerate_cells, sample_cells
 from nbcompile.synthetic.fixture import ONLY_108, write_fixture
 

@@ -255,7 +255,8 @@ def _run_with_progress(
     from rich.progress import TimeRemainingColumn
 
     from nbcompile.parallel import available_cpus
-    from nbcompile.search.study import StudyFolder, local_executor, ray_executor, run_study, trials_of
+    from nbcompile.search.experiment import local_executor, ray_executor, trials_of
+    from nbcompile.search.study import StudyFolder, run_study
 
     folder = StudyFolder(out)
     remaining = sum(not folder.is_finished(trial) for trial in trials_of(experiment))

@@ -14,9 +14,7 @@ in (algorithm, trial, index) order, with the columns of :class:`~nbcompile.searc
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +26,10 @@ from nbcompile import tasks
 from nbcompile.errors import ConfigError, DatasetError
 from nbcompile.fileio import atomic_output, write_atomic
 from nbcompile.nasbench.api import NASBench
-from nbcompile.search.algorithms import ALGORITHMS, search
+from nbcompile.search.algorithms import ALGORITHMS
 from nbcompile.search.analysis import SUMMARY_NOTES, TrialRegret, summarize_study, summary_markdown, trial_regrets
-from nbcompile.search.experiment import Experiment
-from nbcompile.search.optimizer import SearchOptions
-from nbcompile.search.protocol import Budget, Evaluation, best_mean_test_accuracy
+from nbcompile.search.experiment import Experiment, Trial, TrialRun, trials_of
+from nbcompile.search.protocol import Evaluation, best_mean_test_accuracy
 
 if TYPE_CHECKING:
     import pyarrow
@@ -57,84 +54,6 @@ COLUMNS: tuple[tuple[str, str], ...] = tuple(
     (field.name, _ARROW_TYPES[field.type if isinstance(field.type, str) else field.type.__name__])
     for field in dataclasses.fields(Evaluation)
 )
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One trial of a study: an algorithm, its number and its seed."""
-
-    algorithm: str
-    number: int
-    seed: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.algorithm}-{self.number:05d}"
-
-
-@dataclass(frozen=True)
-class TrialSettings:
-    """What every trial of a study shares: the dataset to open (a cache folder, memory-mapped and
-    shared through the page cache, where there is one), the budget and the options."""
-
-    dataset: str
-    cache_dir: str | None
-    budget: Budget
-    options: SearchOptions
-
-
-@dataclass
-class TrialRun:
-    """A finished trial: its evaluations, why it ended early (None: it spent its budget), and the
-    seconds it took."""
-
-    evaluations: list[Evaluation]
-    note: str | None
-    seconds: float
-
-
-def trials_of(experiment: Experiment) -> list[Trial]:
-    """Every trial of ``experiment``, algorithm by algorithm."""
-    return [Trial(a, number, experiment.run_seed(a, number)) for a, number in experiment.runs()]
-
-
-def run_trial_on(dataset: NASBench, trial: Trial, settings: TrialSettings, attempt: int) -> TrialRun:
-    """One attempt at ``trial`` on an open ``dataset`` (the attempt changes nothing: a trial is
-    seeded by its own seed alone)."""
-    started = time.perf_counter()
-    result = search(trial.algorithm, dataset, settings.budget, trial.seed, settings.options, trial.number)
-    return TrialRun(result.evaluations, result.note, time.perf_counter() - started)
-
-
-@functools.lru_cache(maxsize=1)
-def _dataset_in_this_process(source: str, cache_dir: str | None) -> NASBench:
-    """The dataset of a worker process (local pool or Ray), opened by its first trial only."""
-    return NASBench(source, cache_dir=cache_dir, workers=1, progress=False)
-
-
-def run_trial_in_worker(trial: Trial, settings: TrialSettings, attempt: int) -> TrialRun:
-    """One attempt at ``trial`` in a worker process, which opens the dataset once."""
-    return run_trial_on(_dataset_in_this_process(settings.dataset, settings.cache_dir), trial, settings, attempt)
-
-
-def trial_settings(experiment: Experiment, dataset: NASBench) -> TrialSettings:
-    source = str(dataset.cache_folder) if dataset.cache_folder else experiment.dataset
-    return TrialSettings(source, experiment.cache_dir, experiment.budget, experiment.options)
-
-
-def local_executor(experiment: Experiment, dataset: NASBench, workers: int) -> tasks.Executor:
-    """Trials in this process (``workers`` 1), or in a pool of ``workers`` processes."""
-    settings = trial_settings(experiment, dataset)
-    if workers <= 1:
-        return tasks.InProcess(functools.partial(run_trial_on, dataset), settings)
-    return tasks.ProcessPool(run_trial_in_worker, settings, workers)
-
-
-def ray_executor(
-    experiment: Experiment, dataset: NASBench, address: str | None = None, num_cpus: int | None = None
-) -> tasks.Executor:
-    """Every trial a Ray task of one CPU; the dataset path must be readable on every worker."""
-    return tasks.RayTasks(run_trial_in_worker, trial_settings(experiment, dataset), address, num_cpus)
 
 
 # --- the study's settings ------------------------------------------------------------------------
@@ -233,11 +152,11 @@ class StudyFolder:
             "trial": trial.number,
             "seed": trial.seed,
             "status": "failed" if run is None else "ok",
-            "note": None if run is None else run.note,
+            "note": None if run is None else run.result.note,
             "seconds": None if run is None else run.seconds,
             "errors": list(errors),
         }
-        table = evaluations_table([] if run is None else run.evaluations)
+        table = evaluations_table([] if run is None else run.result.evaluations)
         table = table.replace_schema_metadata({TRIAL_METADATA_KEY: json.dumps(metadata).encode()})
         path = self.trial_path(trial)
         with atomic_output(path) as temporary:
