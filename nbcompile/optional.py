@@ -16,17 +16,18 @@ EXTRAS: dict[str, str] = {
 }
 
 
-def require(module: str, feature: str) -> None:
+def require(module: str, feature: str, extra: str | None = None) -> None:
     """Raise MissingDependencyError unless ``module`` can be imported; nothing is imported here.
 
-    ``feature`` is what needs it, as the user asked for it (``--plot``, ``to_dataframe()``).
+    ``feature`` is what needs it, as the user asked for it (``--plot``, ``to_dataframe()``);
+    ``extra``: the extra to name, where it is not the module's own in :data:`EXTRAS`.
     """
     try:
         found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a broken parent package, or a module without a spec
         found = False
     if not found:
-        extra = EXTRAS[module]
+        extra = extra or EXTRAS[module]
         raise MissingDependencyError(
             f'{feature} needs {module}, which is not installed: pip install "nbcompile[{extra}]"'
         )

@@ -67,7 +67,7 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-def _start_worker(parent_pid: int | None, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+def start_worker(parent_pid: int | None, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
     """Worker start-up: die with the parent, default signal handling, then the caller's initializer."""
     # a forked worker inherits the parent's handlers; Ctrl-C reaches the whole process group, and
     # the parent then kills the workers itself
@@ -101,7 +101,7 @@ def _kill(processes: list[Any]) -> None:
             pass
 
 
-def _kill_workers(pool: ProcessPoolExecutor) -> None:
+def kill_pool_workers(pool: ProcessPoolExecutor) -> None:
     """Stop ``pool`` now: nothing queued starts, running workers are killed, none is left behind."""
     processes = _workers_of(pool)
     _kill(processes)
@@ -185,7 +185,7 @@ def ordered_map(
     context = multiprocessing.get_context()
     parent = os.getpid() if context.get_start_method() == "fork" else None
     pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(parent, initializer, initargs)
+        workers, mp_context=context, initializer=start_worker, initargs=(parent, initializer, initargs)
     )
     with _signals_stop(pool):
         finished = False
@@ -202,4 +202,4 @@ def ordered_map(
             if finished:
                 pool.shutdown(wait=True)
             else:
-                _kill_workers(pool)
+                kill_pool_workers(pool)

@@ -30,7 +30,7 @@ ALLOWED = {
     "cli": {"cli", "search", "bench", "train", "proxies", "synthetic", "runtime", "compiler", "nasbench", "space"},
 }
 #: The base modules at the package root: used by every layer, importing none.
-BASE = {"errors", "fileio", "optional", "parallel", "_version"}
+BASE = {"errors", "fileio", "optional", "parallel", "tasks", "_version"}
 #: The package's entry points at its root, and what they may import besides the base modules
 #: (``__init__`` names its exports as strings and imports them on first use).
 ENTRY_POINTS = {"__init__": set(), "__main__": {"cli"}}

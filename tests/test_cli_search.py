@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as parquet
 from cli_runner import assert_one_line_error, invoke
 
 from nbcompile.nasbench import NASBench
@@ -50,13 +51,19 @@ def test_cli_search_emits_the_best_cell(tmp_path) -> None:
     result = invoke(args)
     assert result.exit_code == 0, result.output
     assert "SYNTHETIC" in result.stdout and "evolution" in result.stdout
-    data = json.loads((out / "results.json").read_text())
-    assert len(data["runs"]) == 6 and data["summary"][0]["runs"] == 2
-    assert (out / "trajectories.png").read_bytes()[:4] == b"\x89PNG" and (out / "mean_iqr.png").exists()
+    rows = parquet.read_table(out / "evaluations.parquet").to_pylist()
+    assert {(r["algorithm"], r["trial"]) for r in rows} == {
+        (a, t) for a in ("random", "evolution", "local") for t in (0, 1)
+    }
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["trials"] for row in summary["algorithms"]] == [2, 2, 2]
+    for name in ("regret_time.png", "regret_ecdf.png", "regret_queries.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
     model_path = Path(result.stdout.strip().splitlines()[-1])
-    best = max(data["runs"], key=lambda r: r["best_valids"][-1])
+    best = max((r for r in rows if r["valid"]), key=lambda r: r["validation_accuracy"])
+    assert best["module_hash"][:12] in model_path.name
     bench = NASBench(cells, cache_dir=tmp_path / "cache")
-    stored = bench.get_metrics_from_hash(best["best_hash"])[0]["trainable_parameters"]
+    stored = bench.get_metrics_from_hash(best["module_hash"])[0]["trainable_parameters"]
     network = load_model_class(model_path)()
     assert sum(p.numel() for p in network.parameters()) == stored
 
@@ -136,7 +143,7 @@ def test_search_on_a_partial_dataset_ends_with_a_note(tmp_path, monkeypatch) -> 
         ]
     )
     assert result.exit_code == 0, result.output
-    notes = [line for line in result.stdout.splitlines() if line.startswith("note: 1 of 1 runs ended")]
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note: 1 trials ended before")]
     assert len(notes) == 1 and "no cell worth a query in 1,000 draws" in notes[0]
-    run = json.loads((out / "results.json").read_text())["runs"][0]
-    assert run["note"] and len(run["queried_hashes"]) < 51 and len(run["times"]) == len(run["queried_hashes"]) + 1
+    rows = parquet.read_table(out / "evaluations.parquet").to_pylist()
+    assert len(rows) < 51 and json.loads((out / "summary.json").read_text())["ended_early"]["random-00000"]

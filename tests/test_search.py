@@ -4,11 +4,11 @@ datasets with holes in them."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as parquet
 import pytest
 from cli_runner import invoke
 
@@ -179,7 +179,7 @@ def test_experiments_keep_no_dataset_in_the_parent(small_only108, tmp_path) -> N
     for workers in (1, 2):
         results = experiment_module.run_experiment(experiment, workers)
         assert [r.queries for r in results] == [4, 4]
-        assert experiment_module._WORKER_DATASET is None  # set only inside worker processes
+        assert experiment_module.dataset_in_this_process.cache_info().currsize == 0  # workers' own
 
 
 # --- datasets with holes: cells without runs, NaN training times, a space used up ---------------
@@ -215,8 +215,8 @@ def test_search_skips_cells_without_runs_and_always_ends(missing_runs, tmp_path)
         ]
     )
     assert run.exit_code == 0, run.output
-    for row in json.loads((out / "results.json").read_text())["runs"]:
-        assert cells[0].module_hash not in row["queried_hashes"]
+    queried = parquet.read_table(out / "evaluations.parquet").column("module_hash").to_pylist()
+    assert queried and cells[0].module_hash not in queried
 
 
 def test_search_refuses_a_time_budget_it_cannot_charge(tmp_path) -> None:

@@ -63,3 +63,35 @@ def test_trajectories_in_the_notebooks_layout() -> None:
     mean = mean_iqr_figure(runs, 500.0, synthetic=False).axes[0]
     assert [to_rgb(line.get_color()) for line in mean.lines] == [to_rgb("red"), to_rgb("blue")]
     assert mean.lines[0].get_ydata()[-1] == pytest.approx((0.925 + 0.93) / 2) and "SYNTHETIC" not in mean.get_title()
+
+
+def test_study_figures_are_the_papers_log_log_regret_and_ecdf() -> None:
+    pytest.importorskip("matplotlib")
+    import numpy as np
+
+    from nbcompile.search.analysis import TrialRegret
+    from nbcompile.search.plots import regret_ecdf_figure, regret_figure, regret_floor
+
+    def trial(algorithm: str, number: int, times, regrets) -> TrialRegret:
+        regrets = np.array(regrets, dtype=float)
+        return TrialRegret(algorithm, number, np.array(times, dtype=float), regrets, regrets)
+
+    curves = [
+        trial("random", 0, [10, 100, 1000], [0.05, 0.02, 0.01]),
+        trial("random", 1, [20, 200, 900], [0.04, 0.04, 0.0]),  # found the best cell: regret 0
+        trial("evolution", 0, [10, 50, 1000], [0.03, 0.01, 0.005]),
+    ]
+    assert regret_floor(curves) == 1e-4  # a decade below the smallest positive regret, 0.005
+    axis = regret_figure(curves, synthetic=True, axis_kind="time").axes[0]
+    assert axis.get_xscale() == "log" and axis.get_yscale() == "log"
+    assert [line.get_label() for line in axis.lines] == ["random (2 trials)", "evolution (1 trials)"]
+    random_line = axis.lines[0]
+    assert random_line.get_xdata()[0] == 20.0  # defined once both trials have an incumbent
+    assert random_line.get_ydata()[-1] == pytest.approx(0.005)  # (0.01 + 0) / 2
+    assert len(axis.collections) == 2 and "standard error" in axis.get_title() and "SYNTHETIC" in axis.get_title()
+    by_query = regret_figure(curves, synthetic=False, axis_kind="queries").axes[0]
+    assert list(by_query.lines[1].get_xdata()) == [1.0, 2.0, 3.0] and "SYNTHETIC" not in by_query.get_title()
+    ecdf = regret_ecdf_figure(curves, synthetic=False).axes[0]
+    random_ecdf = ecdf.lines[0]
+    assert list(random_ecdf.get_xdata()) == [1e-4, 1e-4, 0.01]  # the 0 drawn at the floor
+    assert list(random_ecdf.get_ydata()) == [0.0, 0.5, 1.0]

@@ -1,9 +1,12 @@
-"""Run searches: N repeats × algorithms, with independent seeds, on several processes.
+"""Run searches: N repeats × algorithms, with independent seeds, on several processes or Ray.
 
-Every run gets its own seed, derived from the experiment seed, the algorithm's name and the repeat
-number, so results do not depend on the number of processes or the order runs finish in. Worker
-processes open the dataset from its cache (memory-mapped, shared through the page cache); the
-parent process keeps no module-level dataset.
+Every run (a :class:`Trial`) gets its own seed, derived from the experiment seed, the
+algorithm's name and the repeat number, so results do not depend on the number of processes or
+the order runs finish in. Trials run through :func:`nbcompile.tasks.run_tasks`, in this process,
+a local pool (:func:`local_executor`) or Ray (:func:`ray_executor`); worker processes open the
+dataset once each, from its cache (memory-mapped, shared through the page cache).
+:func:`run_experiment` returns the results; :mod:`nbcompile.search.study` writes them to a
+resumable study folder.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from nbcompile import tasks
 from nbcompile.nasbench.api import NASBench
-from nbcompile.parallel import ordered_map
 from nbcompile.search.algorithms import ALGORITHMS, SearchResult, search
 from nbcompile.search.optimizer import SearchOptions
 from nbcompile.search.protocol import Budget
@@ -53,25 +57,80 @@ class Experiment:
         return [(algorithm, repeat) for algorithm in self.algorithms for repeat in range(self.repeats)]
 
 
-#: The dataset of a worker process, opened by :func:`_open_in_worker`; never set in the parent.
-_WORKER_DATASET: NASBench | None = None
+@dataclass(frozen=True)
+class Trial:
+    """One trial of an experiment: an algorithm, its number and its seed."""
+
+    algorithm: str
+    number: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.algorithm}-{self.number:05d}"
 
 
-def _open_in_worker(dataset: str, cache_dir: str | None) -> None:
-    global _WORKER_DATASET
-    _WORKER_DATASET = NASBench(dataset, cache_dir=cache_dir, workers=1, progress=False)
+def trials_of(experiment: Experiment) -> list[Trial]:
+    """Every trial of ``experiment``, algorithm by algorithm."""
+    return [Trial(a, number, experiment.run_seed(a, number)) for a, number in experiment.runs()]
 
 
-def _run_in_worker(algorithm: str, trial: int, seed: int, budget: Budget, options: SearchOptions) -> SearchResult:
-    if _WORKER_DATASET is None:
-        raise RuntimeError("_run_in_worker runs only in a worker started by run_experiment")
-    return search(algorithm, _WORKER_DATASET, budget, seed, options, trial)
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial shares: the dataset to open (a cache folder, memory-mapped and shared
+    through the page cache, where there is one), the budget and the options."""
+
+    dataset: str
+    cache_dir: str | None
+    budget: Budget
+    options: SearchOptions
 
 
-def _run_here(
-    dataset: NASBench, algorithm: str, trial: int, seed: int, budget: Budget, options: SearchOptions
-) -> SearchResult:
-    return search(algorithm, dataset, budget, seed, options, trial)
+@dataclass
+class TrialRun:
+    """A finished trial, and the compute seconds it took."""
+
+    result: SearchResult
+    seconds: float
+
+
+def run_trial_on(dataset: NASBench, trial: Trial, settings: TrialSettings, attempt: int) -> TrialRun:
+    """One attempt at ``trial`` on an open ``dataset`` (the attempt changes nothing: a trial is
+    seeded by its own seed alone)."""
+    started = time.perf_counter()
+    result = search(trial.algorithm, dataset, settings.budget, trial.seed, settings.options, trial.number)
+    return TrialRun(result, time.perf_counter() - started)
+
+
+@functools.lru_cache(maxsize=1)
+def dataset_in_this_process(source: str, cache_dir: str | None) -> NASBench:
+    """The dataset of a worker process (local pool or Ray), opened by its first trial only."""
+    return NASBench(source, cache_dir=cache_dir, workers=1, progress=False)
+
+
+def run_trial_in_worker(trial: Trial, settings: TrialSettings, attempt: int) -> TrialRun:
+    """One attempt at ``trial`` in a worker process, which opens the dataset once."""
+    return run_trial_on(dataset_in_this_process(settings.dataset, settings.cache_dir), trial, settings, attempt)
+
+
+def trial_settings(experiment: Experiment, dataset: NASBench) -> TrialSettings:
+    source = str(dataset.cache_folder) if dataset.cache_folder else experiment.dataset
+    return TrialSettings(source, experiment.cache_dir, experiment.budget, experiment.options)
+
+
+def local_executor(experiment: Experiment, dataset: NASBench, workers: int) -> tasks.Executor:
+    """Trials in this process (``workers`` 1), or in a pool of ``workers`` processes."""
+    settings = trial_settings(experiment, dataset)
+    if workers <= 1:
+        return tasks.InProcess(functools.partial(run_trial_on, dataset), settings)
+    return tasks.ProcessPool(run_trial_in_worker, settings, workers)
+
+
+def ray_executor(
+    experiment: Experiment, dataset: NASBench, address: str | None = None, num_cpus: int | None = None
+) -> tasks.Executor:
+    """Every trial a Ray task of one CPU; the dataset path must be readable on every worker."""
+    return tasks.RayTasks(run_trial_in_worker, trial_settings(experiment, dataset), address, num_cpus)
 
 
 def run_experiment(
@@ -80,28 +139,24 @@ def run_experiment(
     on_result: Callable[[SearchResult], None] | None = None,
     dataset: NASBench | None = None,
 ) -> list[SearchResult]:
-    """All runs of ``experiment``, in (algorithm, repeat) order. ``dataset``: the dataset, if the
-    caller has it open already (otherwise it is opened, converting it once if needed). Worker
-    processes open it from its cache folder (memory-mapped, shared through the page cache)."""
-    tasks = [
-        (algorithm, repeat, experiment.run_seed(algorithm, repeat), experiment.budget, experiment.options)
-        for algorithm, repeat in experiment.runs()
-    ]
+    """All runs of ``experiment``, in (algorithm, repeat) order; the first error stops them.
+    ``dataset``: the dataset, if the caller has it open already (otherwise it is opened,
+    converting it once if needed). Worker processes open it from its cache folder."""
     if dataset is None:  # converted once here, not in every worker
         dataset = NASBench(experiment.dataset, cache_dir=experiment.cache_dir, progress=False)
-    if workers > 1 and len(tasks) > 1:
-        source = str(dataset.cache_folder) if dataset.cache_folder else experiment.dataset
-        runs = ordered_map(
-            _run_in_worker, tasks, workers, initializer=_open_in_worker, initargs=(source, experiment.cache_dir)
-        )
-    else:
-        runs = ordered_map(functools.partial(_run_here, dataset), tasks, 1)
-    results = []
-    for result in runs:
-        results.append(result)
+    trials = trials_of(experiment)
+    results: dict[str, SearchResult] = {}
+
+    def record(trial: Trial, run: TrialRun | None, errors: list[str]) -> None:
+        if run is None:
+            raise RuntimeError(f"{trial.name}: {errors[-1]}")
+        results[trial.name] = run.result
         if on_result:
-            on_result(result)
-    return results
+            on_result(run.result)
+
+    executor = local_executor(experiment, dataset, min(workers, len(trials)))
+    tasks.run_tasks(trials, executor, record, key=lambda trial: trial.name)
+    return [results[trial.name] for trial in trials]
 
 
 def summarize(results: Sequence[SearchResult]) -> list[dict[str, Any]]:

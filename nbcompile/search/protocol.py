@@ -234,16 +234,24 @@ class Benchmark:
         return self._test_means[row]
 
 
+def incumbent_rows(valid: np.ndarray, validation: np.ndarray) -> np.ndarray:
+    """After each evaluation, the position of the incumbent: the valid evaluation with the best
+    validation accuracy so far, the earlier of ties (-1 before the first valid one; a NaN
+    accuracy never becomes the incumbent)."""
+    values = np.where(np.asarray(valid, dtype=bool), np.asarray(validation, dtype=float), -np.inf)
+    if not values.size:
+        return np.empty(0, dtype=np.int64)
+    best_before = np.concatenate(([-np.inf], np.fmax.accumulate(values)[:-1]))
+    improved = values > best_before
+    return np.maximum.accumulate(np.where(improved, np.arange(values.size), -1))
+
+
 def incumbent_curve(evaluations: Sequence[Evaluation]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """After each evaluation: the cumulative time, the incumbent's validation accuracy and its mean
     test accuracy (NaN before the first valid evaluation). Ties keep the earlier incumbent."""
     times = np.array([e.cumulative_time for e in evaluations], dtype=float)
-    valids = np.full(len(evaluations), np.nan)
-    tests = np.full(len(evaluations), np.nan)
-    best_valid, best_test = -math.inf, math.nan
-    for i, e in enumerate(evaluations):
-        if e.valid and e.validation_accuracy > best_valid:
-            best_valid, best_test = e.validation_accuracy, e.test_accuracy
-        if best_valid > -math.inf:
-            valids[i], tests[i] = best_valid, best_test
-    return times, valids, tests
+    validation = np.array([e.validation_accuracy for e in evaluations], dtype=float)
+    test = np.array([e.test_accuracy for e in evaluations], dtype=float)
+    rows = incumbent_rows(np.array([e.valid for e in evaluations], dtype=bool), validation)
+    held = rows >= 0
+    return times, np.where(held, validation[rows], np.nan), np.where(held, test[rows], np.nan)

@@ -6,8 +6,6 @@ without stopping the sweep."""
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import dataclasses
 import functools
 import hashlib
@@ -17,11 +15,11 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from nbcompile import tasks
 from nbcompile._version import __version__
 from nbcompile.compiler.config import NetworkConfig
-from nbcompile.errors import NbcompileError, first_line
 from nbcompile.train.cifar10 import load_cifar10
 from nbcompile.train.loop import DeviceData, RunResult, TrainConfig, train_run
 from nbcompile.train.results import FORMAT, Job, ResultFolder
@@ -136,96 +134,58 @@ def run_attempt(
     return result_json(job, settings, run, seed, attempt, device)
 
 
-class Executor(Protocol):
-    """Runs attempts; ``slots`` is how many may be in flight at once."""
-
-    slots: int
-
-    def submit(self, job: Job, attempt: int) -> concurrent.futures.Future: ...
-
-    def close(self) -> None: ...
-
-
-class InProcess:
+class InProcess(tasks.InProcess):
     """Attempts one after another in this process (the CPU, or a single GPU)."""
 
-    slots = 1
-
     def __init__(self, settings: SweepSettings, progress: StepProgress | None = None) -> None:
-        self.settings, self.progress = settings, progress
-
-    def submit(self, job: Job, attempt: int) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        try:
-            future.set_result(run_attempt(job, self.settings, attempt, progress=self.progress))
-        except Exception as error:
-            future.set_exception(error)
-        return future
-
-    def close(self) -> None:
-        pass
+        super().__init__(functools.partial(run_attempt, progress=progress), settings)
 
 
 AttemptFunction = Callable[..., dict[str, Any]]
 _worker_device: list[str] = []  # the device a ProcessPerDevice worker claimed (one per process)
 
 
-def _claim_device(devices: Any) -> None:
-    _worker_device.append(devices.get())
-
-
 def _worker_attempt(attempt_function: AttemptFunction, job: Job, settings: SweepSettings, attempt: int) -> dict:
     return attempt_function(job, settings, attempt, device=_worker_device[0])
 
 
-class ProcessPerDevice:
-    """One worker process per device (e.g. ``cuda:0``, ``cuda:1``), each with its own copy of the
-    data, taking the next job when it finishes one.
+def _claim_device(devices: Any) -> None:
+    _worker_device.append(devices.get())
 
-    A worker that dies (killed, out of host memory) breaks the process pool: every attempt in
-    flight then fails with BrokenProcessPool, the sweep retries them like any other failure, and
-    the next submission starts a fresh pool. (The pool cannot tell which worker died, so the
-    attempts of the others count as failed too.)"""
+
+class ProcessPerDevice(tasks.ProcessPool):
+    """One spawned worker process per device (e.g. ``cuda:0``, ``cuda:1``), each with its own copy
+    of the data, taking the next job when it finishes one; a worker that dies breaks the pool, and
+    the jobs in flight are retried in a fresh one (see :class:`nbcompile.tasks.ProcessPool`)."""
 
     def __init__(
         self, settings: SweepSettings, devices: Sequence[str], attempt_function: AttemptFunction = run_attempt
     ) -> None:
-        self._context = multiprocessing.get_context("spawn")
-        self._manager = self._context.Manager()
-        self.settings, self.devices, self.slots = settings, list(devices), len(devices)
-        self._attempt_function = attempt_function
-        self.restarts = 0
-        self._pool = self._start_pool()
+        self._manager = multiprocessing.get_context("spawn").Manager()
+        self.devices = list(devices)
+        super().__init__(
+            functools.partial(_worker_attempt, attempt_function),
+            settings,
+            len(self.devices),
+            initializer=_claim_device,
+            initargs=self._device_queue,
+            start_method="spawn",
+        )
 
-    def _start_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+    def _device_queue(self) -> tuple[Any]:
         queue = self._manager.Queue()
         for device in self.devices:
             queue.put(device)
-        return concurrent.futures.ProcessPoolExecutor(
-            len(self.devices), mp_context=self._context, initializer=_claim_device, initargs=(queue,)
-        )
-
-    def submit(self, job: Job, attempt: int) -> concurrent.futures.Future:
-        arguments = (_worker_attempt, self._attempt_function, job, self.settings, attempt)
-        try:
-            return self._pool.submit(*arguments)
-        except concurrent.futures.BrokenExecutor:  # the pool lost a worker
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = self._start_pool()
-            self.restarts += 1
-            return self._pool.submit(*arguments)
+        return (queue,)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        super().close()
         self._manager.shutdown()
 
 
-class RayExecutor:
+class RayExecutor(tasks.RayTasks):
     """Every attempt a Ray task asking for one GPU (none on the CPU). The data path must be
-    readable on every worker, and nbcompile installed there. A worker that dies mid-job fails
-    its task; the sweep then retries the job like any other failure."""
-
-    slots = 100_000
+    readable on every worker, and nbcompile installed there."""
 
     def __init__(
         self,
@@ -234,88 +194,39 @@ class RayExecutor:
         num_cpus: int | None = None,
         attempt_function: Callable[[Job, SweepSettings, int], dict[str, Any]] = run_attempt,
     ) -> None:
-        import ray
-
-        self._ray = ray
-        self._owns_ray = not ray.is_initialized()
-        if self._owns_ray:
-            local = {} if address else {"num_cpus": num_cpus}
-            ray.init(address=address or None, include_dashboard=False, log_to_driver=False, **local)
         gpus = 1 if settings.device.startswith("cuda") else 0
-        self.settings = settings
-        self._remote = ray.remote(attempt_function).options(num_cpus=1, num_gpus=gpus, max_retries=0)
-        self._refs: list[Any] = []
-
-    def submit(self, job: Job, attempt: int) -> concurrent.futures.Future:
-        ref = self._remote.remote(job, self.settings, attempt)
-        self._refs.append(ref)
-        return ref.future()
-
-    def close(self) -> None:
-        for ref in self._refs:
-            try:
-                self._ray.cancel(ref, force=True)
-            except Exception:
-                pass
-        if self._owns_ray:
-            self._ray.shutdown()
+        super().__init__(attempt_function, settings, address, num_cpus, gpus)
 
 
-@dataclass
-class SweepSummary:
-    finished_before: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retries: int = 0
+#: What :func:`run_sweep` did.
+SweepSummary = tasks.TaskSummary
 
 
 def run_sweep(
     jobs: Sequence[Job],
     settings: SweepSettings,
     folder: ResultFolder,
-    executor: Executor,
+    executor: tasks.Executor,
     on_result: Callable[[Job, dict[str, Any]], None] | None = None,
 ) -> SweepSummary:
     """Run every job not already finished in ``folder``, retrying failures; bad input
     (NbcompileError) stops the sweep at once. ``executor`` is closed at the end."""
     folder.remove_stale_temporaries()
-    summary = SweepSummary()
-    pending = collections.deque()
-    for job in jobs:
-        if folder.is_finished(job):
-            summary.finished_before += 1
+
+    def record(job: Job, result: dict[str, Any] | None, errors: list[str]) -> None:
+        if result is None:
+            result = failed_json(job, settings, errors)
         else:
-            pending.append((job, 1))
-    errors: dict[str, list[str]] = collections.defaultdict(list)
-    in_flight: dict[concurrent.futures.Future, tuple[Job, int]] = {}
-    try:
-        while pending or in_flight:
-            while pending and len(in_flight) < executor.slots:
-                job, attempt = pending.popleft()
-                in_flight[executor.submit(job, attempt)] = (job, attempt)
-            done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in done:
-                job, attempt = in_flight.pop(future)
-                try:
-                    result = future.result()
-                except NbcompileError:
-                    raise
-                except Exception as error:
-                    errors[job.name].append(f"attempt {attempt}: {first_line(error, with_type=True)}")
-                    if attempt < settings.max_attempts:
-                        summary.retries += 1
-                        pending.appendleft((job, attempt + 1))
-                        continue
-                    result = failed_json(job, settings, errors[job.name])
-                    summary.failed += 1
-                else:
-                    result["failed_attempts"] = errors[job.name]
-                    summary.succeeded += 1
-                folder.write(job, result)
-                if on_result is not None:
-                    on_result(job, result)
-    finally:
-        for future in in_flight:
-            future.cancel()
-        executor.close()
-    return summary
+            result["failed_attempts"] = errors
+        folder.write(job, result)
+        if on_result is not None:
+            on_result(job, result)
+
+    return tasks.run_tasks(
+        jobs,
+        executor,
+        record,
+        key=lambda job: job.name,
+        is_finished=folder.is_finished,
+        max_attempts=settings.max_attempts,
+    )
