@@ -51,7 +51,8 @@ class CellTraits:
 
 
 def cell_traits(matrix: Sequence[Sequence[int]], ops: Sequence[str], parameters: int) -> CellTraits:
-    """The traits of a pruned cell (``matrix`` upper triangular, input first, output last)."""
+    """The traits of a pruned cell (``matrix`` upper triangular, input first, output last: every
+    vertex lies on an input → output path)."""
     size = len(ops)
     unreachable = -size
     longest = [0] * size  # edges on the longest path from the input (negative: unreachable)
@@ -90,6 +91,9 @@ def budget_position(epochs: int) -> float:
 
 
 class Landscape(Protocol):
+    """Makes up the final validation accuracy of one run of a cell, drawing its run noise from
+    ``repeat_rng`` (the run's own generator, which the fixture goes on to use)."""
+
     def final_validation(
         self, cell: EnumeratedCell, parameters: int, epochs: int, repeat_rng: random.Random
     ) -> float: ...
