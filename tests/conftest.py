@@ -138,10 +138,12 @@ def cells() -> tuple:
     return (INCEPTION_CELL, *sample_cells(40))
 
 
-def _fixture_file(factory: pytest.TempPathFactory, name: str, cells: Any, epochs: tuple[int, ...]) -> Path:
-    """A fixture file of ``cells`` at the epoch budgets ``epochs``, 3 repeats each."""
+def _fixture_file(
+    factory: pytest.TempPathFactory, name: str, cells: Any, epochs: tuple[int, ...], landscape: str = "hashed"
+) -> Path:
+    """A fixture file of ``cells`` at the epoch budgets ``epochs``, 3 repeats each, accuracies from ``landscape``."""
     path = factory.mktemp("data") / name
-    write_fixture(path, cells, epochs)
+    write_fixture(path, cells, epochs, landscape=landscape)
     return _shared(path)
 
 
@@ -167,6 +169,28 @@ def other_only108(tmp_path_factory: pytest.TempPathFactory, cells: tuple) -> Pat
 def full(tmp_path_factory: pytest.TempPathFactory, cells: tuple) -> Path:
     """The cells of ``small_only108`` at all four budgets (4, 12, 36, 108 epochs): 144 records."""
     return _fixture_file(tmp_path_factory, "full_synthetic.tfrecord", cells[:12], FULL)
+
+
+@pytest.fixture(scope="session")
+def small_space_cells() -> tuple:
+    """Every cell of up to 5 vertices (2,532): most of what random cells and mutations draw."""
+    from nbcompile.space.enumeration import enumerate_cells
+
+    return tuple(enumerate_cells(max_vertices=5, workers=1))
+
+
+@pytest.fixture(scope="session")
+def small_space(tmp_path_factory: pytest.TempPathFactory, small_space_cells: tuple) -> Path:
+    """``small_space_cells`` at 108 epochs, accuracies from the hashed landscape: 7,596 records."""
+    return _fixture_file(tmp_path_factory, "small_space_synthetic.tfrecord", small_space_cells, ONLY_108)
+
+
+@pytest.fixture(scope="session")
+def small_space_structured(tmp_path_factory: pytest.TempPathFactory, small_space_cells: tuple) -> Path:
+    """``small_space_cells`` at 108 epochs, accuracies from the structured landscape."""
+    return _fixture_file(
+        tmp_path_factory, "small_space_structured_synthetic.tfrecord", small_space_cells, ONLY_108, "structured"
+    )
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from nbcompile.cli._common import (
 )
 from nbcompile.nasbench.writer import DEFAULT_LAYOUT, LAYOUTS
 from nbcompile.space.ops import TRAIN_EPOCHS
+from nbcompile.synthetic.landscape import DEFAULT_LANDSCAPE, LANDSCAPES
 
 
 @click.group("data")
@@ -46,7 +47,17 @@ def data_group() -> None:
     "non-empty or absent; compact JSON; protobuf fields reordered; a derived benchmark's "
     "line-broken base64 and extra fields.",
 )
-def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, workers: int | None, layout: str) -> None:
+@click.option(
+    "--landscape",
+    type=click.Choice(list(LANDSCAPES)),
+    default=DEFAULT_LANDSCAPE,
+    show_default=True,
+    help="How accuracies are made up: hashed (a hash of the cell: every search ties with random "
+    "search) or structured (from the cell's ops, depth, width and parameter count, plus noise).",
+)
+def fixture_command(
+    out: str, cell_count: int, all_cells: bool, full: bool, workers: int | None, layout: str, landscape: str
+) -> None:
     """Write OUT in the official TFRecord format with SYNTHETIC metrics.
 
     Parameter counts are the real ones of each cell's canonical network; accuracies and times
@@ -60,7 +71,7 @@ def fixture_command(out: str, cell_count: int, all_cells: bool, full: bool, work
     check_fixture_name(out)
     check_output_file(out, "OUT")
     cells = enumerate_cells() if all_cells else sample_cells(cell_count)
-    count = write_fixture(out, cells, FULL if full else ONLY_108, workers or available_cpus(), layout)
+    count = write_fixture(out, cells, FULL if full else ONLY_108, workers or available_cpus(), layout, landscape)
     click.echo(f"wrote {count:,} records to {out}", err=True)
 
 

@@ -29,6 +29,7 @@ from nbcompile.parallel import ordered_map
 from nbcompile.space.enumeration import EnumeratedCell
 from nbcompile.space.ops import TRAIN_EPOCHS
 from nbcompile.space.spec import ModelSpec
+from nbcompile.synthetic.landscape import DEFAULT_LANDSCAPE, landscape_named, trained_fraction
 from nbcompile.synthetic.naming import check_fixture_name
 
 #: Epoch budgets of the official files.
@@ -51,13 +52,15 @@ def _accuracy(value: float) -> float:
     return float(np.float32(k / EVALUATED_IMAGES))
 
 
-def synthetic_metrics(cell: EnumeratedCell, parameters: int, flops: int, epochs: int, repeat: int) -> ModelMetrics:
-    """Deterministic made-up metrics for one training run of ``cell``."""
-    quality = int(cell.module_hash[:8], 16) / 0xFFFFFFFF  # the cell's own "goodness"
+def synthetic_metrics(
+    cell: EnumeratedCell, parameters: int, flops: int, epochs: int, repeat: int, landscape: str = DEFAULT_LANDSCAPE
+) -> ModelMetrics:
+    """Deterministic made-up metrics for one training run of ``cell``; the final validation
+    accuracy comes from the named landscape (:data:`~nbcompile.synthetic.landscape.LANDSCAPES`)."""
     seed = hashlib.sha256(f"{cell.module_hash}/{epochs}/{repeat}".encode()).digest()
     rng = random.Random(seed)
-    progress = 1.0 - 0.5 ** (epochs / 12)  # longer budgets train further
-    final_valid = 0.55 + 0.40 * quality * progress + rng.gauss(0.0, 0.003)
+    final_valid = landscape_named(landscape).final_validation(cell, parameters, epochs, rng)
+    progress = trained_fraction(epochs)
     halfway_valid = final_valid - 0.08 * (1.0 - progress) - 0.01
     seconds = _SECONDS_PER_GFLOP * flops / 1e9 * epochs / TRAIN_EPOCHS * rng.uniform(0.97, 1.03)
 
@@ -79,21 +82,24 @@ def synthetic_metrics(cell: EnumeratedCell, parameters: int, flops: int, epochs:
     return ModelMetrics(runs, parameters, seconds * 1.25)
 
 
-def fixture_records(cells: Iterable[EnumeratedCell], epochs: tuple[int, ...] = ONLY_108) -> Iterator[Record]:
-    """Records for every cell × epoch budget × repeat, cell by cell."""
+def fixture_records(
+    cells: Iterable[EnumeratedCell], epochs: tuple[int, ...] = ONLY_108, landscape: str = DEFAULT_LANDSCAPE
+) -> Iterator[Record]:
+    """Records for every cell × epoch budget × repeat, cell by cell, with accuracies from ``landscape``."""
+    landscape_named(landscape)  # an unknown name fails here, before the first cell
     for cell in cells:
         plan = lower(ModelSpec(cell.matrix, cell.ops))
         adjacency = "".join(str(v) for row in cell.matrix for v in row)
         for budget in epochs:
             for repeat in range(REPEATS):
-                metrics = synthetic_metrics(cell, plan.trainable_parameters, plan.flops, budget, repeat)
+                metrics = synthetic_metrics(cell, plan.trainable_parameters, plan.flops, budget, repeat, landscape)
                 yield Record(cell.module_hash, budget, adjacency, cell.ops, metrics)
 
 
 def _framed_batch(
-    cells: list[EnumeratedCell], epochs: tuple[int, ...], layouts: tuple[str, ...]
+    cells: list[EnumeratedCell], epochs: tuple[int, ...], layouts: tuple[str, ...], landscape: str
 ) -> list[tuple[bytes, int]]:
-    records = list(fixture_records(cells, epochs))
+    records = list(fixture_records(cells, epochs, landscape))
     return [(b"".join(frame(LAYOUTS[name].payload(r)) for r in records), len(records)) for name in layouts]
 
 
@@ -109,15 +115,17 @@ def write_fixture(
     epochs: tuple[int, ...] = ONLY_108,
     workers: int = 1,
     layout: str = DEFAULT_LAYOUT,
+    landscape: str = DEFAULT_LANDSCAPE,
 ) -> int:
     """Write a fixture file atomically; returns the number of records.
 
     The file name must contain "synthetic" (:mod:`nbcompile.synthetic.naming`), so that nobody
     mistakes it for the real dataset.
     With ``workers`` > 1, batches of cells are lowered and encoded in that many processes
-    (the file is the same, byte for byte).
+    (the file is the same, byte for byte). ``landscape`` names how accuracies are made up
+    (:data:`~nbcompile.synthetic.landscape.LANDSCAPES`: "hashed", the default, or "structured").
     """
-    return write_fixtures({layout: path}, cells, epochs, workers)
+    return write_fixtures({layout: path}, cells, epochs, workers, landscape)
 
 
 def write_fixtures(
@@ -125,15 +133,17 @@ def write_fixtures(
     cells: Iterable[EnumeratedCell],
     epochs: tuple[int, ...] = ONLY_108,
     workers: int = 1,
+    landscape: str = DEFAULT_LANDSCAPE,
 ) -> int:
     """Write the same records in several layouts (``{layout name: path}``), lowering each cell once."""
+    landscape_named(landscape)
     for name, path in paths.items():
         if name not in LAYOUTS:
             raise DatasetError(f"unknown layout {name!r}; the layouts are {', '.join(LAYOUTS)}")
         check_fixture_name(path)
     names = tuple(paths)
     count = 0
-    tasks = ((batch, epochs, names) for batch in _batches(cells, _BATCH_CELLS))
+    tasks = ((batch, epochs, names, landscape) for batch in _batches(cells, _BATCH_CELLS))
     with ExitStack() as stack:
         streams = [stack.enter_context(open(stack.enter_context(atomic_output(Path(paths[n]))), "wb")) for n in names]
         for written in ordered_map(_framed_batch, tasks, workers):
