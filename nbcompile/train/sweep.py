@@ -2,7 +2,12 @@
 Ray tasks of one GPU each. Every finished job's result is written atomically into the output
 folder, so a restarted sweep skips finished jobs; a failing job (NaN loss, OOM, a lost worker)
 is retried from scratch up to ``max_attempts`` times (upstream's 5) and then recorded as failed
-without stopping the sweep."""
+without stopping the sweep.
+
+The loop (:func:`run_sweep`) and the executors are not tied to training: given another attempt
+function, job type (anything with a unique ``name``), result folder and failure document, they run
+other resumable work the same way (``nbcompile proxies`` scores chunks of cells with them).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from nbcompile.compiler.config import NetworkConfig
 from nbcompile.errors import NbcompileError, first_line
 from nbcompile.train.cifar10 import load_cifar10
 from nbcompile.train.loop import DeviceData, RunResult, TrainConfig, train_run
-from nbcompile.train.results import FORMAT, Job, ResultFolder
+from nbcompile.train.results import FORMAT, Job
 
 #: Upstream's ``max_attempts``.
 MAX_ATTEMPTS = 5
@@ -136,6 +141,10 @@ def run_attempt(
     return result_json(job, settings, run, seed, attempt, device)
 
 
+#: Runs one attempt of a job: ``(job, settings, attempt, device=..., progress=...)`` → its result document.
+AttemptFunction = Callable[..., dict[str, Any]]
+
+
 class Executor(Protocol):
     """Runs attempts; ``slots`` is how many may be in flight at once."""
 
@@ -147,17 +156,23 @@ class Executor(Protocol):
 
 
 class InProcess:
-    """Attempts one after another in this process (the CPU, or a single GPU)."""
+    """Attempts one after another in this process (the CPU, or a single GPU). ``attempt_function``
+    is called as ``attempt_function(job, settings, attempt, progress=progress)``."""
 
     slots = 1
 
-    def __init__(self, settings: SweepSettings, progress: StepProgress | None = None) -> None:
-        self.settings, self.progress = settings, progress
+    def __init__(
+        self,
+        settings: Any,
+        progress: StepProgress | None = None,
+        attempt_function: AttemptFunction = run_attempt,
+    ) -> None:
+        self.settings, self.progress, self._attempt_function = settings, progress, attempt_function
 
-    def submit(self, job: Job, attempt: int) -> concurrent.futures.Future:
+    def submit(self, job: Any, attempt: int) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
         try:
-            future.set_result(run_attempt(job, self.settings, attempt, progress=self.progress))
+            future.set_result(self._attempt_function(job, self.settings, attempt, progress=self.progress))
         except Exception as error:
             future.set_exception(error)
         return future
@@ -166,7 +181,6 @@ class InProcess:
         pass
 
 
-AttemptFunction = Callable[..., dict[str, Any]]
 _worker_device: list[str] = []  # the device a ProcessPerDevice worker claimed (one per process)
 
 
@@ -269,15 +283,28 @@ class SweepSummary:
     retries: int = 0
 
 
+class ResultStore(Protocol):
+    """Where finished jobs are written, one document each (as :class:`ResultFolder` does)."""
+
+    def is_finished(self, job: Any) -> bool: ...
+
+    def remove_stale_temporaries(self) -> int: ...
+
+    def write(self, job: Any, result: dict[str, Any]) -> Any: ...
+
+
 def run_sweep(
-    jobs: Sequence[Job],
-    settings: SweepSettings,
-    folder: ResultFolder,
+    jobs: Sequence[Any],
+    settings: Any,
+    folder: ResultStore,
     executor: Executor,
-    on_result: Callable[[Job, dict[str, Any]], None] | None = None,
+    on_result: Callable[[Any, dict[str, Any]], None] | None = None,
+    failed_result: Callable[[Any, Any, list[str]], dict[str, Any]] = failed_json,
 ) -> SweepSummary:
-    """Run every job not already finished in ``folder``, retrying failures; bad input
-    (NbcompileError) stops the sweep at once. ``executor`` is closed at the end."""
+    """Run every job not already finished in ``folder``, retrying failures up to
+    ``settings.max_attempts`` times, after which ``failed_result(job, settings, errors)`` is
+    written; bad input (NbcompileError) stops the sweep at once. ``executor`` is closed at the
+    end. A job is anything with a unique ``name`` that the executor's attempt function takes."""
     folder.remove_stale_temporaries()
     summary = SweepSummary()
     pending = collections.deque()
@@ -306,7 +333,7 @@ def run_sweep(
                         summary.retries += 1
                         pending.appendleft((job, attempt + 1))
                         continue
-                    result = failed_json(job, settings, errors[job.name])
+                    result = failed_result(job, settings, errors[job.name])
                     summary.failed += 1
                 else:
                     result["failed_attempts"] = errors[job.name]
