@@ -15,6 +15,7 @@ from nbcompile.cli._common import (
     LazyDataset,
     cache_dir_option,
     check_output_file,
+    check_output_folder,
     check_ray_address,
     config_options,
     counting_columns,
@@ -80,7 +81,11 @@ from nbcompile.proxies.names import DEFAULT_CHUNK_SIZE, PROXY_NAMES, parse_proxy
     "the CPUs available; on cuda, one per GPU",
 )
 @ray_options("chunk as a Ray task (of one GPU on cuda)")
-@dataset_option()
+@dataset_option(
+    "in which to look up specs given as 32-digit module hashes, and against whose mean accuracies at 108 "
+    "epochs the proxies are rank-correlated (OUT's stem + .correlations.md/.json, .plots/)"
+)
+@click.option("--no-plot", is_flag=True, help="With --dataset: write no scatter plots.")
 @cache_dir_option
 @no_cache_option
 @config_options
@@ -99,6 +104,7 @@ def proxies_command(
     ray_address: str | None,
     ray_cpus: int | None,
     dataset: str | None,
+    no_plot: bool,
     cache_dir: str | None,
     no_cache: bool,
     **options: int | None,
@@ -115,11 +121,23 @@ def proxies_command(
     finishes: run the command again to resume after an interruption (chunks already scored are
     skipped) or to retry the chunks that failed --max-attempts times. The work folder is removed
     once every chunk is in the table.
+
+    With --dataset, each proxy's Spearman rho and Kendall tau (tau-b) against the dataset's mean
+    validation and mean test accuracy at 108 epochs, over the scored cells it holds, are printed
+    beside the published figures and written next to the table, with a scatter plot per proxy.
     """
     require("pyarrow", "nbcompile proxies")
+    if dataset is not None and not no_plot:
+        require("matplotlib", "the scatter plots of --dataset (or pass --no-plot)")
     if Path(out_path).suffix != ".parquet":
         raise ConfigError(f"--out {out_path}: the file name must end in .parquet")
     check_output_file(out_path, "--out")
+    reports = correlation_paths(out_path)
+    if dataset is not None:
+        check_output_file(str(reports["json"]), "--out")
+        check_output_file(str(reports["markdown"]), "--out")
+        if not no_plot:
+            check_output_folder(str(reports["plots"]), "--out")
     check_ray_address(ray_address)
     proxies = parse_proxy_names(proxy_list)
     config = network_config(options)
@@ -144,6 +162,8 @@ def proxies_command(
         cells += sample_specs(sample, seed)
     unique = {spec.module_hash: spec for spec in reversed(cells)}  # first occurrence wins
     ordered = [unique[key] for key in dict.fromkeys(spec.module_hash for spec in cells)]
+    if dataset is not None:
+        _check_correlatable(lazy_dataset, dataset, ordered)
     workers = workers or _default_workers(torch_device)
     data = str(Path(data_path).resolve()) if data_path else None
     threads = max(1, available_cpus() // workers) if torch_device.type == "cpu" else None
@@ -186,6 +206,67 @@ def proxies_command(
         )
     else:
         shutil.rmtree(folder.root)
+    if dataset is not None:
+        _write_correlations(table.rows, proxies, lazy_dataset, reports, no_plot)
+
+
+def correlation_paths(out_path: str) -> dict[str, Path]:
+    """Where ``--dataset``'s report goes, beside the table: ``STEM.correlations.json``, ``.md``
+    and the plots folder ``STEM.plots``."""
+    stem = Path(out_path).with_suffix("")
+    return {
+        "json": Path(f"{stem}.correlations.json"),
+        "markdown": Path(f"{stem}.correlations.md"),
+        "plots": Path(f"{stem}.plots"),
+    }
+
+
+def _check_correlatable(lazy_dataset: LazyDataset, dataset: str, cells: list) -> None:
+    """Refuse, before any work, a dataset without 108-epoch runs or with fewer than 2 of the cells."""
+    from nbcompile.space.ops import TRAIN_EPOCHS
+
+    bench = lazy_dataset.open()
+    if TRAIN_EPOCHS not in bench.valid_epochs:
+        raise ConfigError(f"--dataset {dataset}: no runs at {TRAIN_EPOCHS} epochs to correlate with")
+    held = sum(spec.module_hash in bench for spec in cells)
+    if held < 2:
+        raise ConfigError(
+            f"--dataset {dataset}: holds {held} of the {len(cells)} cells to score; rank correlations need at least 2"
+        )
+
+
+def _write_correlations(
+    rows: list, proxies: tuple[str, ...], lazy_dataset: LazyDataset, reports: dict[str, Path], no_plot: bool
+) -> None:
+    """Correlate the scored cells the dataset holds with their mean accuracies at 108 epochs:
+    print the table, write it as Markdown and JSON, and the plots."""
+    import json
+
+    import numpy as np
+
+    from nbcompile.fileio import write_atomic
+    from nbcompile.proxies.correlation import correlate, correlation_document, markdown_table
+    from nbcompile.space.ops import TRAIN_EPOCHS
+
+    bench = lazy_dataset.open()
+    held = [(module_hash, scores) for module_hash, scores in rows if module_hash in bench]
+    accuracies = bench.query_many([module_hash for module_hash, _ in held], TRAIN_EPOCHS, reduce="mean")
+    validation, test = accuracies["validation_accuracy"], accuracies["test_accuracy"]
+    scores = {name: np.array([row[name] for _, row in held], dtype=np.float64) for name in proxies}
+    correlations = correlate(scores, validation, test)
+    text = markdown_table(correlations)
+    click.echo(text, nl=False)
+    title = f"# Proxies against the mean accuracy at {TRAIN_EPOCHS} epochs of {bench.source_file}\n\n"
+    write_atomic(reports["markdown"], title + text)
+    document = correlation_document(correlations, bench.source_file, TRAIN_EPOCHS)
+    write_atomic(reports["json"], json.dumps(document, indent=1) + "\n")
+    written = [reports["markdown"], reports["json"]]
+    if not no_plot:
+        from nbcompile.proxies.plots import plot_correlations
+
+        plot_correlations(scores, validation, test, correlations, reports["plots"])
+        written.append(reports["plots"])
+    click.echo(f"correlations over {len(held):,} cells → {', '.join(map(str, written))}", err=True)
 
 
 def _default_workers(device: Any) -> int:
