@@ -96,7 +96,7 @@ def test_bad_input_is_refused_before_any_file(tmp_path: Path, cifar: Path, monke
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real_find_spec(name, *a)
     )
-    assert_refused(run(spec, "--out", str(out)), out, "pyarrow", "nbcompile[proxies]")
+    assert_refused(run(spec, "--out", str(out)), out, "pyarrow", "nbcompile[parquet]")
 
 
 def test_a_failure_while_writing_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
