@@ -12,7 +12,7 @@ EXTRAS: dict[str, str] = {
     "pandas": "pandas",
     "tensorflow": "tf",
     "ray": "ray",
-    "pyarrow": "proxies",
+    "pyarrow": "parquet",
 }
 
 

@@ -184,14 +184,32 @@ def tiny_network() -> nn.Module:
 def test_proxies_leave_the_network_as_it_was(name: str, tiny_network: nn.Module) -> None:
     batch = random_batch(4, 0, TINY)
     before = {key: value.clone() for key, value in tiny_network.state_dict().items()}
+    modules = list(tiny_network.modules())
+    frozen = next(tiny_network.parameters())
     tiny_network.eval()
-    value = scores.NETWORK_PROXIES[name](tiny_network, batch.images, batch.labels)
-    assert isinstance(value, float) and math.isfinite(value)
-    assert not tiny_network.training
-    assert all(p.grad is None and p.dtype == torch.float32 for p in tiny_network.parameters())
-    after = tiny_network.state_dict()
-    assert all(torch.equal(before[key], after[key]) for key in before)
-    tiny_network.train()
+    frozen.requires_grad_(False)
+    try:
+        value = scores.NETWORK_PROXIES[name](tiny_network, batch.images, batch.labels)
+        assert isinstance(value, float) and math.isfinite(value)
+        assert not any(module.training for module in tiny_network.modules())
+        assert all(p.grad is None and p.dtype == torch.float32 for p in tiny_network.parameters())
+        assert not frozen.requires_grad and all(p.requires_grad for p in list(tiny_network.parameters())[1:])
+        assert list(tiny_network.modules()) == modules  # BatchNorm layers in place again (synflow)
+        after = tiny_network.state_dict()
+        assert all(torch.equal(before[key], after[key]) for key in before)
+    finally:
+        frozen.requires_grad_(True)
+        tiny_network.train()
+
+
+def test_a_proxys_score_does_not_depend_on_the_proxies_run_before_it() -> None:
+    from nbcompile.runtime.inmemory import NetworkBuilder
+
+    batch = random_batch(4, 0, TINY)
+    used = NetworkBuilder(TINY).build(INCEPTION, seed=0)
+    for name, proxy in scores.NETWORK_PROXIES.items():
+        fresh = NetworkBuilder(TINY).build(INCEPTION, seed=0)
+        assert proxy(used, batch.images, batch.labels) == proxy(fresh, batch.images, batch.labels), name
 
 
 def test_params_and_flops_come_from_the_plan() -> None:

@@ -106,3 +106,19 @@ def test_the_class_cache_keeps_the_most_recently_used_cells() -> None:
 def test_a_source_without_a_network_is_refused() -> None:
     with pytest.raises(ImportError, match="no Network class"):
         network_class_from_source("x = 1\n", "_nbcompile_test_source")
+
+
+def test_building_in_memory_needs_no_black() -> None:
+    """A machine that only scores cells (a GPU box) need not have the formatter installed."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json; from nbcompile.runtime.inmemory import NetworkBuilder; "
+        "from nbcompile.compiler.config import NetworkConfig; "
+        f"NetworkBuilder(NetworkConfig(stem_channels=8, num_stacks=1, cells_per_stack=1)).build({CELL.to_dict()!r}); "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert "black" not in loaded and "torch" in loaded

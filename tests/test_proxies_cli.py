@@ -22,13 +22,15 @@ TINY = NetworkConfig(stem_channels=8, num_stacks=1, cells_per_stack=1)
 
 
 def run(*args: str) -> Result:
-    return invoke(["proxies", *args])
+    """``nbcompile proxies ARGS``, scoring in this process."""
+    return invoke(["proxies", *args, "--workers", "1"])
 
 
 def assert_refused(result: Result, out: Path, *fragments: str) -> None:
-    """Exit 2, one error line naming every fragment, and no file (nor temporary) left."""
+    """Exit 2, one error line naming every fragment, and no file (nor temporary, nor work folder) left."""
     assert_one_line_error(result, *fragments)
     assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))
+    assert not Path(f"{out}.work").exists()
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,7 @@ def test_the_table_holds_one_row_per_cell_and_the_settings(tmp_path: Path, cifar
     assert settings["seed"] == 3 and settings["batch_size"] == 8 and settings["config"]["stem_channels"] == 8
     assert settings["proxies"] == list(PROXY_NAMES) and settings["data"] == str(cifar.resolve())
     assert settings["labeling"] == "canonical" and "CIFAR-10" in settings["batch"]
+    assert settings["chunk_size"] == 64 and settings["missing"] == [] and not Path(f"{out}.work").exists()
 
 
 def test_a_sample_of_the_space_and_repeated_cells(tmp_path: Path) -> None:
@@ -93,7 +96,7 @@ def test_bad_input_is_refused_before_any_file(tmp_path: Path, cifar: Path, monke
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real_find_spec(name, *a)
     )
-    assert_refused(run(spec, "--out", str(out)), out, "pyarrow", "nbcompile[proxies]")
+    assert_refused(run(spec, "--out", str(out)), out, "pyarrow", "nbcompile[parquet]")
 
 
 def test_a_failure_while_writing_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -95,6 +95,41 @@ def workers_option(role: str, default: str = "the CPUs available") -> Callable[[
     )
 
 
+def ray_options(task: str) -> Callable[[Command], Command]:
+    """``--ray [ADDRESS]`` and ``--ray-cpus N``: ``task`` says what runs as one Ray task (checked
+    by :func:`check_ray_address`)."""
+
+    def decorate(command: Command) -> Command:
+        command = click.option(
+            "--ray-cpus", type=click.IntRange(1), default=None, help="CPUs of a Ray instance started here."
+        )(command)
+        return click.option(
+            "--ray",
+            "ray_address",
+            is_flag=False,
+            flag_value="",
+            default=None,
+            metavar="[ADDRESS]",
+            help=f"Run each {task}; ADDRESS of a cluster (or 'auto'), none to start Ray here. "
+            "Put it after SPECs or write --ray=ADDRESS.",
+        )(command)
+
+    return decorate
+
+
+def check_ray_address(ray_address: str | None) -> None:
+    """Refuse a ``--ray`` that took a spec file for its ADDRESS, and Ray not installed."""
+    if ray_address is None:
+        return
+    from nbcompile.optional import require
+
+    if ray_address and (ray_address.endswith((".json", ".jsonl")) or Path(ray_address).is_file()):
+        raise ConfigError(
+            f"--ray took {ray_address!r} as its ADDRESS: put --ray after the SPECs or write --ray=ADDRESS"
+        )
+    require("ray", "--ray")
+
+
 no_cache_option = click.option(
     "--no-cache", is_flag=True, help="Convert the dataset in memory; read and write no cache."
 )

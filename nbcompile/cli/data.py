@@ -110,6 +110,34 @@ def data_info_command(dataset: LazyDataset, as_json: bool) -> None:
     click.echo(json.dumps(info, indent=2) if as_json else format_dataset_info(info))
 
 
+@data_group.command("export")
+@click.argument("dataset", metavar="PATH", type=click.Path())
+@click.option(
+    "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="The table to write: FILE.parquet."
+)
+@click.option("--mean", is_flag=True, help="One row per (cell, budget): the mean of its runs, and their number.")
+@cache_options
+def export_command(dataset: LazyDataset, out_path: str, mean: bool) -> None:
+    """Write the dataset PATH (a .tfrecord or a cache folder) as one Parquet table: a row per run
+    (cell, epoch budget, repeat), or per (cell, budget) with --mean; the cell as the dataset stores
+    it (module_hash, adjacency digits row by row, comma-separated ops), trainable_parameters and
+    every stored metric (halfway and final training time, train, validation, test accuracy)."""
+    from pathlib import Path
+
+    from nbcompile.errors import ConfigError
+    from nbcompile.optional import require
+
+    require("pyarrow", "nbcompile data export")
+    if Path(out_path).suffix != ".parquet":
+        raise ConfigError(f"--out {out_path}: the file name must end in .parquet")
+    check_output_file(out_path, "--out")
+    from nbcompile.nasbench.export import write_export
+
+    opened = dataset.open()
+    rows = write_export(out_path, opened.tables, opened.source_file, mean)
+    click.echo(f"{rows:,} rows → {out_path}", err=True)
+
+
 @data_group.command("query")
 @click.argument("dataset", metavar="PATH", type=click.Path())
 @click.argument("spec")

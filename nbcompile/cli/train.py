@@ -14,12 +14,14 @@ from nbcompile.cli._common import (
     canonical_option,
     check_output_file,
     check_output_folder,
+    check_ray_address,
     config_options,
     counting_columns,
     dataset_option,
     located_specs,
     network_config,
     progress_bar,
+    ray_options,
 )
 from nbcompile.errors import ConfigError, NbcompileError
 from nbcompile.optional import require
@@ -115,17 +117,7 @@ def default_device() -> str:
 @dataset_option()
 @cache_options
 @canonical_option
-@click.option(
-    "--ray",
-    "ray_address",
-    is_flag=False,
-    flag_value="",
-    default=None,
-    metavar="[ADDRESS]",
-    help="Run each run as a Ray task of one GPU; ADDRESS of a cluster (or 'auto'), none to start Ray here. "
-    "Put it after SPECs or write --ray=ADDRESS.",
-)
-@click.option("--ray-cpus", type=click.IntRange(1), default=None, help="CPUs of a Ray instance started here.")
+@ray_options("run as a Ray task of one GPU")
 @click.option("--no-plot", is_flag=True, help="Write no metrics plot per run.")
 @config_options
 def train_command(
@@ -155,8 +147,7 @@ def train_command(
     with NAS-Bench-101's recipe: --repeats runs per --epochs budget, each evaluated at step 0,
     halfway and at the end on 9,984 images. Finished runs are skipped when the command is run
     again on the same --out; failing runs are retried from scratch (--max-attempts)."""
-    if ray_address is not None:
-        require("ray", "--ray")
+    check_ray_address(ray_address)
     if not no_plot:
         require("matplotlib", "the metrics plot (or pass --no-plot)")
     from nbcompile.compiler.driver import plan_job
@@ -166,10 +157,6 @@ def train_command(
     from nbcompile.train.results import ResultFolder, merge_results, plan_jobs
     from nbcompile.train.sweep import SweepSettings
 
-    if ray_address and (ray_address.endswith((".json", ".jsonl")) or Path(ray_address).is_file()):
-        raise ConfigError(
-            f"--ray took {ray_address!r} as its ADDRESS: put --ray after the SPECs or write --ray=ADDRESS"
-        )
     check_output_folder(out_dir, "--out")
     network = network_config(options)
     if network.in_channels != 3 or network.num_labels < 10:

@@ -8,16 +8,25 @@ import shlex
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-import black
 import jinja2
 
 from nbcompile._version import __version__
 from nbcompile.compiler.plan import BN_EPS, BN_MOMENTUM, TRUNCATED_NORMAL_STD, NetworkPlan
 
 TEMPLATE = "network.py.jinja"
-#: black's mode is pinned so that output only changes with black's own style releases.
-BLACK_MODE = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=88)
+#: black's line length (its default), the one setting of the pinned mode below.
+BLACK_LINE_LENGTH = 88
+
+
+@lru_cache(maxsize=1)
+def black_mode() -> Any:
+    """black's pinned mode (so that output only changes with black's own style releases); black
+    is imported only where a source is formatted."""
+    import black
+
+    return black.Mode(target_versions={black.TargetVersion.PY310}, line_length=BLACK_LINE_LENGTH)
 
 
 def templates_dir() -> Path:
@@ -121,11 +130,13 @@ def render_plan(plan: NetworkPlan, name: str | None = None, *, formatter: str = 
     """
     source = _environment().get_template(TEMPLATE).render(plan=plan, header=build_header(plan, name))
     code = source[source.index('"""', 3) + 3 :]  # black leaves long docstring lines alone
+    if formatter not in ("auto", "black", "none"):
+        raise ValueError(f"formatter must be 'auto', 'black' or 'none', got {formatter!r}")
     if formatter == "black" or (
-        formatter == "auto" and any(len(line) > BLACK_MODE.line_length for line in code.splitlines())
+        formatter == "auto" and any(len(line) > BLACK_LINE_LENGTH for line in code.splitlines())
     ):
-        source = black.format_str(source, mode=BLACK_MODE)
-    elif formatter not in ("auto", "black"):
-        raise ValueError(f"formatter must be 'auto' or 'black', got {formatter!r}")
+        import black
+
+        source = black.format_str(source, mode=black_mode())
     compile(source, f"<nbcompile {plan.module_hash}>", "exec")
     return source

@@ -1,4 +1,5 @@
-"""The proxies' names, light to import (no torch): for the command line's options and checks."""
+"""The proxies' names and the work's defaults, light to import (no torch): for the command line's
+options and checks."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ NETWORK_PROXY_NAMES: tuple[str, ...] = ("synflow", "snip", "grasp", "fisher", "g
 PROXY_NAMES: tuple[str, ...] = (*PLAN_PROXY_NAMES, *NETWORK_PROXY_NAMES)
 #: The proxies whose value depends on the network alone, not on data.
 DATA_FREE: frozenset[str] = frozenset({"params", "flops", "synflow"})
+
+#: Cells per chunk of work unless told otherwise: large enough that a chunk's overhead (a file, a
+#: task) does not count, small enough that an interrupted run loses little.
+DEFAULT_CHUNK_SIZE = 64
 
 
 def parse_proxy_names(text: str, flag: str = "--proxies") -> tuple[str, ...]:

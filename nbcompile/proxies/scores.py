@@ -1,8 +1,9 @@
 """The zero-cost proxies: each a function of a network and one batch, returning one float.
 
-Every network proxy works on a deep copy of the network it is given, so that scores do not
-depend on which proxies ran before (the network's weights, buffers, gradients and mode are left
-as they were). Unless a proxy says otherwise:
+Every network proxy works on the network it is given and puts back what it changes (its mode,
+BatchNorm statistics, gradients and ``requires_grad`` flags; ``synflow`` works on absolute
+float64 copies of the parameters), so that scores do not depend on which proxies ran before,
+without the cost of copying the network. Unless a proxy says otherwise:
 
 * the layers that count are every ``nn.Conv2d`` and ``nn.Linear`` (their ``weight``; biases,
   BatchNorm parameters and everything else are not scored), as in the reference code of
@@ -19,7 +20,6 @@ returned as it is, not replaced.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 from collections.abc import Callable, Iterator
 
@@ -44,15 +44,30 @@ def scored_weights(network: nn.Module) -> list[nn.Parameter]:
 
 
 @contextlib.contextmanager
-def scratch_copy(network: nn.Module) -> Iterator[nn.Module]:
-    """A deep copy of ``network`` in training mode, every parameter requiring a gradient and
-    holding none, with gradients enabled: for one proxy."""
-    scratch = copy.deepcopy(network).train()
-    for parameter in scratch.parameters():
-        parameter.grad = None
-        parameter.requires_grad_(True)
-    with torch.enable_grad():
-        yield scratch
+def borrowed_for_scoring(network: nn.Module) -> Iterator[nn.Module]:
+    """``network`` itself in training mode, every parameter requiring a gradient and holding none,
+    with gradients enabled: for one proxy. Afterwards its modules' modes, its buffers (a
+    training-mode forward pass updates BatchNorm's statistics), its parameters' gradients and
+    ``requires_grad`` flags are put back as they were."""
+    modes = [(module, module.training) for module in network.modules()]
+    parameters = [(parameter, parameter.requires_grad, parameter.grad) for parameter in network.parameters()]
+    buffers = [(buffer, buffer.clone()) for buffer in network.buffers()]
+    try:
+        network.train()
+        for parameter, _, _ in parameters:
+            parameter.grad = None
+            parameter.requires_grad_(True)
+        with torch.enable_grad():
+            yield network
+    finally:
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+        for parameter, requires_grad, gradient in parameters:
+            parameter.requires_grad_(requires_grad)
+            parameter.grad = gradient
+        for module, training in modes:
+            module.training = training
 
 
 def _loss(network: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -87,31 +102,43 @@ def synflow(network: nn.Module, images: torch.Tensor, labels: torch.Tensor | Non
     range less easily, and the reference uses float64); only the shape of ``images`` is used (one
     image of that shape), ``labels`` not at all.
     """
-    with scratch_copy(network) as scratch:
-        _remove_batchnorm(scratch)
-        scratch.double()
-        with torch.no_grad():
-            for parameter in scratch.parameters():
-                parameter.abs_()
-        weights = scored_weights(scratch)
+    with _without_batchnorm(network):
+        names = [f"{name}.weight" for name, module in network.named_modules() if isinstance(module, SCORED_LAYERS)]
+        parameters = {
+            name: parameter.detach().abs().double().requires_grad_(True)
+            for name, parameter in network.named_parameters()
+        }
+        weights = [parameters[name] for name in names]
         ones = torch.ones((1, *images.shape[1:]), dtype=torch.float64, device=images.device)
-        gradients = torch.autograd.grad(scratch(ones).sum(), weights, allow_unused=True)
+        with torch.enable_grad():
+            output = torch.func.functional_call(network, parameters, (ones,))
+            gradients = torch.autograd.grad(output.sum(), weights, allow_unused=True)
         return _total((w * g).abs().sum() for w, g in zip(weights, gradients) if g is not None)
 
 
-def _remove_batchnorm(network: nn.Module) -> None:
-    """Replace every BatchNorm layer of ``network`` by the identity, in place."""
-    for module in list(network.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.modules.batchnorm._BatchNorm):
-                setattr(module, name, nn.Identity())
+@contextlib.contextmanager
+def _without_batchnorm(network: nn.Module) -> Iterator[None]:
+    """While the block runs, every BatchNorm layer of ``network`` is the identity; then put back."""
+    replaced = [
+        (module, name, child)
+        for module in network.modules()
+        for name, child in module.named_children()
+        if isinstance(child, nn.modules.batchnorm._BatchNorm)
+    ]
+    for module, name, _ in replaced:
+        setattr(module, name, nn.Identity())
+    try:
+        yield
+    finally:
+        for module, name, child in replaced:
+            setattr(module, name, child)
 
 
 # --- one batch -------------------------------------------------------------------------------------
 def grad_norm(network: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Σ over the scored layers of ‖∂L/∂W‖ (each layer's Frobenius norm, then summed), the
     ``grad_norm`` of Abdelfattah et al., ICLR 2021."""
-    with scratch_copy(network) as scratch:
+    with borrowed_for_scoring(network) as scratch:
         weights = scored_weights(scratch)
         gradients = torch.autograd.grad(_loss(scratch, images, labels), weights, allow_unused=True)
         return _total(g.norm() for g in gradients if g is not None)
@@ -121,7 +148,7 @@ def snip(network: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> floa
     """SNIP (Lee et al., "SNIP: single-shot network pruning based on connection sensitivity",
     ICLR 2019; as a proxy: Abdelfattah et al., ICLR 2021): Σ |W ⊙ ∂L/∂W|, which is the gradient of
     the loss with respect to a multiplicative all-ones mask on the weights, taken absolutely."""
-    with scratch_copy(network) as scratch:
+    with borrowed_for_scoring(network) as scratch:
         weights = scored_weights(scratch)
         gradients = torch.autograd.grad(_loss(scratch, images, labels), weights, allow_unused=True)
         return _total((w * g).abs().sum() for w, g in zip(weights, gradients) if g is not None)
@@ -136,7 +163,7 @@ def grasp(network: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> flo
     gᵀ·stop_gradient(g) from one forward pass (the reference runs the forward pass twice; in
     training mode both passes give the same loss, so the value is the same).
     """
-    with scratch_copy(network) as scratch:
+    with borrowed_for_scoring(network) as scratch:
         weights = scored_weights(scratch)
         gradients = torch.autograd.grad(_loss(scratch, images, labels), weights, create_graph=True, allow_unused=True)
         used = [(w, g) for w, g in zip(weights, gradients) if g is not None]
@@ -167,10 +194,10 @@ def fisher(network: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
 
         output.register_hook(on_gradient)
 
-    with scratch_copy(network) as scratch:
+    with borrowed_for_scoring(network) as scratch:
         handles = [m.register_forward_hook(on_output) for m in scratch.modules() if isinstance(m, SCORED_LAYERS)]
-        try:
-            _loss(scratch, images, labels).backward()
+        try:  # every layer output lies on the way to the weights: its hook sees its gradient
+            torch.autograd.grad(_loss(scratch, images, labels), scored_weights(scratch), allow_unused=True)
         finally:
             for handle in handles:
                 handle.remove()
@@ -189,7 +216,7 @@ def jacob_cov(network: nn.Module, images: torch.Tensor, labels: torch.Tensor | N
     """
     if images.shape[0] < 2:
         raise ValueError("jacob_cov needs a batch of at least 2 images")
-    with scratch_copy(network) as scratch:
+    with borrowed_for_scoring(network) as scratch:
         inputs = images.detach().clone().requires_grad_(True)
         outputs = scratch(inputs)
         (jacobian,) = torch.autograd.grad(outputs, inputs, grad_outputs=torch.ones_like(outputs))
@@ -244,7 +271,7 @@ def nwot(network: nn.Module, images: torch.Tensor, labels: torch.Tensor | None =
     gradients; the kernel is summed in float64; ``labels`` unused.
     """
     kernel = torch.zeros((images.shape[0], images.shape[0]), dtype=torch.float64, device=images.device)
-    with scratch_copy(network) as scratch, torch.no_grad(), _ReluCodes(kernel):
+    with borrowed_for_scoring(network) as scratch, torch.no_grad(), _ReluCodes(kernel):
         scratch(images)
     return float(torch.linalg.slogdet(kernel).logabsdet)
 

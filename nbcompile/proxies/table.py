@@ -1,6 +1,6 @@
 """The proxies table: a Parquet file keyed by module hash, one column per proxy, the settings
 that produced it as JSON in the schema's metadata (key ``nbcompile.proxies``). Needs pyarrow
-(``pip install "nbcompile[proxies]"``)."""
+(``pip install "nbcompile[parquet]"``, or ``nbcompile[proxies]``)."""
 
 from __future__ import annotations
 

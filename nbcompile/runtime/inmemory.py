@@ -3,8 +3,10 @@ cell, without writing or importing a file (for scoring many cells in one process
 
 The network is the one ``nbcompile compile --canonical`` writes: the cell in the labeling
 NAS-Bench-101 stored and trained, so that every labeling of a cell gives the same network, and
-the same weights for the same seed. Classes made here are not importable by name: such a network
-does not pickle and cannot be scripted with ``torch.jit.script`` (use a generated file for that).
+the same weights for the same seed (drawn faster: the module's ``nn`` is ``torch.nn`` with
+:func:`nbcompile.runtime.sampling.trunc_normal_`, which draws torch's numbers). Classes made here
+are not importable by name: such a network does not pickle and cannot be scripted with
+``torch.jit.script`` (use a generated file for that).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from nbcompile.compiler.lower import lower
 from nbcompile.compiler.plan import NetworkPlan
 from nbcompile.compiler.render import render_plan
 from nbcompile.runtime.device import seeded
+from nbcompile.runtime.sampling import nn_with_fast_init
 from nbcompile.space.spec import ModelSpec, as_model_spec
 
 
@@ -31,9 +34,12 @@ def canonical_plan(spec: Any, config: NetworkConfig | None = None) -> NetworkPla
 
 def network_class_from_source(source: str, name: str) -> type[nn.Module]:
     """The ``Network`` class defined by a generated module's ``source``, executed in a fresh
-    namespace named ``name`` (not entered in ``sys.modules``)."""
+    namespace named ``name`` (not entered in ``sys.modules``), whose ``nn`` then initialises with
+    the faster truncated normal that draws the same numbers."""
     namespace: dict[str, Any] = {"__name__": name, "__builtins__": __builtins__}
     exec(compile(source, f"<{name}>", "exec"), namespace)  # our own rendered source, never user text
+    if namespace.get("nn") is nn:
+        namespace["nn"] = nn_with_fast_init()
     network = namespace.get("Network")
     if not (isinstance(network, type) and issubclass(network, nn.Module)):
         raise ImportError(f"{name}: the source defines no Network class")
@@ -68,7 +74,7 @@ class NetworkBuilder:
         if cached is not None:
             self._classes.move_to_end(key)
             return cached
-        source = render_plan(self.plan(model_spec))
+        source = render_plan(self.plan(model_spec), formatter="none")  # executed, not written: black not needed
         network = network_class_from_source(source, f"_nbcompile_inmemory_{key}")
         self.executed += 1
         self._classes[key] = network

@@ -15,14 +15,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from nbcompile import tasks
 from nbcompile._version import __version__
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.train.cifar10 import load_cifar10
 from nbcompile.train.loop import DeviceData, RunResult, TrainConfig, train_run
-from nbcompile.train.results import FORMAT, Job, ResultFolder
+from nbcompile.train.results import FORMAT, Job
 
 #: Upstream's ``max_attempts``.
 MAX_ATTEMPTS = 5
@@ -134,14 +134,20 @@ def run_attempt(
     return result_json(job, settings, run, seed, attempt, device)
 
 
-class InProcess(tasks.InProcess):
-    """Attempts one after another in this process (the CPU, or a single GPU)."""
-
-    def __init__(self, settings: SweepSettings, progress: StepProgress | None = None) -> None:
-        super().__init__(functools.partial(run_attempt, progress=progress), settings)
-
-
+#: Runs one attempt of a job: ``(job, settings, attempt, device=..., progress=...)`` → its result document.
 AttemptFunction = Callable[..., dict[str, Any]]
+
+
+class InProcess(tasks.InProcess):
+    """Attempts one after another in this process (the CPU, or a single GPU). ``attempt_function``
+    is called as ``attempt_function(job, settings, attempt, progress=progress)``."""
+
+    def __init__(
+        self, settings: Any, progress: StepProgress | None = None, attempt_function: AttemptFunction = run_attempt
+    ) -> None:
+        super().__init__(functools.partial(attempt_function, progress=progress), settings)
+
+
 _worker_device: list[str] = []  # the device a ProcessPerDevice worker claimed (one per process)
 
 
@@ -202,20 +208,33 @@ class RayExecutor(tasks.RayTasks):
 SweepSummary = tasks.TaskSummary
 
 
+class ResultStore(Protocol):
+    """Where finished jobs are written, one document each (as :class:`ResultFolder` does)."""
+
+    def is_finished(self, job: Any) -> bool: ...
+
+    def remove_stale_temporaries(self) -> int: ...
+
+    def write(self, job: Any, result: dict[str, Any]) -> Any: ...
+
+
 def run_sweep(
-    jobs: Sequence[Job],
-    settings: SweepSettings,
-    folder: ResultFolder,
+    jobs: Sequence[Any],
+    settings: Any,
+    folder: ResultStore,
     executor: tasks.Executor,
-    on_result: Callable[[Job, dict[str, Any]], None] | None = None,
+    on_result: Callable[[Any, dict[str, Any]], None] | None = None,
+    failed_result: Callable[[Any, Any, list[str]], dict[str, Any]] = failed_json,
 ) -> SweepSummary:
-    """Run every job not already finished in ``folder``, retrying failures; bad input
-    (NbcompileError) stops the sweep at once. ``executor`` is closed at the end."""
+    """Run every job not already finished in ``folder``, retrying failures up to
+    ``settings.max_attempts`` times, after which ``failed_result(job, settings, errors)`` is
+    written; bad input (NbcompileError) stops the sweep at once. ``executor`` is closed at the
+    end. A job is anything with a unique ``name`` that the executor's attempt function takes."""
     folder.remove_stale_temporaries()
 
-    def record(job: Job, result: dict[str, Any] | None, errors: list[str]) -> None:
+    def record(job: Any, result: dict[str, Any] | None, errors: list[str]) -> None:
         if result is None:
-            result = failed_json(job, settings, errors)
+            result = failed_result(job, settings, errors)
         else:
             result["failed_attempts"] = errors
         folder.write(job, result)
