@@ -112,10 +112,10 @@ class TrainingStep:
     backward and the optimizer step, and returns the loss (detached). After a step, each
     parameter's ``.grad`` holds that step's gradient.
 
-    Once :meth:`capture` has recorded the step into a CUDA graph, a call copies its batch into the
-    graph's input tensors and replays the graph: the same kernels on the same tensors (weights,
-    BatchNorm buffers, optimizer slots, and a learning rate held as a device tensor), launched at
-    once. Batches must then keep the captured shape."""
+    Where ``optimize`` has recorded the step into a CUDA graph (``graph``), a call copies its
+    batch into the graph's input tensors and replays the graph: the same kernels on the same
+    tensors (weights, BatchNorm buffers, optimizer slots, and a learning rate held as a device
+    tensor), launched at once. Batches must then keep the captured shape."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -133,7 +133,7 @@ class TrainingStep:
     def __call__(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self._static is None:
             self.optimizer.zero_grad(set_to_none=True)
-            return self._forward_backward_step(inputs, labels, cache_casts=True).clone()
+            return self._forward_backward_step(inputs, labels).clone()
         static_inputs, static_labels, static_loss = self._static
         if inputs.shape != static_inputs.shape or labels.shape != static_labels.shape:
             raise ValueError(
@@ -145,31 +145,30 @@ class TrainingStep:
         self.graph.replay()
         return static_loss.clone()  # the graph overwrites its loss tensor at the next replay
 
-    def _forward_backward_step(self, inputs: torch.Tensor, labels: torch.Tensor, cache_casts: bool) -> torch.Tensor:
+    def _forward_backward_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Forward, loss, backward and optimizer step, gradients accumulated into ``.grad`` (a call
         clears them first; a capture starts without them, so that they are allocated in the
-        graph). ``cache_casts``: autocast's cache of cast weights, which a capture must not use."""
+        graph). With CUDA graphs, autocast's cache of cast weights is off, as a capture requires,
+        in the warm-up steps too (dynamo guards on it: a change would recompile in the capture)."""
         inputs = inputs.to(self.device).contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.dtype, cache=cache_casts):
+        with autocast(self.device, self.dtype, cache=not self.applied.cuda_graphs):
             loss = self.loss_fn(self.model(inputs), labels.to(self.device))
         loss.backward()
         self.optimizer.step()
         return loss.detach()
 
-    def capture(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+    def _capture(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
         """Record one step on batches shaped as ``inputs`` and ``labels`` into a CUDA graph; later
         calls replay it. Recording runs nothing: weights, buffers and optimizer state are left as
         they are. The step must have run (compiled, warmed up) on such batches before, and the
         optimizer's state must exist already: the graph holds on to those tensors."""
-        if self.device.type != "cuda":
-            raise ConfigError("CUDA graphs need a CUDA device", field="cuda_graphs")
         static_inputs = inputs.to(self.device).contiguous(memory_format=torch.channels_last).clone()
         static_labels = labels.to(self.device).clone()
         self.optimizer.zero_grad(set_to_none=True)  # the gradients are allocated inside the graph
         graph = torch.cuda.CUDAGraph()
         torch.cuda.synchronize(self.device)
         with torch.cuda.graph(graph):
-            static_loss = self._forward_backward_step(static_inputs, static_labels, cache_casts=False)
+            static_loss = self._forward_backward_step(static_inputs, static_labels)
         self.graph, self._static = graph, (static_inputs, static_labels, static_loss)
 
 
@@ -332,7 +331,7 @@ def _optimize_training(
 
     step = _whole_graph_else_breaks(compile_and_warm_up, applied)
     if cuda_graphs:
-        step.capture(example, _random_labels(model, example))
+        step._capture(example, _random_labels(model, example))
     return step
 
 
