@@ -8,16 +8,28 @@ import shlex
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import black
 import jinja2
 
 from nbcompile._version import __version__
 from nbcompile.compiler.plan import BN_EPS, BN_MOMENTUM, TRUNCATED_NORMAL_STD, NetworkPlan
 
+if TYPE_CHECKING:
+    import black
+
 TEMPLATE = "network.py.jinja"
-#: black's mode is pinned so that output only changes with black's own style releases.
-BLACK_MODE = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=88)
+#: black's line length: code lines longer than this are what the ``auto`` formatter sends to black.
+BLACK_LINE_LENGTH = 88
+
+
+@lru_cache(maxsize=1)
+def black_mode() -> black.Mode:
+    """black's mode, pinned so that output only changes with black's own style releases. black is
+    imported here, where formatting happens: rendering a cell without long lines needs no black."""
+    import black
+
+    return black.Mode(target_versions={black.TargetVersion.PY310}, line_length=BLACK_LINE_LENGTH)
 
 
 def templates_dir() -> Path:
@@ -122,9 +134,11 @@ def render_plan(plan: NetworkPlan, name: str | None = None, *, formatter: str = 
     source = _environment().get_template(TEMPLATE).render(plan=plan, header=build_header(plan, name))
     code = source[source.index('"""', 3) + 3 :]  # black leaves long docstring lines alone
     if formatter == "black" or (
-        formatter == "auto" and any(len(line) > BLACK_MODE.line_length for line in code.splitlines())
+        formatter == "auto" and any(len(line) > BLACK_LINE_LENGTH for line in code.splitlines())
     ):
-        source = black.format_str(source, mode=BLACK_MODE)
+        import black
+
+        source = black.format_str(source, mode=black_mode())
     elif formatter not in ("auto", "black"):
         raise ValueError(f"formatter must be 'auto' or 'black', got {formatter!r}")
     compile(source, f"<nbcompile {plan.module_hash}>", "exec")

@@ -255,7 +255,8 @@ class Trainer:
             self.step_function = self._compiled_step()
             self.optimizer = self.step_function.optimizer
             self.optimizer.initialize_state()
-            self.warmup_time = self.warm_up(WARMUP_STEPS) + time.perf_counter() - started
+            self.warm_up(WARMUP_STEPS)
+            self.warmup_time = time.perf_counter() - started  # compile, capture and warm-up, once
         else:
             self.optimizer = recipe.TFRMSProp(self.model.parameters(), lr=self.lr)
             self.optimizer.initialize_state()
