@@ -83,6 +83,8 @@ QUERY_KEYS = (
 )
 
 # --- the other examples -----------------------------------------------------------------------------
+#: The 7-vertex 9-edge cell of five 3x3 convolutions (the benchmarks' large cell).
+SEVEN_VERTEX_NINE_EDGE_JSON = EXAMPLES / "seven_vertex_nine_edge.json"
 #: The smallest cell: the input projected straight to the output (``examples/two_vertex.json``).
 TWO_VERTEX: dict[str, Any] = {"matrix": [[0, 1], [0, 0]], "ops": ["input", "output"]}
 TWO_VERTEX_JSON = EXAMPLES / "two_vertex.json"

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 import nbcompile
 from nbcompile import ConfigError, DynamicNetwork
+from nbcompile.runtime.device import float32_math
 from nbcompile.runtime.optimize import OptimizedNetwork, TrainingStep
 
 TINY = {"stem_channels": 8, "num_stacks": 2, "cells_per_stack": 2}
@@ -133,12 +134,36 @@ def test_training_step_gives_the_eager_loss_and_gradients(tmp_path, backend="aot
     assert "SGD(momentum=0.9, foreach)" in step.summary
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cuda_training_step_is_one_cuda_graph_that_gives_the_eager_steps(tmp_path) -> None:
+    """On CUDA the whole step (forward, backward, fused SGD) is replayed from one CUDA graph: 3
+    steps give the eager steps' losses, gradients, weights and BatchNorm statistics. An optimizer
+    that creates its state in its first step (Adam) cannot be captured, and is told so."""
+    model = network_with_running_statistics(tmp_path).cuda()
+    x, labels = images(4).cuda(), torch.tensor([0, 3, 9, 3], device="cuda")
+    with float32_math("fp32"):
+        expected_losses, expected_grads, expected_model = eager_reference_steps(model, x, labels, steps=3)
+        step = optimize_quietly(model, x, train=True, dtype="fp32", backend="aot_eager")
+        losses = [step(x, labels).item() for _ in range(3)]
+    assert step.graph is not None
+    assert "one CUDA graph of the whole step" in step.summary and "SGD(momentum=0.9, fused)" in step.summary
+    assert losses == pytest.approx(expected_losses, rel=1e-4)
+    for grad, expected in zip((p.grad for p in model.parameters()), expected_grads):
+        torch.testing.assert_close(grad, expected, rtol=1e-3, atol=1e-5)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, expected_model.state_dict()[name], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ConfigError, match="CUDA graphs need the optimizer's state before the first step: Adam"):
+        optimize_quietly(model, x, train=True, dtype="fp32", backend="eager", optimizer=torch.optim.Adam)
+
+
 def test_bad_options_are_config_errors(tmp_path) -> None:
     model = network_with_running_statistics(tmp_path)
     with pytest.raises(ConfigError, match="dtype must be one of auto, fp32, bf16, got 'fp16'"):
         nbcompile.optimize(model, images(1), dtype="fp16")
     with pytest.raises(ConfigError, match="CUDA graphs need a CUDA device"):
         nbcompile.optimize(model, images(1), cuda_graphs=True)
+    with pytest.raises(ConfigError, match="CUDA graphs need a CUDA device"):
+        nbcompile.optimize(model, images(1), train=True, cuda_graphs=True)
 
 
 def test_verbose_prints_the_summary_in_one_line(tmp_path, capsys) -> None:

@@ -18,13 +18,14 @@ from strategies import valid_specs
 
 from nbcompile import ConfigError, ModelSpec, NetworkConfig, SpecError, compile_to_file, generate_source
 from nbcompile.compiler.lower import lower
-from nbcompile.compiler.render import black_mode, render_plan
+from nbcompile.compiler.render import BLACK_LINE_LENGTH, black_mode, render_plan
 
 
 def test_output_is_deterministic_and_black_clean() -> None:
     first = generate_source(INCEPTION)
     assert generate_source(INCEPTION) == first
     assert black.format_str(first, mode=black_mode()) == first
+    assert black_mode().line_length == BLACK_LINE_LENGTH
 
 
 def test_source_imports_only_torch() -> None:

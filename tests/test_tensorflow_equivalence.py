@@ -1,12 +1,15 @@
-"""Differential test against TensorFlow: the compiled Inception-like network (examples/inception.json,
-default config) against the same network built in TensorFlow by code nbcompile did not write.
+"""Differential test against TensorFlow: networks compiled by nbcompile against the same networks
+built in TensorFlow by code nbcompile did not write. The cases (``CASES``): the Inception-like cell
+(examples/inception.json) at the default config, in its canonical labeling and as given, and with
+ghost BatchNorm (2 slices of the batch); the 7-vertex 9-edge cell and a cell with two pruned
+vertices at a small config (2 stacks of 2 cells, stem 16).
 
 The TensorFlow network comes from ``nasbench_keras.build_keras_model`` (PyPI ``nasbench-keras``
 0.2.4, a third-party tf.keras port of upstream's ``model_builder.py``), run by tests/tf_network.py
 in a subprocess under Keras 2 (``tf-keras``, ``TF_USE_LEGACY_KERAS=1`` in that process only).
-Both get the cell as nbcompile built it, in the dataset's canonical labeling (``canonical=True``)
-and as the file gives it (``canonical=False``: what upstream builds from the same matrix), and
-the same weights, with random
+TensorFlow gets the cell as given (``canonical=False``: what upstream builds from the same matrix;
+nasbench_keras prunes it its own way, a check of nbcompile's pruning) or in the dataset's
+canonical labeling as nbcompile built it (``canonical=True``), and the same weights, with random
 BatchNorm parameters and moving statistics so that eval mode uses them. Compared, for a batch of
 4 CIFAR-sized images:
 
@@ -17,6 +20,15 @@ BatchNorm parameters and moving statistics so that eval mode uses them. Compared
   nbcompile's ``TFRMSProp`` (lr 0.2, decay 0.9, momentum 0.9, ε 1.0): the change of every
   trainable variable, and every BatchNorm's moving mean and variance after the step (momentum
   0.997, unbiased batch variance), also as the batch statistics they imply.
+
+With ghost BatchNorm, nbcompile's ``GhostBatchNorm2d`` (statistics of each half of the batch)
+against TensorFlow run as upstream's 2 TPU shards ran: each half of the batch through the Keras
+model on its own (one ``training=True`` call each, the loss over both under one gradient tape).
+Logits, loss, gradients and the step are compared as above. The moving statistics themselves are
+not: TensorFlow updates them half by half, nbcompile once with the halves' mean statistics (the
+inferred part, see the training guide); compared instead are the batch statistics they imply,
+per half on TensorFlow's side (from the moving statistics after each half), averaged over the
+halves.
 
 Error measure: for a tensor ``a`` against ``b``, ``max |a − b| / max |b|`` (relative to the
 tensor's largest magnitude: logits near zero and gradients of unused channels make element-wise
@@ -42,22 +54,70 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import itertools
+import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from example_cells import INCEPTION, REPO
+from example_cells import INCEPTION, REPO, SEVEN_VERTEX_NINE_EDGE_JSON
 from torch.nn import functional as F
 
 import nbcompile
 from nbcompile.compiler.naming import cell_attribute, op_name, projection_name
-from nbcompile.train.recipe import BASE_LR, EPSILON, MOMENTUM, RMS_DECAY, WEIGHT_DECAY, TFRMSProp, l2_penalty
+from nbcompile.train.recipe import (
+    BASE_LR,
+    EPSILON,
+    MOMENTUM,
+    RMS_DECAY,
+    WEIGHT_DECAY,
+    TFRMSProp,
+    l2_penalty,
+    use_ghost_batch_norm,
+)
 
 pytestmark = pytest.mark.tf
+
+
+@dataclass(frozen=True)
+class Case:
+    """One network compared: its cell, labeling, config and BatchNorm grouping."""
+
+    spec: dict
+    canonical: bool = False
+    config: tuple[tuple[str, int], ...] = (("stem_channels", 128), ("num_stacks", 3), ("cells_per_stack", 3))
+    ghost_groups: int = 1  # BatchNorm statistics over this many equal slices of the batch
+    float64: bool = False  # TensorFlow in float64 too (slow on a CPU: ~1 min at the default config)
+
+
+#: A small network: two stacks (one downsampling, channels doubled) of two cells.
+SMALL = (("stem_channels", 16), ("num_stacks", 2), ("cells_per_stack", 2))
+#: Six vertices of which two are pruned: vertex 3 (a max-pool) has no way to the output, so
+#: neither has vertex 2 (whose only successor it is); left: input -> conv3x3 -> conv3x3 -> output,
+#: plus the input's projection to the output.
+PRUNED_VERTICES = {
+    "matrix": [
+        [0, 1, 1, 0, 0, 1],
+        [0, 0, 0, 0, 1, 0],
+        [0, 0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0],
+    ],
+    "ops": ["input", "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3", "conv3x3-bn-relu", "output"],
+}
+CASES = {
+    "inception-canonical": Case(INCEPTION, canonical=True, float64=True),
+    "inception-as-given": Case(INCEPTION),
+    "inception-ghost-bn": Case(INCEPTION, ghost_groups=2),
+    "seven-vertex-nine-edge-small": Case(json.loads(SEVEN_VERTEX_NINE_EDGE_JSON.read_text()), config=SMALL),
+    "pruned-vertices-small": Case(PRUNED_VERTICES, config=SMALL),
+}
 
 BATCH = 4
 SEED = 0
@@ -76,14 +136,15 @@ FLOAT64_CONSTANTS = 1e-6
 _THROUGH_CONSTANTS = ("delta_", "all_delta", "mean", "batch_mean", "loss")
 
 
-def _units(spec: dict) -> list[str]:
+def _units(spec: dict, num_stacks: int, cells_per_stack: int) -> list[str]:
     """The conv-BN-ReLU modules in the order upstream's model_builder creates them: the stem, then
-    per cell and vertex the input projection before the vertex's conv, the output projection last."""
+    per cell and vertex the input projection before the vertex's conv, the output projection last
+    (``spec``: the cell as built, pruned)."""
     matrix, ops = spec["matrix"], spec["ops"]
     n = len(ops)
     units = ["stem"]
-    for stack in range(3):
-        for index in range(3):
+    for stack in range(num_stacks):
+        for index in range(cells_per_stack):
             cell = cell_attribute(stack, index)
             for vertex in range(1, n - 1):
                 if matrix[0][vertex]:
@@ -111,12 +172,21 @@ def _weights(model: torch.nn.Module, units: list[str], dtype: type = np.float32)
 
 
 def _run_torch(
-    model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, dtype: torch.dtype, units, channels_last=False
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    dtype: torch.dtype,
+    units,
+    ghost_groups: int,
+    channels_last=False,
 ) -> dict:
     """Everything tests/tf_network.py computes, by (a copy of) nbcompile's model and recipe in ``dtype``
-    (``channels_last``: in that memory format, whose convolutions round differently)."""
+    (``channels_last``: in that memory format, whose convolutions round differently), with
+    nbcompile's ghost BatchNorm where ``ghost_groups`` > 1."""
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = copy.deepcopy(model).to(dtype=dtype, memory_format=memory_format)
+    if ghost_groups > 1:
+        assert use_ghost_batch_norm(model, ghost_groups) == len(units)
     x = torch.from_numpy(images).to(dtype).contiguous(memory_format=memory_format)
     y = torch.from_numpy(labels).long()
     before = _weights(model, units, np.float64)
@@ -139,7 +209,11 @@ def _run_torch(
     out["grad_dense_w"] = grads["classifier.weight"]
     out["grad_dense_b"] = grads["classifier.bias"]
     TFRMSProp(params, lr=BASE_LR, decay=RMS_DECAY, momentum=MOMENTUM, eps=EPSILON).step()
-    return _derived(out, before, _weights(model, units, np.float64))
+    after = _weights(model, units, np.float64)
+    if ghost_groups > 1:  # the update with the slices' mean statistics: what they imply is compared
+        out.update(_implied_batch_statistics(after, before))
+        after = _trained(after)
+    return _derived(out, before, after)
 
 
 def _run_tf(source: Path, target: Path, dtype: str, weights: dict) -> tuple[dict, dict]:
@@ -156,6 +230,14 @@ def _run_tf(source: Path, target: Path, dtype: str, weights: dict) -> tuple[dict
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = {name: value.astype(np.float64) for name, value in np.load(target).items()}
     after = {name: out.pop(name) for name in weights}
+    ghost_batches = sorted({name.split("_")[0] for name in out if name.startswith("ghost")})
+    if ghost_batches:  # updated slice by slice: each slice's statistics, then their mean
+        moving = [weights]
+        for ghost in ghost_batches:
+            moving.append({name[len(ghost) + 1 :]: out.pop(name) for name in list(out) if name.startswith(ghost + "_")})
+        implied = [_implied_batch_statistics(now, then) for then, now in itertools.pairwise(moving)]
+        out.update({name: np.mean([each[name] for each in implied], axis=0) for name in implied[0]})
+        after = _trained(after)
     grads = {name[len("grad_") :]: value for name, value in out.items() if name.startswith("grad_")}
     return _derived(out, weights, after), grads
 
@@ -172,15 +254,30 @@ def _step_from(gradients: dict, weights: dict, dtype: torch.dtype) -> dict:
 
 
 def _derived(out: dict, before: dict, after: dict) -> dict:
-    """Add, per weight, its change in the step (``delta_*``), its moving statistics after the step
-    and the batch statistics they imply (``batch_mean*``, ``batch_var*``)."""
+    """Add, per weight, its change in the step (``delta_*``), and where ``after`` holds moving
+    statistics, them and the batch statistics they imply (``batch_mean*``, ``batch_var*``)."""
+    out.update(_implied_batch_statistics(after, before))
     for name, value in after.items():
         if name.startswith(("mean", "var")):
             out[name] = value
-            out[f"batch_{name}"] = (value - BN_MOMENTUM * before[name]) / (1.0 - BN_MOMENTUM)
         else:
             out[f"delta_{name}"] = value - before[name]
     return out
+
+
+def _implied_batch_statistics(after: dict, before: dict) -> dict:
+    """``batch_mean*``, ``batch_var*``: the batch statistics that moved the moving statistics from
+    ``before`` to ``after`` (momentum 0.997; the variance unbiased)."""
+    return {
+        f"batch_{name}": (value - BN_MOMENTUM * before[name]) / (1.0 - BN_MOMENTUM)
+        for name, value in after.items()
+        if name.startswith(("mean", "var"))
+    }
+
+
+def _trained(weights: dict) -> dict:
+    """The trainable weights only (no moving statistics)."""
+    return {name: value for name, value in weights.items() if not name.startswith(("mean", "var"))}
 
 
 def _randomize_batch_norm(model: torch.nn.Module, generator: torch.Generator) -> None:
@@ -201,11 +298,13 @@ def _needs_tensorflow() -> None:
             pytest.skip(f"{module} is not installed (see the tf extra and .ci/run)")
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["canonical", "as-given"])
+@pytest.fixture(scope="module", params=list(CASES))
 def results(request, tmp_path_factory) -> dict:
     _needs_tensorflow()
+    case = CASES[request.param]
+    config = dict(case.config)
     tmp = tmp_path_factory.mktemp("tfdiff")
-    path = nbcompile.compile_to_file(INCEPTION, tmp / "generated", canonical=request.param)
+    path = nbcompile.compile_to_file(case.spec, tmp / "generated", canonical=case.canonical, **config)
     with torch.random.fork_rng():
         torch.manual_seed(SEED)
         model = nbcompile.load_model(path)
@@ -214,15 +313,19 @@ def results(request, tmp_path_factory) -> dict:
     _randomize_batch_norm(model, generator)
     images = torch.randn(BATCH, 3, 32, 32, generator=generator).numpy()
     labels = torch.randint(0, 10, (BATCH,), generator=generator).numpy()
-    units = _units(built)
+    units = _units(built, config["num_stacks"], config["cells_per_stack"])
     convs = {name.rsplit(".", 2)[0] for name, _ in model.named_parameters() if name.endswith("conv.weight")}
     assert convs == set(units), "every conv-BN-ReLU of the network is transferred exactly once"
 
+    # TensorFlow gets the cell as given and prunes it its own way; canonical: as nbcompile relabeled it
+    given = ("matrix", "ops") if case.canonical else ("original_matrix", "original_ops")
     source = tmp / "in.npz"
     np.savez(
         source,
-        matrix=np.asarray(built["matrix"]),
-        ops=np.asarray(built["ops"]),
+        matrix=np.asarray(built[given[0]]),
+        ops=np.asarray(built[given[1]]),
+        ghost_groups=case.ghost_groups,
+        **config,
         images=images,
         labels=labels,
         lr=BASE_LR,
@@ -234,20 +337,20 @@ def results(request, tmp_path_factory) -> dict:
     )
     weights = _weights(model, units, np.float64)
     tf_side, tf_grads = _run_tf(source, tmp / "out32.npz", "float32", weights)
-    # float64 TensorFlow is slow on CPU (~1 min): for the canonical labeling only
-    tf64 = _run_tf(source, tmp / "out64.npz", "float64", weights)[0] if request.param else None
+    tf64 = _run_tf(source, tmp / "out64.npz", "float64", weights)[0] if case.float64 else None
     # TF's step against TFRMSProp's from the same (TF's) gradients: the optimizers alone
     tf_side.update({f"iso_{name}": tf_side[name] for name in tf_side if name.startswith("delta_")})
     isolated = {dtype: _step_from(tf_grads, weights, dtype) for dtype in (torch.float32, torch.float64)}
+    run = {"model": model, "images": images, "labels": labels, "units": units, "ghost_groups": case.ghost_groups}
     return {
         "tf": tf_side,
         "tf64": tf64,
-        "float32": {**_run_torch(model, images, labels, torch.float32, units), **isolated[torch.float32]},
+        "float32": {**_run_torch(dtype=torch.float32, **run), **isolated[torch.float32]},
         "float32_channels_last": {
-            **_run_torch(model, images, labels, torch.float32, units, channels_last=True),
+            **_run_torch(dtype=torch.float32, channels_last=True, **run),
             **isolated[torch.float32],
         },
-        "float64": {**_run_torch(model, images, labels, torch.float64, units), **isolated[torch.float64]},
+        "float64": {**_run_torch(dtype=torch.float64, **run), **isolated[torch.float64]},
     }
 
 
@@ -331,7 +434,7 @@ def test_tensorflow_matches_nbcompile_in_float64(results: dict) -> None:
     (relative ~1e-8, amplified up to ~10× in the batch statistics derived from the moving ones),
     and ``tf.compat.v1.losses`` reduces the cross-entropy in float32 (the loss's value only)."""
     if results["tf64"] is None:
-        pytest.skip("TensorFlow runs in float64 for the canonical labeling only")
+        pytest.skip("TensorFlow runs in float64 for the Inception-like cell's canonical labeling only")
     tf64 = _with_totals(dict(results["tf64"]))
     reference = _with_totals({name: value for name, value in results["float64"].items() if not name.startswith("iso_")})
     names = [name for name in reference if not name.startswith(("var", "batch_var"))]

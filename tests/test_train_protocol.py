@@ -133,28 +133,33 @@ def snapshot(trainer: Trainer) -> dict[str, torch.Tensor]:
     return state
 
 
-def steps_compiled_and_eager(tmp_path, backend: str, steps: int, **options) -> dict:
-    """``steps`` steps of a compiled trainer (``optimize(train=True)`` on ``backend``) and of an
-    eager one in the same layout: losses, snapshot, graphs compiled while training, step function."""
+def trained_steps(tmp_path, config: TrainConfig, steps: int, device: str = "cpu") -> tuple:
+    """``steps`` steps of a Trainer: losses, snapshot, graphs compiled while training, step function."""
     from torch._dynamo.utils import counters
 
-    data = DeviceData.of(synthetic_data(), "cpu")
+    torch._dynamo.reset()
+    data = DeviceData.of(synthetic_data(), device)
+    folder = tmp_path / f"{config.compile_step}-{config.cuda_graphs}-{config.precision}"
+    trainer = Trainer(INCEPTION, data, config, TINY, 3, folder, device)
+    graphs = counters["stats"]["unique_graphs"]
+    trainer.train_until(steps)
+    return (
+        [float(v) for _, v in trainer.losses],
+        snapshot(trainer),
+        counters["stats"]["unique_graphs"] - graphs,
+        trainer.step_function,
+    )
+
+
+def steps_compiled_and_eager(tmp_path, backend: str, steps: int, **options) -> dict:
+    """``steps`` steps of a compiled trainer (``optimize(train=True)`` on ``backend``) and of an
+    eager one in the same layout, by whether compiled."""
     runs = {}
     for compiled in (False, True):
         config = TrainConfig(
             epochs=2, batch_size=32, loss_every=1, compile_step=compiled, compile_backend=backend, channels_last=True
         )
-        config = dataclasses.replace(config, **options)
-        torch._dynamo.reset()
-        trainer = Trainer(INCEPTION, data, config, TINY, 3, tmp_path / str(compiled))
-        graphs = counters["stats"]["unique_graphs"]
-        trainer.train_until(steps)
-        runs[compiled] = (
-            [float(v) for _, v in trainer.losses],
-            snapshot(trainer),
-            counters["stats"]["unique_graphs"] - graphs,
-            trainer.step_function,
-        )
+        runs[compiled] = trained_steps(tmp_path, dataclasses.replace(config, **options), steps)
     return runs
 
 
@@ -230,3 +235,39 @@ def test_float32_math_is_restored_after_an_error():
         assert torch.get_float32_matmul_precision() == "high"
         raise RuntimeError("boom")
     assert (torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()) == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize(
+    ("backend", "precision", "tolerance"),
+    [("aot_eager", "fp32", (1e-4, 1e-6)), ("inductor", "fp32", (1e-3, 1e-5)), ("aot_eager", "bf16", (5e-2, 5e-3))],
+)
+def test_n_cuda_graphed_steps_equal_n_eager_steps(tmp_path, backend, precision, tolerance):
+    """6 steps of the compiled step captured in a CUDA graph, against the same compiled step
+    launched kernel by kernel (the same kernels: in float32 equal but for cuDNN's summation
+    order) and against eager steps (within the backend's rounding; in bf16 a last-bit difference
+    in a weight flips its bf16 rounding, hence the wide bounds, which a graph that missed an
+    update would still fail by far). The learning rate changes at every step (0 at the first):
+    a rate recorded into the graph as a constant would fail this."""
+    base = TrainConfig(epochs=2, batch_size=32, loss_every=1, precision=precision, channels_last=True)
+    runs = {
+        name: trained_steps(tmp_path, dataclasses.replace(base, **options), 6, "cuda")
+        for name, options in {
+            "eager": {"compile_step": False},
+            "compiled": {"compile_step": True, "compile_backend": backend, "cuda_graphs": False},
+            "graphed": {"compile_step": True, "compile_backend": backend, "cuda_graphs": True},
+        }.items()
+    }
+    losses, graphed, graphs, step = runs["graphed"]
+    assert step.graph is not None and "one CUDA graph of the whole step" in step.summary
+    assert "no CUDA graphs" in runs["compiled"][3].summary
+    assert graphs == 0 and len(losses) == 6
+    assert sum(k.endswith(("/ms", "/mom")) for k in graphed) > 10 and any(k.endswith("running_var") for k in graphed)
+    same_kernels = (1e-5, 1e-6) if precision == "fp32" else tolerance
+    for reference, (rtol, atol) in (("compiled", same_kernels), ("eager", tolerance)):
+        np.testing.assert_allclose(losses, runs[reference][0], rtol=rtol, err_msg=reference)
+        assert graphed.keys() == runs[reference][1].keys()
+        for name, value in runs[reference][1].items():
+            torch.testing.assert_close(graphed[name], value, rtol=rtol, atol=atol, msg=f"{reference}: {name}")
+    with pytest.raises(ValueError, match=r"captured in a CUDA graph for inputs \(32, 3, 32, 32\)"):
+        step(torch.zeros(16, 3, 32, 32, device="cuda"), torch.zeros(16, dtype=torch.int64, device="cuda"))

@@ -9,8 +9,9 @@ symbolic Keras tensors, which only Keras 2 (the ``tf-keras`` package) accepts. S
 must run with ``TF_USE_LEGACY_KERAS=1`` set before TensorFlow is imported; the test sets it in
 this process's environment only, never in its own.
 
-INPUT.npz holds ``matrix``, ``ops`` (the cell as nbcompile built it), ``images`` (NCHW float32),
-``labels``, the hyperparameters ``lr``, ``decay``, ``momentum``, ``epsilon``,
+INPUT.npz holds ``matrix``, ``ops`` (the cell, which nasbench_keras prunes its own way), the
+network's ``stem_channels``, ``num_stacks``, ``cells_per_stack``, ``ghost_groups``, ``images``
+(NCHW float32), ``labels``, the hyperparameters ``lr``, ``decay``, ``momentum``, ``epsilon``,
 ``weight_decay``, and the weights in upstream's order of creation: ``conv{i}`` (OIHW),
 ``gamma{i}``, ``beta{i}``, ``mean{i}``, ``var{i}`` for the i-th conv-BN-ReLU (stem, then per cell
 and vertex the input projection before the vertex's conv, the output projection last), and
@@ -23,9 +24,12 @@ float32 kernel, as upstream used, takes the unbiased one).
 
 What runs is upstream's training step, in eager mode: the logits with ``training=True`` (the
 batch's statistics; Keras's BatchNormalization then updates its moving statistics, as upstream's
-UPDATE_OPS do), ``tf.compat.v1.losses.softmax_cross_entropy`` + ``weight_decay ·
-Σ tf.nn.l2_loss(v)`` over every trainable variable, and one ``tf.compat.v1.train.RMSPropOptimizer``
-step (upstream's optimizer: its ``ms`` slots start at 1, ε inside the square root).
+UPDATE_OPS do; with ``ghost_groups`` G > 1 the batch goes through the model in G equal slices,
+one call each, as upstream's TPU shards each normalised their own slice, and OUTPUT.npz also
+holds ``ghost{h}_mean{i}``, ``ghost{h}_var{i}``: the moving statistics after slice h),
+``tf.compat.v1.losses.softmax_cross_entropy`` + ``weight_decay · Σ tf.nn.l2_loss(v)`` over every
+trainable variable, and one ``tf.compat.v1.train.RMSPropOptimizer`` step (upstream's optimizer:
+its ``ms`` slots start at 1, ε inside the square root).
 """
 
 from __future__ import annotations
@@ -65,14 +69,17 @@ def main(source: str, target: str, dtype: str = "float32") -> None:
     ops = [str(op) for op in data["ops"]]
     spec = ModelSpec(data["matrix"], ops, data_format="channels_last")
     config = {
-        "stem_filter_size": 128,
+        "stem_filter_size": int(data["stem_channels"]),
         "data_format": "channels_last",
-        "num_stacks": 3,
-        "num_modules_per_stack": 3,
+        "num_stacks": int(data["num_stacks"]),
+        "num_modules_per_stack": int(data["cells_per_stack"]),
         "num_labels": 10,
     }
-    features = tf.keras.Input((32, 32, 3), batch_size=batch)
+    groups = int(data["ghost_groups"])
+    # nasbench_keras reshapes with the static batch size: the model takes one ghost batch at a time
+    features = tf.keras.Input((32, 32, 3), batch_size=batch // groups)
     model = tf.keras.Model(features, build_keras_model(spec, features, None, config))
+    ghost_batches = np.split(images, groups)
 
     convs = _creation_order(model.layers, "Conv2D")
     norms = _creation_order(model.layers, "BatchNormalization")
@@ -94,9 +101,14 @@ def main(source: str, target: str, dtype: str = "float32") -> None:
     if {id(v) for v in trainable.values()} != {id(v) for v in model.trainable_variables}:
         raise SystemExit("the trainable variables are not exactly the transferred weights")
 
-    out = {"eval_logits": model(images, training=False).numpy()}
+    out = {"eval_logits": np.concatenate([model(part, training=False).numpy() for part in ghost_batches])}
+    moving = []  # with ghost batches: the moving statistics after each one
     with tf.GradientTape() as tape:
-        logits = model(images, training=True)
+        parts = []
+        for part in ghost_batches:
+            parts.append(model(part, training=True))  # in eager mode, updates the moving statistics now
+            moving.append([(norm.moving_mean.numpy(), norm.moving_variance.numpy()) for norm in norms])
+        logits = tf.concat(parts, 0)
         loss = tf.compat.v1.losses.softmax_cross_entropy(tf.one_hot(labels, 10), logits)
         loss += float(data["weight_decay"]) * tf.add_n([tf.nn.l2_loss(v) for v in model.trainable_variables])
     names = list(trainable)
@@ -118,6 +130,10 @@ def main(source: str, target: str, dtype: str = "float32") -> None:
         out[f"beta{i}"] = norm.beta.numpy()
         out[f"mean{i}"] = norm.moving_mean.numpy()
         out[f"var{i}"] = norm.moving_variance.numpy()
+    if groups > 1:
+        for h, statistics in enumerate(moving):
+            for i, (mean, variance) in enumerate(statistics):
+                out[f"ghost{h}_mean{i}"], out[f"ghost{h}_var{i}"] = mean, variance
     out["dense_w"] = dense.kernel.numpy().T
     out["dense_b"] = dense.bias.numpy()
     np.savez(target, **out)

@@ -83,6 +83,12 @@ def default_device() -> str:
     help="Compile the training step cell by cell, in channels_last (nbcompile.optimize) [default: on for cuda].",
 )
 @click.option(
+    "--cuda-graphs/--no-cuda-graphs",
+    default=True,
+    show_default=True,
+    help="On CUDA, capture the compiled step (forward, backward, optimizer step) in one CUDA graph and replay it.",
+)
+@click.option(
     "--precision",
     type=click.Choice(["fp32", "tf32", "bf16"]),
     default="fp32",
@@ -131,6 +137,7 @@ def train_command(
     ghost_bn: bool,
     batch_size: int,
     compile_step: bool | None,
+    cuda_graphs: bool,
     precision: str,
     max_train_seconds: float | None,
     channels_last: bool,
@@ -174,6 +181,7 @@ def train_command(
         max_train_seconds=max_train_seconds,
         channels_last=channels_last,
         compile_step=device.startswith("cuda") if compile_step is None else compile_step,
+        cuda_graphs=cuda_graphs,
     )
     cells = [spec for _, spec in located_specs(specs, "train", dataset)]
     cells = [spec.canonical() for spec in cells] if canonical else cells

@@ -8,22 +8,25 @@ import shlex
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import jinja2
 
 from nbcompile._version import __version__
 from nbcompile.compiler.plan import BN_EPS, BN_MOMENTUM, TRUNCATED_NORMAL_STD, NetworkPlan
 
+if TYPE_CHECKING:
+    import black
+
 TEMPLATE = "network.py.jinja"
-#: black's line length (its default), the one setting of the pinned mode below.
+#: black's line length: code lines longer than this are what the ``auto`` formatter sends to black.
 BLACK_LINE_LENGTH = 88
 
 
 @lru_cache(maxsize=1)
-def black_mode() -> Any:
-    """black's pinned mode (so that output only changes with black's own style releases); black
-    is imported only where a source is formatted."""
+def black_mode() -> black.Mode:
+    """black's mode, pinned so that output only changes with black's own style releases. black is
+    imported here, where formatting happens: rendering a cell without long lines needs no black."""
     import black
 
     return black.Mode(target_versions={black.TargetVersion.PY310}, line_length=BLACK_LINE_LENGTH)

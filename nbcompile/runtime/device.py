@@ -30,12 +30,13 @@ def resolve_dtype(device: torch.device, dtype: str) -> str:
     return dtype
 
 
-def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, dtype: str, cache: bool = True) -> contextlib.AbstractContextManager:
     """bf16 autocast on ``device``; for fp32 nothing (autocast is left as the caller has it).
-    ``dtype`` is a name checked beforehand: this runs at every step."""
+    ``dtype`` is a name checked beforehand: this runs at every step. ``cache``: autocast's cache
+    of cast weights (off while a CUDA graph is captured, as PyTorch requires)."""
     if dtype == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[dtype])
+    return torch.autocast(device.type, dtype=DTYPES[dtype], cache_enabled=cache)
 
 
 #: Training precisions. ``fp32``: IEEE float32 convolutions and matmuls (TF32 off); ``tf32``: TF32

@@ -7,15 +7,17 @@ autocast would do), ``torch.compile(fullgraph=True)``, with CUDA graphs on CUDA.
 
 Training: channels_last, bf16 autocast (fp32 weights), a fused (CUDA) or foreach (CPU) SGD or
 the caller's optimizer, the network compiled cell by cell (regional compilation: cells of the same class share one
-compiled graph, which cuts compile time), with CUDA graphs over forward and backward on CUDA.
+compiled graph, which cuts compile time); on CUDA, the whole step (forward, loss, backward and
+optimizer step) captured in one CUDA graph and replayed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import torch
@@ -50,7 +52,10 @@ class Applied:
         if self.fold:
             parts.append(f"BN folded by {self.fold}")
         parts.append(f"torch.compile: {self.compile}")
-        parts.append("CUDA graphs" if self.cuda_graphs else "no CUDA graphs")
+        if not self.cuda_graphs:
+            parts.append("no CUDA graphs")
+        else:
+            parts.append("one CUDA graph of the whole step" if self.train else "CUDA graphs")
         if self.optimizer:
             parts.append(self.optimizer)
         return "optimize: " + ", ".join(parts)
@@ -105,7 +110,12 @@ class OptimizedNetwork(nn.Module):
 class TrainingStep:
     """One training step from ``optimize(train=True)``: ``step(inputs, labels)`` runs forward, loss,
     backward and the optimizer step, and returns the loss (detached). After a step, each
-    parameter's ``.grad`` holds that step's gradient."""
+    parameter's ``.grad`` holds that step's gradient.
+
+    Where ``optimize`` has recorded the step into a CUDA graph (``graph``), a call copies its
+    batch into the graph's input tensors and replays the graph: the same kernels on the same
+    tensors (weights, BatchNorm buffers, optimizer slots, and a learning rate held as a device
+    tensor), launched at once. Batches must then keep the captured shape."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -113,21 +123,53 @@ class TrainingStep:
     device: torch.device
     dtype: str
     applied: Applied
+    graph: torch.cuda.CUDAGraph | None = field(default=None, init=False, repr=False)
+    _static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False)
 
     @property
     def summary(self) -> str:
         return self.applied.summary()
 
     def __call__(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.applied.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()
+        if self._static is None:
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._forward_backward_step(inputs, labels).clone()
+        static_inputs, static_labels, static_loss = self._static
+        if inputs.shape != static_inputs.shape or labels.shape != static_labels.shape:
+            raise ValueError(
+                f"this training step was captured in a CUDA graph for inputs {tuple(static_inputs.shape)} and "
+                f"labels {tuple(static_labels.shape)}, got {tuple(inputs.shape)} and {tuple(labels.shape)}"
+            )
+        static_inputs.copy_(inputs)
+        static_labels.copy_(labels)
+        self.graph.replay()
+        return static_loss.clone()  # the graph overwrites its loss tensor at the next replay
+
+    def _forward_backward_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Forward, loss, backward and optimizer step, gradients accumulated into ``.grad`` (a call
+        clears them first; a capture starts without them, so that they are allocated in the
+        graph). With CUDA graphs, autocast's cache of cast weights is off, as a capture requires,
+        in the warm-up steps too (dynamo guards on it: a change would recompile in the capture)."""
         inputs = inputs.to(self.device).contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.dtype):
+        with autocast(self.device, self.dtype, cache=not self.applied.cuda_graphs):
             loss = self.loss_fn(self.model(inputs), labels.to(self.device))
         loss.backward()
         self.optimizer.step()
-        return loss.detach().clone()
+        return loss.detach()
+
+    def _capture(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+        """Record one step on batches shaped as ``inputs`` and ``labels`` into a CUDA graph; later
+        calls replay it. Recording runs nothing: weights, buffers and optimizer state are left as
+        they are. The step must have run (compiled, warmed up) on such batches before, and the
+        optimizer's state must exist already: the graph holds on to those tensors."""
+        static_inputs = inputs.to(self.device).contiguous(memory_format=torch.channels_last).clone()
+        static_labels = labels.to(self.device).clone()
+        self.optimizer.zero_grad(set_to_none=True)  # the gradients are allocated inside the graph
+        graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize(self.device)
+        with torch.cuda.graph(graph):
+            static_loss = self._forward_backward_step(static_inputs, static_labels)
+        self.graph, self._static = graph, (static_inputs, static_labels, static_loss)
 
 
 def _regions(model: nn.Module) -> Iterator[nn.Module]:
@@ -159,11 +201,15 @@ def optimize(
     same input and returns fp32 logits; it has been called once on ``example_input`` (the compile
     happens here, not on your first call). ``train=True`` returns a ``TrainingStep`` over
     ``model`` itself (moved to channels_last; its parameters are the ones trained), warmed up
-    with one step on ``example_input`` and random labels of a local generator, after which its
+    with a step on ``example_input`` and random labels of a local generator, after which its
     weights, buffers and optimizer state are put back in place. ``optimizer`` makes the training
-    optimizer from the parameters (default: SGD with ``lr`` and ``momentum``). ``dtype`` is auto
-    (bf16 on a CUDA device that supports it), bf16 or fp32; ``cuda_graphs`` defaults to on for
-    CUDA; ``freeze`` (inference, inductor backend) adds
+    optimizer from the parameters (default: SGD with ``lr`` and ``momentum``); its state is
+    created before the first step where that changes no step (SGD's momentum buffers as zeros,
+    the optimizer's ``initialize_state()`` if it has one). ``dtype`` is auto (bf16 on a CUDA
+    device that supports it), bf16 or fp32; ``cuda_graphs`` defaults to on for CUDA: for training, the whole
+    step is then captured in one CUDA graph for batches of ``example_input``'s shape (a learning
+    rate meant to change must be a 0-dim device tensor in the optimizer, updated in place; a
+    float is recorded into the graph as it is). ``freeze`` (inference, inductor backend) adds
     inductor freezing, by default only for a model without ``fuse()``. ``summary`` says in one line
     what was applied; ``verbose`` prints it to stderr.
     """
@@ -172,13 +218,13 @@ def optimize(
     use_graphs = device.type == "cuda" if cuda_graphs is None else cuda_graphs
     if use_graphs and device.type != "cuda":
         raise ConfigError("CUDA graphs need a CUDA device", field="cuda_graphs")
-    mode = "reduce-overhead" if use_graphs else None
     example = example_input.to(device)
     if train:
         result: OptimizedNetwork | TrainingStep = _optimize_training(
-            model, example, device, dtype, backend, mode, lr, momentum, loss_fn, optimizer
+            model, example, device, dtype, backend, use_graphs, lr, momentum, loss_fn, optimizer
         )
     else:
+        mode = "reduce-overhead" if use_graphs else None
         result = _optimize_inference(model, example, device, dtype, backend, mode, freeze)
     if verbose:
         print(result.summary, file=sys.stderr)
@@ -245,7 +291,7 @@ def _optimize_training(
     device: torch.device,
     dtype: str,
     backend: str,
-    mode: str | None,
+    cuda_graphs: bool,
     lr: float,
     momentum: float,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -262,6 +308,7 @@ def _optimize_training(
     else:
         optimizer = make_optimizer(model.parameters())
         described = type(optimizer).__name__
+    _create_state(optimizer)
     distinct = len({type(region) for region in regions})
     where = "whole network" if regions == [model] else f"per cell ({len(regions)} cells, {distinct} distinct classes)"
     applied = Applied(
@@ -270,18 +317,37 @@ def _optimize_training(
         dtype=dtype,
         fold="",
         compile=where if backend == "inductor" else f"{where}, {backend} backend",
-        cuda_graphs=mode is not None,
+        cuda_graphs=cuda_graphs,
         optimizer=described,
     )
 
     def compile_and_warm_up(fullgraph: bool, applied: Applied) -> TrainingStep:
         for region in regions:
-            region.compile(backend=backend, fullgraph=fullgraph, mode=mode)
+            # No CUDA graphs of torch.compile's own (one per cell): the whole step is captured below.
+            region.compile(backend=backend, fullgraph=fullgraph)
         step = TrainingStep(model, optimizer, loss_fn, device, dtype, applied)
         _warm_up(step, example)
         return step
 
-    return _whole_graph_else_breaks(compile_and_warm_up, applied)
+    step = _whole_graph_else_breaks(compile_and_warm_up, applied)
+    if cuda_graphs:
+        step._capture(example, _random_labels(model, example))
+    return step
+
+
+def _create_state(optimizer: torch.optim.Optimizer) -> None:
+    """Create the optimizer's state before the first step, where that gives the same steps, so that
+    a CUDA graph can hold on to it: through its ``initialize_state()`` if it has one (TFRMSProp);
+    SGD's momentum buffers as zeros, without dampening (its first step, ``buf = grad``, equals
+    ``momentum · 0 + grad``)."""
+    initialize = getattr(optimizer, "initialize_state", None)
+    if callable(initialize):
+        initialize()
+    elif isinstance(optimizer, torch.optim.SGD):
+        for group in optimizer.param_groups:
+            if group["momentum"] and not group["dampening"]:
+                for p in group["params"]:
+                    optimizer.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
 
 
 def _num_labels(model: nn.Module) -> int:
@@ -292,17 +358,27 @@ def _num_labels(model: nn.Module) -> int:
     return linears[-1].out_features
 
 
+def _random_labels(model: nn.Module, example: torch.Tensor) -> torch.Tensor:
+    """Labels for ``example``'s batch, from a local generator (the global RNG is left alone)."""
+    generator = torch.Generator(device=example.device).manual_seed(0)
+    return torch.randint(0, _num_labels(model), (example.shape[0],), generator=generator, device=example.device)
+
+
 def _warm_up(step: TrainingStep, example: torch.Tensor) -> None:
     """Compile by running steps on ``example``, then put back the weights, buffers and optimizer
     state, in place: every tensor the caller may hold (a learning-rate tensor in the optimizer's
-    param groups, a state slot) stays the same object; state the steps created is removed."""
-    generator = torch.Generator(device=example.device).manual_seed(0)
-    labels = torch.randint(0, _num_labels(step.model), (example.shape[0],), generator=generator, device=example.device)
+    param groups, a state slot) stays the same object; state the steps created is removed. Before
+    a CUDA graph capture, two steps on a side stream (as PyTorch asks), and the optimizer must not
+    have created state (the graph would hold on to it, and the removal would leave it behind)."""
+    labels = _random_labels(step.model, example)
     state = {name: value.detach().clone() for name, value in step.model.state_dict().items()}
     slots = {p: {key: _copy(value) for key, value in values.items()} for p, values in step.optimizer.state.items()}
+    graphs = step.applied.cuda_graphs
+    created = False
     try:
-        for _ in range(3 if step.applied.cuda_graphs else 1):  # CUDA graphs are recorded on the third
-            step(example, labels)
+        with _side_stream(example.device) if graphs else contextlib.nullcontext():
+            for _ in range(2 if graphs else 1):
+                step(example, labels)
     finally:
         with torch.no_grad():
             for name, value in step.model.state_dict().items():
@@ -310,9 +386,11 @@ def _warm_up(step: TrainingStep, example: torch.Tensor) -> None:
             for p in list(step.optimizer.state):
                 values = step.optimizer.state[p]
                 if p not in slots:
+                    created = created or bool(values)
                     del step.optimizer.state[p]
                     continue
                 for key in [key for key in values if key not in slots[p]]:
+                    created = True
                     del values[key]
                 for key, saved in slots[p].items():
                     if torch.is_tensor(saved) and torch.is_tensor(values.get(key)):
@@ -320,6 +398,25 @@ def _warm_up(step: TrainingStep, example: torch.Tensor) -> None:
                     else:
                         values[key] = saved
         step.optimizer.zero_grad(set_to_none=True)
+    if graphs and created:
+        raise ConfigError(
+            f"CUDA graphs need the optimizer's state before the first step: {type(step.optimizer).__name__} "
+            "creates it in its first step (give it an initialize_state() method, or pass cuda_graphs=False)",
+            field="cuda_graphs",
+        )
+
+
+@contextlib.contextmanager
+def _side_stream(device: torch.device) -> Iterator[None]:
+    """Run the block on a new CUDA stream of ``device``, ordered after and before the current one."""
+    current = torch.cuda.current_stream(device)
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(current)
+    try:
+        with torch.cuda.stream(stream):
+            yield
+    finally:
+        current.wait_stream(stream)
 
 
 def _copy(value: object) -> object:

@@ -56,6 +56,9 @@ class TrainConfig:
     compile_step: bool = False
     #: The ``torch.compile`` backend of a compiled step (``aot_eager`` or ``eager`` to debug).
     compile_backend: str = "inductor"
+    #: On a CUDA device, capture the compiled step (forward, loss, backward, TF RMSProp with the
+    #: learning rate as a device tensor) in one CUDA graph and replay it (off: launched kernel by kernel).
+    cuda_graphs: bool = True
     #: Sample the loss every so many steps (for the plot and the NaN check; no sync in between).
     loss_every: int = 100
     #: Check the sampled losses for NaN and the time limit every so many steps (one host sync
@@ -252,7 +255,8 @@ class Trainer:
             self.step_function = self._compiled_step()
             self.optimizer = self.step_function.optimizer
             self.optimizer.initialize_state()
-            self.warmup_time = self.warm_up(WARMUP_STEPS) + time.perf_counter() - started
+            self.warm_up(WARMUP_STEPS)
+            self.warmup_time = time.perf_counter() - started  # compile, capture and warm-up, once
         else:
             self.optimizer = recipe.TFRMSProp(self.model.parameters(), lr=self.lr)
             self.optimizer.initialize_state()
@@ -267,7 +271,9 @@ class Trainer:
 
     def _compiled_step(self) -> Callable:
         """``nbcompile.optimize(model, train=True)`` with upstream's loss and TF's RMSProp, compiled
-        (and warmed up, its state put back) under the run's float32 math."""
+        (and warmed up, its state put back) under the run's float32 math; on CUDA captured in a
+        CUDA graph unless ``cuda_graphs`` is off. The learning rate is ``self.lr``, a device
+        tensor the loop updates in place, so the graph needs no new capture as it changes."""
         from nbcompile.runtime.optimize import optimize
 
         config = self.config
@@ -284,7 +290,7 @@ class Trainer:
                 train=True,
                 dtype=autocast_dtype(config.precision),
                 backend=config.compile_backend,
-                cuda_graphs=False,
+                cuda_graphs=config.cuda_graphs and self.device.type == "cuda",
                 loss_fn=loss_fn,
                 optimizer=lambda params: recipe.TFRMSProp(params, lr=self.lr),
             )

@@ -136,8 +136,9 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm whose training statistics come from ``groups`` equal slices of the batch, as
     upstream's 2 TPU shards of 128 images each normalised separately.
 
-    This is *inferred* from TF's per-replica BatchNorm on TPU, not verified against upstream.
-    The moving statistics are updated with the mean over the groups of each group's statistics.
+    This is *inferred* from TF's per-replica BatchNorm on TPU, not verified against upstream (the
+    step is checked against TensorFlow run one slice at a time). The moving statistics are updated
+    with the mean over the groups of each group's statistics.
     """
 
     def __init__(self, *args, groups: int = 2, **kwargs) -> None:
