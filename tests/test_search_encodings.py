@@ -1,4 +1,4 @@
-"""Encodings A, B and C (nbcompile.search.encodings): hand-worked configurations decoded to known
+"""Encodings A, B and C (nbcompile.search.cell_encodings): hand-worked configurations decoded to known
 cells, the reference's rules for more than 9 edges, B's duplicates and C's ties, and for any
 configuration a valid cell of at most 9 edges or None."""
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import valid_specs
 
-from nbcompile.search.encodings import (
+from nbcompile.search.cell_encodings import (
     B_POSITIONS,
     ENCODING,
     decode_a,
