@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nbcompile.nasbench.api import NASBench
-from nbcompile.search import native
+from nbcompile.search import native, reinforce
 from nbcompile.search.optimizer import Optimizer, SearchContext, SearchOptions, run_trial
 from nbcompile.search.protocol import Benchmark, Budget, Evaluation, incumbent_curve
 
@@ -41,6 +41,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("random", native.random_search, "random search"),
         Algorithm("evolution", native.regularized_evolution, "regularized evolution"),
         Algorithm("local", native.local_search, "local search (hill climbing with restarts)"),
+        Algorithm("reinforce", reinforce.reinforce, "REINFORCE over a categorical distribution per parameter"),
     )
 }
 
