@@ -13,6 +13,9 @@ EXTRAS: dict[str, str] = {
     "tensorflow": "tf",
     "ray": "ray",
     "pyarrow": "parquet",
+    "smac": "search",
+    "optuna": "search",
+    "ConfigSpace": "search",
 }
 
 

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from nbcompile.errors import DatasetError
 from nbcompile.nasbench.api import NASBench
-from nbcompile.search import native
+from nbcompile.search import model_based, native, reinforce
 from nbcompile.search.optimizer import Optimizer, SearchContext, SearchOptions, run_trial
 from nbcompile.search.protocol import Benchmark, Budget, Evaluation, incumbent_curve
+from nbcompile.space.ops import TRAIN_EPOCHS
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,40 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("random", native.random_search, "random search"),
         Algorithm("evolution", native.regularized_evolution, "regularized evolution"),
         Algorithm("local", native.local_search, "local search (hill climbing with restarts)"),
+        Algorithm("reinforce", reinforce.reinforce, "REINFORCE over a categorical distribution per parameter"),
+        Algorithm("tpe", model_based.tpe, "TPE (Optuna, hyperopt's defaults)", ("optuna",), "search"),
+        Algorithm("smac", model_based.smac, "SMAC (SMAC3 random-forest BO)", ("smac", "ConfigSpace"), "search"),
+        Algorithm(
+            "hyperband",
+            model_based.hyperband,
+            "Hyperband (SMAC3, eta 3, 4 to 108 epochs)",
+            ("smac", "ConfigSpace"),
+            "search",
+            multi_fidelity=True,
+        ),
+        Algorithm(
+            "bohb",
+            model_based.bohb,
+            "BOHB-like multi-fidelity BO (SMAC3 random forest + Hyperband)",
+            ("smac", "ConfigSpace"),
+            "search",
+            multi_fidelity=True,
+        ),
     )
 }
+
+
+def check_budgets(algorithm: str, dataset: NASBench, epochs: int = TRAIN_EPOCHS) -> None:
+    """DatasetError naming the missing epoch budgets if ``algorithm`` queries budgets ``dataset`` lacks
+    (a multi-fidelity algorithm queries 4, 12, 36 and 108 epochs; any other ``epochs``)."""
+    needed = model_based.MULTI_FIDELITY_EPOCHS if ALGORITHMS[algorithm].multi_fidelity else (epochs,)
+    present = set(dataset.tables.epochs.tolist())
+    missing = [epochs for epochs in needed if epochs not in present]
+    if missing:
+        raise DatasetError(
+            f"{algorithm} queries {', '.join(map(str, needed))} epochs; {dataset.dataset_file} has no runs at "
+            f"{', '.join(map(str, missing))} epochs (use a file with every budget, such as nasbench_full.tfrecord)"
+        )
 
 
 @dataclass
@@ -101,6 +135,7 @@ def search(
     trial: int = 0,
 ) -> SearchResult:
     """One trial of ``algorithm`` on ``dataset``, seeded by ``seed`` alone."""
+    check_budgets(algorithm, dataset, options.epochs)
     benchmark = Benchmark(
         dataset,
         budget,

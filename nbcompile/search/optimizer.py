@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
+from nbcompile.search.cell_encodings import ENCODINGS
 from nbcompile.search.protocol import Benchmark, BudgetExhausted, CellsExhausted, Evaluation
 from nbcompile.space.ops import TRAIN_EPOCHS
 from nbcompile.space.spec import ModelSpec
@@ -44,10 +45,17 @@ class SearchOptions:
     mutation: str = "rate"
     #: The ConfigSpace encoding of a cell for the model-based methods: A, B or C.
     encoding: str = "A"
+    #: SMAC and BOHB retrain their random forest after this many new configurations (SMAC3's
+    #: default; 1 is the paper's SMAC, and costs seconds per query).
+    smac_retrain_after: int = 8
 
     def __post_init__(self) -> None:
         if self.mutation not in MUTATIONS:
             raise ValueError(f"mutation must be one of {', '.join(MUTATIONS)}, got {self.mutation!r}")
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+        if self.smac_retrain_after < 1:
+            raise ValueError(f"smac_retrain_after must be at least 1, got {self.smac_retrain_after!r}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,285 @@
+"""The model-based optimizers of the NAS-Bench-101 paper's comparison, on maintained libraries.
+
+The paper's scripts ran SMAC 0.x, hyperopt and hpbandster, none of which installs on current
+Python. Here (the ``search`` extra):
+
+* **TPE**: Optuna's ``TPESampler`` with hyperopt's defaults (20 random startup trials, 24
+  expected-improvement candidates, γ(n) = min(⌈0.25·√n⌉, 25), the prior with weight 1, the magic
+  clip, no endpoints, independent parameters), over a fixed space: categorical parameters for
+  encodings A and B, a float per edge weight and an integer ``num_edges`` for C.
+* **SMAC**: SMAC3's random-forest Bayesian optimisation (``HyperparameterOptimizationFacade``)
+  with the paper's settings: 33 % random configurations interleaved, 5 trees, one evaluation per
+  configuration (``deterministic=True``), one random initial configuration (the reference's
+  ``initial_incumbent: RANDOM``). Its surrogate is retrained every
+  :attr:`~nbcompile.search.optimizer.SearchOptions.smac_retrain_after` configurations (a bound on
+  its cost; see the search-algorithms guide).
+* **Hyperband** and **BOHB**: SMAC3's ``HyperbandFacade`` (random sampling) and
+  ``MultiFidelityFacade`` (random-forest BO, 0 % random configurations as the paper's BOHB) with
+  η = 3 over 4…108 epochs: brackets of 27×4, 9×12, 3×36, 1×108 epochs; 12×12, 4×36, 1×108;
+  6×36, 2×108; 4×108 (:func:`hyperband_brackets`). DEHB is not used: it pins ``numpy<2``,
+  which the project's TensorFlow extra cannot live with. SMAC3's BOHB-like facade models with a
+  random forest where BOHB used kernel densities, so the paper's BOHB settings (4 samples,
+  minimal bandwidth 0.3, bandwidth factor 3) have no counterpart.
+
+Every optimizer minimises the validation error ``1 − validation accuracy``; a configuration
+outside the space (or a cell the dataset lacks) is told error 1, as the reference's benchmark
+returns it. SMAC's files go to a temporary folder, removed once the optimizer is built (it
+writes nothing after, since it is never asked to save), and its log and Optuna's are quiet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from nbcompile.search.cell_encodings import Encoding, Parameter, encoding
+from nbcompile.search.optimizer import Optimizer, Proposal, SearchContext
+from nbcompile.search.protocol import Evaluation
+from nbcompile.space.ops import TRAIN_EPOCHS
+
+#: hyperopt's TPE defaults (v0.1.2) that differ from Optuna's: 20 random startup trials (Optuna: 10)
+#: and γ (:func:`hyperopt_gamma`). The rest already are hyperopt's: 24 expected-improvement
+#: candidates, the prior with weight 1, the magic clip, no endpoints, independent parameters.
+TPE_STARTUP_TRIALS = 20
+TPE_EI_CANDIDATES = 24
+#: The paper's SMAC: fraction of random configurations, trees of the random forest.
+SMAC_RANDOM_FRACTION = 0.33
+SMAC_TREES = 5
+#: The paper's BOHB samples no random configuration; its forest has SMAC3's default 10 trees.
+BOHB_RANDOM_FRACTION = 0.0
+BOHB_TREES = 10
+#: Hyperband's η and its budgets (epochs), as the paper ran HB and BOHB.
+ETA = 3
+MIN_EPOCHS, MAX_EPOCHS = 4, TRAIN_EPOCHS
+MULTI_FIDELITY_EPOCHS = (4, 12, 36, 108)
+#: SMAC3's default: draws of an already seen configuration before it samples at random.
+SMAC_RETRIES = 16
+#: An unbounded number of trials for SMAC's scenario: the benchmark's budget ends the trial.
+_UNBOUNDED_TRIALS = 2**31 - 1
+
+
+def hyperopt_gamma(observations: int) -> int:
+    """hyperopt's TPE: the best ⌈0.25·√n⌉ observations (at most 25) make the "good" density."""
+    return min(math.ceil(0.25 * math.sqrt(observations)), 25)
+
+
+def validation_error(evaluation: Evaluation) -> float:
+    """What the optimizers minimise: 1 − validation accuracy (1 for an invalid configuration)."""
+    return 1.0 - evaluation.validation_accuracy if evaluation.valid else 1.0
+
+
+@contextlib.contextmanager
+def quiet(name: str) -> Iterator[None]:
+    """The library logger ``name`` at ERROR for the block, then as it was."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+# --- TPE (Optuna) ----------------------------------------------------------------------------------
+def _distribution(parameter: Parameter) -> Any:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if parameter.kind == "categorical":
+        return CategoricalDistribution(parameter.choices)
+    if parameter.kind == "float":
+        return FloatDistribution(parameter.lower, parameter.upper)
+    return IntDistribution(int(parameter.lower), int(parameter.upper))
+
+
+class OptunaTPE(Optimizer):
+    """Optuna's TPE sampler with hyperopt's defaults, asked and told one trial at a time."""
+
+    def __init__(self, cell_encoding: Encoding, seed: int, epochs: int = TRAIN_EPOCHS) -> None:
+        import optuna
+
+        self.encoding = cell_encoding
+        self.epochs = epochs
+        with warnings.catch_warnings():  # Optuna 4.9+ deprecates gamma (to go in Optuna 6)
+            warnings.simplefilter("ignore", FutureWarning)
+            sampler = optuna.samplers.TPESampler(
+                n_startup_trials=TPE_STARTUP_TRIALS,
+                n_ei_candidates=TPE_EI_CANDIDATES,
+                gamma=hyperopt_gamma,
+                seed=seed,
+            )
+        with quiet("optuna"):
+            self.study = optuna.create_study(direction="minimize", sampler=sampler)
+        self.distributions = {p.name: _distribution(p) for p in cell_encoding.parameters}
+
+    def ask(self) -> Proposal:
+        with quiet("optuna"):
+            trial = self.study.ask(self.distributions)
+        return Proposal(self.encoding.decode(trial.params), self.epochs, trial)
+
+    def tell(self, proposal: Proposal, evaluation: Evaluation) -> None:
+        with quiet("optuna"):
+            self.study.tell(proposal.ticket, validation_error(evaluation))
+
+
+def tpe(context: SearchContext) -> Optimizer:
+    """TPE (Optuna, hyperopt's defaults) over the search's encoding."""
+    return OptunaTPE(encoding(context.options.encoding), context.seed, context.options.epochs)
+
+
+# --- SMAC3: SMAC, Hyperband, BOHB ----------------------------------------------------------------
+def hyperband_brackets(
+    min_epochs: int = MIN_EPOCHS, max_epochs: int = MAX_EPOCHS, eta: int = ETA
+) -> list[list[tuple[int, float]]]:
+    """SMAC3's Hyperband brackets: per bracket, (configurations, budget) per stage, budgets as SMAC computes them."""
+    from smac.intensifier.hyperband_utils import determine_HB
+
+    plan = determine_HB(min_budget=min_epochs, max_budget=max_epochs, eta=eta)
+    return [
+        [(int(n), float(b)) for n, b in zip(plan["n_configs_in_stage"][i], plan["budgets_in_stage"][i])]
+        for i in sorted(plan["n_configs_in_stage"])
+    ]
+
+
+def epochs_of(budget: float, allowed: tuple[int, ...] = MULTI_FIDELITY_EPOCHS) -> int:
+    """The epoch budget SMAC's float ``budget`` stands for; RuntimeError unless it is one of ``allowed``."""
+    epochs = round(budget)
+    if epochs not in allowed or abs(budget - epochs) > 1e-6:
+        raise RuntimeError(
+            f"SMAC asked for a budget of {budget!r} epochs; the dataset has runs at {', '.join(map(str, allowed))} only"
+        )
+    return epochs
+
+
+class SmacOptimizer(Optimizer):
+    """A SMAC3 facade asked and told one trial at a time; multi-fidelity when its trials carry budgets."""
+
+    def __init__(self, facade: Any, cell_encoding: Encoding, epochs: int = TRAIN_EPOCHS) -> None:
+        self.facade = facade
+        self.encoding = cell_encoding
+        self.epochs = epochs
+
+    def ask(self) -> Proposal:
+        with quiet("smac"):
+            info = self.facade.ask()
+        epochs = self.epochs if info.budget is None else epochs_of(info.budget)
+        return Proposal(self.encoding.decode(dict(info.config)), epochs, info)
+
+    def tell(self, proposal: Proposal, evaluation: Evaluation) -> None:
+        from smac.runhistory.dataclasses import TrialValue
+
+        with quiet("smac"):
+            self.facade.tell(proposal.ticket, TrialValue(cost=validation_error(evaluation)), save=False)
+
+
+def _random_forest(space: Any, seed: int, trees: int) -> Any:
+    """SMAC's random forest as its facade builds it, on one thread, without the leaf cap.
+
+    SMAC caps trees at 2^20 leaves, which never binds (a leaf holds at least one observation),
+    but scikit-learn allocates node storage for the cap (about 0.5 s per tree on a 2-core CPU):
+    without it the trees are grown depth-first, the same kind of tree. One thread (SMAC's default
+    is every core), as the trials of a study run in processes of their own."""
+    from smac.model.random_forest import RandomForest
+
+    return RandomForest(
+        space,
+        log_y=True,
+        n_trees=trees,
+        ratio_features=1.0,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        max_depth=2**20,
+        max_leaf_nodes=None,
+        bootstrapping=True,
+        seed=seed,
+        n_jobs=1,
+    )
+
+
+def _config_selector(scenario: Any, retrain_after: int) -> Any:
+    """SMAC3's configuration selector, retraining after ``retrain_after`` configurations, that
+    predicts the incumbent's cost in one batch (SMAC3 predicts each evaluated configuration on
+    its own, seconds per retraining after a few hundred; the minimum, first of ties, is the same)."""
+    import numpy as np
+    from smac.main.config_selector import ConfigSelector
+
+    class BatchedConfigSelector(ConfigSelector):
+        def _get_x_best(self, X: np.ndarray) -> tuple[np.ndarray, float]:
+            if not self._predict_x_best:
+                return super()._get_x_best(X)
+            means = self._model.predict_marginalized(X)[0][:, 0]
+            best = int(np.argmin(means))
+            return X[best], means[best]
+
+    return BatchedConfigSelector(scenario, retrain_after=retrain_after, max_new_config_tries=SMAC_RETRIES)
+
+
+def _smac_facade(context: SearchContext, kind: str) -> SmacOptimizer:
+    """A SMAC3 facade for one trial: ``kind`` is smac, hyperband or bohb."""
+    from smac import HyperbandFacade, HyperparameterOptimizationFacade, MultiFidelityFacade, Scenario
+    from smac.initial_design import RandomInitialDesign
+
+    options = context.options
+    cell_encoding = encoding(options.encoding)
+    space = cell_encoding.configuration_space()
+    multi_fidelity = kind != "smac"
+    if multi_fidelity:
+        for bracket in hyperband_brackets():
+            for _, budget in bracket:
+                epochs_of(budget)
+    folder = tempfile.mkdtemp(prefix="nbcompile-smac-")
+    try:
+        with quiet("smac"):
+            scenario = Scenario(
+                space,
+                deterministic=True,
+                n_trials=_UNBOUNDED_TRIALS,
+                seed=context.seed,
+                output_directory=folder,
+                **({"min_budget": MIN_EPOCHS, "max_budget": MAX_EPOCHS} if multi_fidelity else {}),
+            )
+            facade_class = {
+                "smac": HyperparameterOptimizationFacade,
+                "hyperband": HyperbandFacade,
+                "bohb": MultiFidelityFacade,
+            }[kind]
+            components: dict[str, Any] = {"initial_design": RandomInitialDesign(scenario, n_configs=0)}
+            if kind == "smac":
+                components.update(
+                    model=_random_forest(space, context.seed, SMAC_TREES),
+                    random_design=facade_class.get_random_design(scenario, probability=SMAC_RANDOM_FRACTION),
+                    intensifier=facade_class.get_intensifier(scenario, max_config_calls=1),
+                    config_selector=_config_selector(scenario, options.smac_retrain_after),
+                )
+            else:
+                components["intensifier"] = facade_class.get_intensifier(scenario, eta=ETA)
+            if kind == "bohb":
+                components.update(
+                    model=_random_forest(space, context.seed, BOHB_TREES),
+                    random_design=facade_class.get_random_design(scenario, probability=BOHB_RANDOM_FRACTION),
+                    config_selector=_config_selector(scenario, options.smac_retrain_after),
+                )
+            facade = facade_class(scenario, None, logging_level=False, overwrite=True, **components)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return SmacOptimizer(facade, cell_encoding, options.epochs)
+
+
+def smac(context: SearchContext) -> Optimizer:
+    """SMAC (random-forest BO, the paper's settings) over the search's encoding."""
+    return _smac_facade(context, "smac")
+
+
+def hyperband(context: SearchContext) -> Optimizer:
+    """Hyperband (η = 3, 4…108 epochs) over the search's encoding."""
+    return _smac_facade(context, "hyperband")
+
+
+def bohb(context: SearchContext) -> Optimizer:
+    """SMAC3's BOHB-like multi-fidelity BO (random forest, Hyperband η = 3, 4…108 epochs)."""
+    return _smac_facade(context, "bohb")
