@@ -16,7 +16,7 @@ from nbcompile.cli._common import (
     progress_bar,
     workers_option,
 )
-from nbcompile.errors import ConfigError, OutOfDomainError
+from nbcompile.errors import ConfigError, DatasetError, OutOfDomainError
 from nbcompile.space.ops import TRAIN_EPOCHS
 
 #: The flag of each setting a study stores (``study.json``), for the error of a mismatched rerun.
@@ -199,18 +199,18 @@ def search_command(
 
 def _check_dataset(opened: Any, experiment: Any, dataset: str) -> None:
     """What the opened dataset must allow: the epoch budget, the fidelities, a dedupe budget."""
-    from nbcompile.search.study import missing_fidelities
+    from nbcompile.search.algorithms import check_budgets
 
     options, budget = experiment.options, experiment.budget
     if options.epochs not in opened.valid_epochs:
         raise OutOfDomainError(
             f"--epochs: invalid number of epochs {options.epochs}, must be one of {sorted(opened.valid_epochs)}"
         )
-    for name, missing in missing_fidelities(experiment.algorithms, opened).items():
-        raise ConfigError(
-            f"--algo {name} queries budgets of 4, 12, 36 and 108 epochs: {dataset} has no runs at "
-            f"{', '.join(map(str, missing))} epochs (use a file with all four budgets, like nasbench_full.tfrecord)"
-        )
+    for name in experiment.algorithms:
+        try:
+            check_budgets(name, opened, options.epochs)
+        except DatasetError as error:
+            raise ConfigError(f"--algo {error}") from None
     if options.deduplicate and budget.kind == "queries":
         column = sorted(opened.valid_epochs).index(options.epochs)
         queryable = int((opened.tables.repeats[:, column] > 0).sum())

@@ -26,7 +26,6 @@ from nbcompile import tasks
 from nbcompile.errors import ConfigError, DatasetError
 from nbcompile.fileio import atomic_output, write_atomic
 from nbcompile.nasbench.api import NASBench
-from nbcompile.search.algorithms import ALGORITHMS
 from nbcompile.search.analysis import SUMMARY_NOTES, TrialRegret, summarize_study, summary_markdown, trial_regrets
 from nbcompile.search.experiment import Experiment, Trial, TrialRun, trials_of
 from nbcompile.search.protocol import Evaluation, best_mean_test_accuracy
@@ -46,8 +45,6 @@ SUMMARY_MARKDOWN = "summary.md"
 #: Attempts per trial before it is recorded as failed (a trial is deterministic: a failure that
 #: is not the machine's will fail again).
 MAX_ATTEMPTS = 3
-#: The epoch budgets a multi-fidelity algorithm queries (Hyperband's and BOHB's, η = 3).
-FIDELITIES = (4, 12, 36, 108)
 #: The columns of ``evaluations.parquet``: Evaluation's fields, in order, and their Arrow types.
 _ARROW_TYPES = {"str": "string", "int": "int64", "float": "float64", "bool": "bool_"}
 COLUMNS: tuple[tuple[str, str], ...] = tuple(
@@ -197,14 +194,6 @@ def evaluations_table(evaluations: Sequence[Evaluation]) -> pyarrow.Table:
 
 
 # --- running a study -------------------------------------------------------------------------------
-def missing_fidelities(algorithms: Sequence[str], dataset: NASBench) -> dict[str, list[int]]:
-    """For each multi-fidelity algorithm of ``algorithms``, the budgets of :data:`FIDELITIES` the
-    dataset lacks (only those that lack some)."""
-    have = {int(e) for e in dataset.tables.epochs.tolist()}
-    missing = [e for e in FIDELITIES if e not in have]
-    return {name: missing for name in algorithms if ALGORITHMS[name].multi_fidelity and missing}
-
-
 def run_study(
     experiment: Experiment,
     out_dir: str | Path,
