@@ -264,9 +264,14 @@ class NASBench:
                 f"could not write the dataset cache in {folder.parent}: {error}", cache.CacheWarning, stacklevel=3
             )
             return tables
-        self.cache_folder = folder
+        # read back memory-mapped, once the converted copy is released: never both in memory at once
+        del tables
         reloaded = _load_or_warn(folder, key)
-        return _plain(reloaded[0]) if reloaded else tables
+        if reloaded is not None:
+            self.cache_folder = folder
+            return _plain(reloaded[0])
+        # the cache just written does not read back (warned): convert again and keep that in memory
+        return _convert_with_progress(path, workers, progress)
 
     # --- upstream surface ----------------------------------------------------------------------
     def is_valid(self, model_spec: Any) -> bool:
