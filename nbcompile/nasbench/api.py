@@ -335,6 +335,18 @@ class NASBench:
         self.total_epochs_spent = 0
 
     # --- extras --------------------------------------------------------------------------------
+    def missing_epochs(self, wanted: Iterable[int] = ops.EPOCH_BUDGETS) -> list[int]:
+        """The budgets of ``wanted`` (by default all four NAS-Bench-101 trained: 4, 12, 36, 108)
+        this file has no runs for, ascending: ``[]`` for ``nasbench_full.tfrecord``, ``[4, 12, 36]``
+        for ``nasbench_only108.tfrecord``."""
+        return sorted(set(wanted) - self.valid_epochs)
+
+    @property
+    def has_all_epochs(self) -> bool:
+        """Whether the file has every budget NAS-Bench-101 trained (4, 12, 36 and 108 epochs), as
+        ``nasbench_full.tfrecord`` does and a multi-fidelity search needs."""
+        return not self.missing_epochs()
+
     def __len__(self) -> int:
         return len(self._rows)
 
