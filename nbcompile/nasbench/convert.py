@@ -299,7 +299,7 @@ class _RunTable:
         for number in range(len(self.blocks)):
             block, self.blocks[number] = self.blocks[number], None  # type: ignore[call-overload]
             start = number * BLOCK_CELLS
-            part = block[: max(0, min(cells, start + BLOCK_CELLS) - start)]
+            part = block[: min(cells - start, BLOCK_CELLS)]
             table[start : start + len(part)] = part if in_order else part[:, slot_order]
             del block, part
         self.blocks = []
