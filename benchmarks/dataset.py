@@ -3,11 +3,14 @@
     python benchmarks/dataset.py write DIR [--cells N]        # the same records in every layout
     python benchmarks/dataset.py layouts DIR [--runs 1] [--out benchmarks/results/dataset_layouts.json]
     python benchmarks/dataset.py queries DATASET.tfrecord [--out benchmarks/results/dataset.json]
+    python benchmarks/dataset.py convert DATASET.tfrecord [--runs 3] [--out benchmarks/results/dataset_convert.json]
 
 ``write`` makes one only108-scale file per layout of ``nbcompile data fixture --layout`` (metrics
 synthetic, parameter counts real; each cell is lowered once for all layouts). Conversion and
 warm load run in fresh processes with a fresh cache folder; peak memory counts the converting
-process and its largest worker. The numbers printed are also saved as JSON.
+process and its largest worker. ``convert`` repeats the cold load of one file (the full 4-budget
+file: ``nbcompile data fixture FULL --all --full``) and reports its time and peak memory. The
+numbers printed are also saved as JSON.
 """
 
 from __future__ import annotations
@@ -181,6 +184,39 @@ def measure_queries(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def measure_conversion(args: argparse.Namespace) -> None:
+    import statistics
+
+    path = Path(args.dataset)
+    results: dict = {
+        "dataset": str(path),
+        "dataset_bytes": path.stat().st_size,
+        "machine": _machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "runs": [],
+    }
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory() as cache_dir:
+            cold = _child(str(path), cache_dir)
+            cold["cache_bytes"] = sum(file.stat().st_size for file in Path(cache_dir).rglob("*.npy"))
+        assert cold["converted"]
+        results["runs"].append(cold)
+        print(
+            f"cold conversion: {cold['load_s']:.2f} s for {cold['records']:,} records, peak RSS "
+            f"{cold['max_rss_mb']:.0f} MB (largest worker {cold['max_worker_rss_mb']:.0f} MB), "
+            f"cache {cold['cache_bytes'] / 1e6:.0f} MB",
+            flush=True,
+        )
+    runs = results["runs"]
+    results["load_s_median"] = statistics.median(run["load_s"] for run in runs)
+    results["max_rss_mb_max"] = max(run["max_rss_mb"] for run in runs)
+    print(f"median {results['load_s_median']:.2f} s, highest peak RSS {results['max_rss_mb_max']:.0f} MB")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +236,11 @@ def main() -> None:
     queries.add_argument("--out", default="benchmarks/results/dataset.json")
     queries.add_argument("--queries", type=int, default=20_000)
     queries.set_defaults(run=measure_queries)
+    convert = commands.add_parser("convert", help="cold load of one file: time and peak memory")
+    convert.add_argument("dataset")
+    convert.add_argument("--runs", type=int, default=3)
+    convert.add_argument("--out", default="benchmarks/results/dataset_convert.json")
+    convert.set_defaults(run=measure_conversion)
     args = parser.parse_args()
     args.run(args)
 

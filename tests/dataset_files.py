@@ -29,16 +29,18 @@ def records_in(path: Path) -> list[Record]:
     return [parse_record(payload, index, offset) for index, (offset, payload) in enumerate(frames(path.read_bytes()))]
 
 
-def write_many_cells(path: Path, cells: int, repeats: int = 3) -> Path:
-    """A valid file of ``cells`` cells × ``repeats`` runs at 108 epochs, fast: one real record's
-    graph and metrics under many made-up module hashes (the converter does not recompute hashes)."""
-    template = [
-        json.loads(encode_record(record)) for record in list(fixture_records(sample_cells(1), ONLY_108))[:repeats]
-    ]
+def write_many_cells(path: Path, cells: int, repeats: int = 3, epochs: tuple[int, ...] = ONLY_108) -> Path:
+    """A valid file of ``cells`` cells × ``epochs`` budgets × ``repeats`` runs (at most 3), cell by
+    cell, fast: one real cell's graph and metrics under many made-up module hashes (the converter
+    does not recompute hashes)."""
+    records = list(fixture_records(sample_cells(1), epochs))  # budget by budget, 3 runs each
+    chosen = [records[budget * 3 + run] for budget in range(len(epochs)) for run in range(repeats)]
+    placeholder = "0" * 32
+    templates = [json.dumps([placeholder, *json.loads(encode_record(record))[1:]]) for record in chosen]
     with open(path, "wb") as stream:
         for number in range(cells):
             module_hash = hashlib.md5(str(number).encode()).hexdigest()
-            stream.writelines(frame(json.dumps([module_hash, *fields[1:]]).encode()) for fields in template)
+            stream.writelines(frame(text.replace(placeholder, module_hash, 1).encode()) for text in templates)
     return path
 
 

@@ -147,6 +147,18 @@ def test_dataframe_export(bench) -> None:
     assert row.final_test_accuracy == runs[1]["final_test_accuracy"] and row.trainable_parameters == 2_694_282
 
 
+def test_which_epoch_budgets_a_file_has(small_only108, full, missing_runs, tmp_path) -> None:
+    """A multi-fidelity search needs the full file: the API says which of the four budgets are missing."""
+    only108 = NASBench(small_only108, cache_dir=tmp_path, progress=False)
+    assert only108.missing_epochs() == [4, 12, 36] and not only108.has_all_epochs
+    assert only108.missing_epochs([108]) == []
+    every = NASBench(full, cache_dir=tmp_path, progress=False)
+    assert every.missing_epochs() == [] and every.has_all_epochs
+    assert every.missing_epochs((36, 200, 1)) == [1, 200]
+    two = NASBench(missing_runs[0], cache_dir=tmp_path, progress=False)  # 4 and 108 epochs
+    assert two.missing_epochs() == [12, 36] and not two.has_all_epochs
+
+
 # --- cells with fewer runs, or none at a budget ---------------------------------------------------
 
 

@@ -264,9 +264,14 @@ class NASBench:
                 f"could not write the dataset cache in {folder.parent}: {error}", cache.CacheWarning, stacklevel=3
             )
             return tables
-        self.cache_folder = folder
+        # read back memory-mapped, once the converted copy is released: never both in memory at once
+        del tables
         reloaded = _load_or_warn(folder, key)
-        return _plain(reloaded[0]) if reloaded else tables
+        if reloaded is not None:
+            self.cache_folder = folder
+            return _plain(reloaded[0])
+        # the cache just written does not read back (warned): convert again and keep that in memory
+        return _convert_with_progress(path, workers, progress)
 
     # --- upstream surface ----------------------------------------------------------------------
     def is_valid(self, model_spec: Any) -> bool:
@@ -330,6 +335,18 @@ class NASBench:
         self.total_epochs_spent = 0
 
     # --- extras --------------------------------------------------------------------------------
+    def missing_epochs(self, wanted: Iterable[int] = ops.EPOCH_BUDGETS) -> list[int]:
+        """The budgets of ``wanted`` (by default all four NAS-Bench-101 trained: 4, 12, 36, 108)
+        this file has no runs for, ascending: ``[]`` for ``nasbench_full.tfrecord``, ``[4, 12, 36]``
+        for ``nasbench_only108.tfrecord``."""
+        return sorted(set(wanted) - self.valid_epochs)
+
+    @property
+    def has_all_epochs(self) -> bool:
+        """Whether the file has every budget NAS-Bench-101 trained (4, 12, 36 and 108 epochs), as
+        ``nasbench_full.tfrecord`` does and a multi-fidelity search needs."""
+        return not self.missing_epochs()
+
     def __len__(self) -> int:
         return len(self._rows)
 

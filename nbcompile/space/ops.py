@@ -46,3 +46,5 @@ CELLS_PER_STACK = 3
 NUM_LABELS = 10
 #: Epochs of the longest training NAS-Bench-101 ran (the budget of nasbench_only108.tfrecord).
 TRAIN_EPOCHS = 108
+#: Every epoch budget NAS-Bench-101 trained each cell for; ``nasbench_full.tfrecord`` holds all four.
+EPOCH_BUDGETS = (4, 12, 36, TRAIN_EPOCHS)

@@ -27,14 +27,14 @@ from nbcompile.nasbench.tfrecord import frame
 from nbcompile.nasbench.writer import DEFAULT_LAYOUT, LAYOUTS
 from nbcompile.parallel import ordered_map
 from nbcompile.space.enumeration import EnumeratedCell
-from nbcompile.space.ops import TRAIN_EPOCHS
+from nbcompile.space.ops import EPOCH_BUDGETS, TRAIN_EPOCHS
 from nbcompile.space.spec import ModelSpec
 from nbcompile.synthetic.landscape import DEFAULT_LANDSCAPE, landscape_named, trained_fraction
 from nbcompile.synthetic.naming import check_fixture_name
 
 #: Epoch budgets of the official files.
 ONLY_108 = (TRAIN_EPOCHS,)
-FULL = (4, 12, 36, TRAIN_EPOCHS)
+FULL = EPOCH_BUDGETS
 REPEATS = 3
 #: Images in each evaluation: 39 batches of 256 (upstream's ``lib/evaluate.py``); accuracies are k / 9984.
 EVALUATED_IMAGES = 9984
