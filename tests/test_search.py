@@ -257,3 +257,13 @@ def test_dedupe_search_that_uses_up_the_dataset_ends_with_what_it_found(tmp_path
     result = random_search(dataset, Budget(1e9), seed=1, options=SearchOptions(deduplicate=True))
     assert sorted(result.queried_hashes) == sorted(c.module_hash for c in cells)
     assert "already queried" in result.note
+
+
+def test_a_cell_without_a_valid_mutation_is_refused_not_looped_on() -> None:
+    from nbcompile.search.specs import mutate_one
+
+    only_edge = ModelSpec([[0, 1], [0, 0]], ["input", "output"])  # removing its one edge disconnects it
+    rng = np.random.default_rng(0)
+    for mutate in (mutate_one, mutate_spec):
+        with pytest.raises(ValueError, match=r"no valid mutation of cell .* 2 vertices"):
+            mutate(only_edge, rng)

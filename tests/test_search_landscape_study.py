@@ -58,7 +58,9 @@ def space(tmp_path_factory) -> tuple[Path, NASBench]:
 def test_working_optimizers_reach_random_searchs_final_regret_twice_as_fast(space, tmp_path, monkeypatch) -> None:
     path, dataset = space
     # registered in this process; the pool's workers are forked from it (Linux's default) and see it
-    monkeypatch.setitem(ALGORITHMS, "contrary", Algorithm("contrary", contrary_evolution, "evolution, told the opposite"))
+    monkeypatch.setitem(
+        ALGORITHMS, "contrary", Algorithm("contrary", contrary_evolution, "evolution, told the opposite")
+    )
     algorithms = ("random", *WORKING, "contrary")
     experiment = Experiment(
         str(path), algorithms, TRIALS, Budget(BUDGET), seed=0, options=SearchOptions(), cache_dir=None

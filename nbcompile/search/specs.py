@@ -18,6 +18,8 @@ from nbcompile.space.spec import ModelSpec
 NUM_VERTICES = MAX_VERTICES
 #: Interior vertices whose op can change.
 OP_SPOTS = NUM_VERTICES - 2
+#: Draws a mutation makes before it decides the cell has no valid mutation (a 2-vertex cell has none).
+MUTATION_ATTEMPTS = 1000
 _UPPER = np.triu(np.ones((NUM_VERTICES, NUM_VERTICES), dtype=bool), 1)
 
 
@@ -38,7 +40,7 @@ def mutate_spec(spec: ModelSpec, rng: np.random.Generator, mutation_rate: float 
     original_ops = spec.original_ops_tuple
     size = len(original_ops)
     upper = _UPPER if size == NUM_VERTICES else np.triu(np.ones((size, size), dtype=bool), 1)
-    while True:
+    for _ in range(MUTATION_ATTEMPTS):
         flips = (rng.random((size, size)) < mutation_rate / NUM_VERTICES) & upper
         matrix = np.where(flips, 1 - original, original)
         ops = list(original_ops)
@@ -50,6 +52,14 @@ def mutate_spec(spec: ModelSpec, rng: np.random.Generator, mutation_rate: float 
         child = ModelSpec(matrix.tolist(), ops)
         if child.is_valid():
             return child
+    raise _no_valid_mutation(spec)
+
+
+def _no_valid_mutation(spec: ModelSpec) -> ValueError:
+    return ValueError(
+        f"no valid mutation of cell {spec.module_hash} in {MUTATION_ATTEMPTS:,} attempts "
+        f"(a cell of {len(spec.original_ops_tuple)} vertices may have none)"
+    )
 
 
 def mutate_one(spec: ModelSpec, rng: np.random.Generator) -> ModelSpec:
@@ -60,7 +70,7 @@ def mutate_one(spec: ModelSpec, rng: np.random.Generator) -> ModelSpec:
     original_ops = spec.original_ops_tuple
     size = len(original_ops)
     rows, cols = np.triu_indices(size, 1)
-    while True:
+    for _ in range(MUTATION_ATTEMPTS):
         choice = int(rng.integers(len(rows) + size - 2))
         child_matrix, ops = matrix.copy(), list(original_ops)
         if choice < len(rows):
@@ -72,6 +82,7 @@ def mutate_one(spec: ModelSpec, rng: np.random.Generator) -> ModelSpec:
         child = ModelSpec(child_matrix.tolist(), ops)
         if child.is_valid():
             return child
+    raise _no_valid_mutation(spec)
 
 
 def neighbours(spec: ModelSpec) -> list[ModelSpec]:
