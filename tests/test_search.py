@@ -263,7 +263,7 @@ def test_a_cell_without_a_valid_mutation_is_refused_not_looped_on() -> None:
     from nbcompile.search.specs import mutate_one
 
     only_edge = ModelSpec([[0, 1], [0, 0]], ["input", "output"])  # removing its one edge disconnects it
-    rng = np.random.default_rng(0)
-    for mutate in (mutate_one, mutate_spec):
-        with pytest.raises(ValueError, match=r"no valid mutation of cell .* 2 vertices"):
-            mutate(only_edge, rng)
+    with pytest.raises(ValueError, match=r"no valid mutation of cell .* 2 vertices"):
+        mutate_one(only_edge, np.random.default_rng(0))
+    # the notebook's mutation may change nothing, so it always finds one: the cell itself
+    assert mutate_spec(only_edge, np.random.default_rng(0)).module_hash == only_edge.module_hash
