@@ -208,7 +208,31 @@ def _config_selector(scenario: Any, retrain_after: int) -> Any:
     import numpy as np
     from smac.main.config_selector import ConfigSelector
 
+    class ConfigList(list):
+        """SMAC3's list of processed configurations, with membership in constant time (SMAC3 tests
+        it for every challenger by comparing configurations one by one: most of a trial's time
+        after a few hundred configurations). Within one space, equal vectors are equal configurations."""
+
+        def __init__(self, configs: Any = ()) -> None:
+            super().__init__(configs)
+            self._keys = {config.get_array().tobytes() for config in self}
+
+        def __contains__(self, config: Any) -> bool:
+            return config.get_array().tobytes() in self._keys
+
+        def append(self, config: Any) -> None:
+            super().append(config)
+            self._keys.add(config.get_array().tobytes())
+
     class BatchedConfigSelector(ConfigSelector):
+        @property
+        def _processed_configs(self) -> ConfigList:
+            return self._processed
+
+        @_processed_configs.setter
+        def _processed_configs(self, configs: Any) -> None:
+            self._processed = ConfigList(configs)
+
         def _get_x_best(self, X: np.ndarray) -> tuple[np.ndarray, float]:
             if not self._predict_x_best:
                 return super()._get_x_best(X)
@@ -258,6 +282,7 @@ def _smac_facade(context: SearchContext, kind: str) -> SmacOptimizer:
                 )
             else:
                 components["intensifier"] = facade_class.get_intensifier(scenario, eta=ETA)
+                components["config_selector"] = _config_selector(scenario, options.smac_retrain_after)
             if kind == "bohb":
                 components.update(
                     model=_random_forest(space, context.seed, BOHB_TREES),
