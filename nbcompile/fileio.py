@@ -49,6 +49,15 @@ def write_atomic(path: Path, data: str | bytes) -> None:
                 handle.write(data)
 
 
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete the temporary files that :func:`atomic_output` left in ``folder`` when a process was
+    killed mid-write; returns how many."""
+    stale = list(folder.glob(".*.tmp")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def save_png(figure: Any, path: Path, dpi: int) -> Path:
     """Save a matplotlib ``figure`` as a PNG at ``path``, atomically; returns ``path``."""
     with atomic_output(path) as temporary:

@@ -21,7 +21,7 @@ import torch
 from nbcompile._version import __version__
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.errors import ConfigError, DatasetError
-from nbcompile.fileio import write_atomic
+from nbcompile.fileio import remove_stale_temporaries, write_atomic
 from nbcompile.proxies.runner import ProxyBatch, ProxyScorer, cifar10_batch, random_batch
 from nbcompile.space.spec import ModelSpec
 from nbcompile.train.sweep import MAX_ATTEMPTS, StepProgress
@@ -188,10 +188,7 @@ class ChunkFolder:
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files a killed run left behind; returns how many."""
-        stale = list(self.root.glob(".*.tmp")) if self.root.is_dir() else []
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return len(stale)
+        return remove_stale_temporaries(self.root)
 
     def write(self, chunk: Chunk, result: dict[str, Any]) -> Path:
         """Write a chunk's document (a success replaces an earlier failure's)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from nbcompile import tasks
 from nbcompile.errors import ConfigError, DatasetError
-from nbcompile.fileio import atomic_output, write_atomic
+from nbcompile.fileio import atomic_output, remove_stale_temporaries, write_atomic
 from nbcompile.nasbench.api import NASBench
 from nbcompile.search.analysis import SUMMARY_NOTES, TrialRegret, summarize_study, summary_markdown, trial_regrets
 from nbcompile.search.experiment import Experiment, Trial, TrialRun, trials_of
@@ -134,10 +134,7 @@ class StudyFolder:
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files a killed study left behind; returns how many."""
-        stale = list(self.trials.glob(".*.tmp")) if self.trials.is_dir() else []
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return len(stale)
+        return remove_stale_temporaries(self.trials)
 
     def write_trial(self, trial: Trial, run: TrialRun | None, errors: Sequence[str]) -> Path:
         """The trial's rows (none if it failed) and what happened to it, in one Parquet file."""

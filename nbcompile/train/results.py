@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nbcompile.errors import DatasetError
-from nbcompile.fileio import atomic_output, write_atomic
+from nbcompile.fileio import atomic_output, remove_stale_temporaries, write_atomic
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record
 from nbcompile.nasbench.tfrecord import frame
@@ -92,10 +92,7 @@ class ResultFolder:
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files a killed sweep left behind; returns how many."""
-        stale = list(self.runs.glob(".*.tmp")) if self.runs.is_dir() else []
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return len(stale)
+        return remove_stale_temporaries(self.runs)
 
     def write(self, job: Job, result: dict[str, Any]) -> Path:
         """Write the job's record first, then its JSON: the JSON marks the job finished."""
