@@ -101,7 +101,8 @@ def measure(
         "cell": cell,
         "batch_size": config.batch_size,
         "precision": config.precision,
-        "channels_last": config.channels_last,
+        # the layout the step ran in: a compiled step is always channels_last (nbcompile.optimize)
+        "channels_last": config.channels_last or config.compile_step,
         "compile": config.compile_step,
         "compile_backend": config.compile_backend if config.compile_step else None,
         "cuda_graphs": graphs,

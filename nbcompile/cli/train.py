@@ -104,7 +104,9 @@ def default_device() -> str:
     "[default: no limit].",
 )
 @click.option(
-    "--channels-last", is_flag=True, help="Channels-last layout of model and batches (faster convolutions on GPUs)."
+    "--channels-last",
+    is_flag=True,
+    help="Channels-last layout of model and batches in the eager step (a compiled step always uses it).",
 )
 @click.option(
     "--loss-every",
