@@ -8,10 +8,16 @@ encodings decode to are that small, the rest are recorded invalid, as a cell the
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import json
 import math
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +29,7 @@ from nbcompile.errors import DatasetError
 from nbcompile.nasbench import NASBench
 from nbcompile.search import ALGORITHMS, Budget, SearchOptions, search
 from nbcompile.search.algorithms import check_budgets
-from nbcompile.search.optimizer import EVOLUTION_SETTINGS, SearchContext
+from nbcompile.search.optimizer import EVOLUTION_SETTINGS
 from nbcompile.search.protocol import Benchmark, Evaluation
 from nbcompile.search.specs import mutate_one
 from nbcompile.space.enumeration import enumerate_cells
@@ -158,7 +164,7 @@ def test_reinforce_refuses_encoding_c(small_full: NASBench) -> None:
         search("reinforce", small_full, Budget(3, "queries"), options=SearchOptions(encoding="C"))
 
 
-@pytest.mark.parametrize("bad", [{"encoding": "D"}, {"smac_retrain_after": 0}])
+@pytest.mark.parametrize("bad", [{"encoding": "D"}, {"smac_retrain_after": 0}, {"smac_challengers": 0}])
 def test_search_options_name_what_is_wrong(bad: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
         SearchOptions(**bad)
@@ -180,35 +186,82 @@ def test_hyperbands_budgets_are_the_papers() -> None:
             epochs_of(wrong)
 
 
-@pytest.mark.slow
-def test_the_batched_incumbent_prediction_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SMAC with SMAC3's own configuration selector proposes the same configurations."""
+#: A SMAC trial of 24 proposals, told seeded scores (no dataset); prints the proposals as JSON.
+SMAC_PROPOSALS = """
+import json
+import numpy as np
+from nbcompile.search import model_based
+from nbcompile.search.optimizer import SearchContext, SearchOptions
+from nbcompile.search.protocol import Evaluation
+
+def proposals(challengers):
+    scores = np.random.default_rng(0).random(64)
+    options = SearchOptions(encoding="B", smac_retrain_after=2, smac_challengers=challengers)
+    optimizer = model_based.smac(SearchContext(5, options, lambda s, e: True, (108,)))
+    seen = []
+    for i in range(24):
+        proposal = optimizer.ask()
+        seen.append(dict(proposal.ticket.config))
+        ok = proposal.spec is not None
+        optimizer.tell(proposal, Evaluation("smac", 0, i, "h", 108, 0, scores[i] if ok else 0.0, 0.9, 1.0, 1.0, ok))
+    return seen
+
+if __name__ == "__main__":
+    print(json.dumps(proposals(100), sort_keys=True, default=lambda value: value.item()))
+"""
+
+
+def _smac_proposals_module(tmp_path: Path) -> Any:
+    path = tmp_path / "smac_proposals.py"
+    path.write_text(SMAC_PROPOSALS)
+    spec = importlib.util.spec_from_file_location("smac_proposals", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_seeded_smac_trial_does_not_depend_on_pythons_hash_seed(tmp_path: Path) -> None:
+    """SMAC3 starts its local search from a set of configurations, hashed as strings: without a
+    fixed order, the same seed gave other proposals in another process."""
     pytest.importorskip("smac")
+    script = tmp_path / "smac_proposals.py"
+    script.write_text(SMAC_PROPOSALS)
+    runs = [
+        subprocess.Popen(
+            [sys.executable, str(script)],
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONHASHSEED": str(hash_seed), "OMP_NUM_THREADS": "1"},
+            text=True,
+        )
+        for hash_seed in (1, 2, 3)
+    ]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    assert len(json.loads(outputs[0])) == 24 and outputs[1] == outputs[0] and outputs[2] == outputs[0]
+
+
+@pytest.mark.slow
+def test_smac_with_smac3s_own_selector_and_intensifier_proposes_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batched incumbent prediction, the set of processed configurations and the rejection
+    test by id change nothing: SMAC3's own configuration selector and intensifier propose the
+    same configurations (with SMAC3's default 10,000 challengers too)."""
+    pytest.importorskip("smac")
+    from smac.intensifier.intensifier import Intensifier
     from smac.main.config_selector import ConfigSelector
 
     from nbcompile.search import model_based
 
-    rng = np.random.default_rng(0)
-    scores = rng.random(64)
-
-    def proposals() -> list[dict]:
-        context = SearchContext(5, SearchOptions(encoding="B", smac_retrain_after=2), lambda s, e: True, (108,))
-        optimizer = model_based.smac(context)
-        seen = []
-        for i in range(24):
-            proposal = optimizer.ask()
-            seen.append(dict(proposal.ticket.config))
-            ok = proposal.spec is not None
-            optimizer.tell(proposal, Evaluation("smac", 0, i, "h", 108, 0, scores[i] if ok else 0.0, 0.9, 1.0, 1.0, ok))
-        return seen
-
-    batched = proposals()
+    module = _smac_proposals_module(tmp_path)
+    ours = [module.proposals(challengers) for challengers in (100, 10_000)]
     monkeypatch.setattr(
         model_based,
         "_config_selector",
         lambda scenario, retrain_after: ConfigSelector(scenario, retrain_after=retrain_after, max_new_config_tries=16),
     )
-    assert proposals() == batched
+    monkeypatch.setattr(model_based, "_intensifier", lambda scenario: Intensifier(scenario, max_config_calls=1))
+    assert [module.proposals(challengers) for challengers in (100, 10_000)] == ours
 
 
 # --- regularized evolution's paper setting --------------------------------------------------------

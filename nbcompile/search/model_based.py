@@ -243,6 +243,53 @@ def _config_selector(scenario: Any, retrain_after: int) -> Any:
     return BatchedConfigSelector(scenario, retrain_after=retrain_after, max_new_config_tries=SMAC_RETRIES)
 
 
+def _intensifier(scenario: Any) -> Any:
+    """SMAC3's intensifier with one evaluation per configuration, that tests a configuration for
+    rejection by its id (SMAC3 compares it with every rejected configuration, one by one, at every
+    ask: quadratic in the trial's length). The same configurations are rejected."""
+    from smac.intensifier.intensifier import Intensifier
+
+    class RejectedConfigs(list):
+        """SMAC3's list of rejected configurations, with membership by runhistory id."""
+
+        def __init__(self, configs: list[Any], ids: set[int], config_ids: dict[Any, int]) -> None:
+            super().__init__(configs)
+            self._ids, self._config_ids = ids, config_ids
+
+        def __contains__(self, config: Any) -> bool:
+            return self._config_ids.get(config) in self._ids
+
+    class IdIntensifier(Intensifier):
+        def get_rejected_configs(self) -> RejectedConfigs:
+            history = self.runhistory
+            ids = self._rejected_config_ids
+            return RejectedConfigs([history.ids_config[i] for i in ids], set(ids), history.config_ids)
+
+    return IdIntensifier(scenario, max_config_calls=1)
+
+
+def _acquisition_maximizer(scenario: Any, challengers: int) -> Any:
+    """SMAC3's acquisition maximizer (``challengers`` random configurations sorted by expected
+    improvement, then a local search from the best 10 and the predicted-best evaluated ones),
+    with the local search started in an order fixed by the configurations' values. SMAC3 starts
+    it in the order of a set of configurations, whose hashes are of strings, so a seeded trial
+    would differ from one Python process to the next (``PYTHONHASHSEED``)."""
+    from smac.acquisition.maximizer import LocalAndSortedRandomSearch, LocalSearch
+
+    class OrderedLocalSearch(LocalSearch):
+        def _get_initial_points(self, *args: Any, **kwargs: Any) -> list[Any]:
+            points = super()._get_initial_points(*args, **kwargs)
+            return sorted(points, key=lambda config: config.get_array().tobytes())
+
+    class OrderedLocalAndSortedRandomSearch(LocalAndSortedRandomSearch):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # SMAC3's own local search, with its defaults; the facade sets the acquisition function
+            self._local_search = OrderedLocalSearch(scenario.configspace, seed=scenario.seed)
+
+    return OrderedLocalAndSortedRandomSearch(scenario.configspace, challengers=challengers, seed=scenario.seed)
+
+
 def _smac_facade(context: SearchContext, kind: str) -> SmacOptimizer:
     """A SMAC3 facade for one trial: ``kind`` is smac, hyperband or bohb."""
     from smac import HyperbandFacade, HyperparameterOptimizationFacade, MultiFidelityFacade, Scenario
@@ -277,9 +324,11 @@ def _smac_facade(context: SearchContext, kind: str) -> SmacOptimizer:
                 components.update(
                     model=_random_forest(space, context.seed, SMAC_TREES),
                     random_design=facade_class.get_random_design(scenario, probability=SMAC_RANDOM_FRACTION),
-                    intensifier=facade_class.get_intensifier(scenario, max_config_calls=1),
+                    intensifier=_intensifier(scenario),
                     config_selector=_config_selector(scenario, options.smac_retrain_after),
                 )
+            if kind in ("smac", "bohb"):
+                components["acquisition_maximizer"] = _acquisition_maximizer(scenario, options.smac_challengers)
             else:
                 components["intensifier"] = facade_class.get_intensifier(scenario, eta=ETA)
                 components["config_selector"] = _config_selector(scenario, options.smac_retrain_after)

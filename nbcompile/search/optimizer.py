@@ -48,6 +48,9 @@ class SearchOptions:
     #: SMAC and BOHB retrain their random forest after this many new configurations (SMAC3's
     #: default; 1 is the paper's SMAC, and costs seconds per query).
     smac_retrain_after: int = 8
+    #: Random configurations SMAC and BOHB score by expected improvement at each retraining, the
+    #: best of which start its local search (SMAC3's default is 10,000).
+    smac_challengers: int = 1000
 
     def __post_init__(self) -> None:
         if self.mutation not in MUTATIONS:
@@ -56,6 +59,8 @@ class SearchOptions:
             raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         if self.smac_retrain_after < 1:
             raise ValueError(f"smac_retrain_after must be at least 1, got {self.smac_retrain_after!r}")
+        if self.smac_challengers < 1:
+            raise ValueError(f"smac_challengers must be at least 1, got {self.smac_challengers!r}")
 
 
 @dataclass(frozen=True)
