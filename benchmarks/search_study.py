@@ -17,6 +17,8 @@ Three parts, on one dataset file (a synthetic one at the full file's scale, with
 Prints a table and writes JSON (``--out``). Usage:
 
     python benchmarks/search_study.py FULL --out benchmarks/results/search/study.json
+    # the projection from a quick study measured earlier, without running it again:
+    python benchmarks/search_study.py FULL --skip colab --quick-from study.json --scaling-budget 1e6 --out scaling.json
 """
 
 from __future__ import annotations
@@ -123,6 +125,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: quick, colab, scaling")
+    parser.add_argument(
+        "--quick-from", type=Path, default=None, help="take the quick study's figures from this earlier --out JSON"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -145,7 +150,9 @@ def main() -> None:
         )
         results["colab"] = colab
         print(f"colab search (20 trials of RS and RE at 5e6 s): {colab['wall_seconds']:.2f} s (goal: under 5 s)")
-    if "quick" not in skip:
+    if args.quick_from:
+        results["quick"] = json.loads(args.quick_from.read_text())["quick"]
+    elif "quick" not in skip:
         quick = timed_study(
             dataset, args.dataset, args.cache_dir, algorithms, args.trials, args.budget, args.workers, args.seed
         )
