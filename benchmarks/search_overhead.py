@@ -83,9 +83,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--encoding", default="A")
     parser.add_argument("--smac-retrain-after", type=int, default=SearchOptions().smac_retrain_after)
+    parser.add_argument("--smac-challengers", type=int, default=SearchOptions().smac_challengers)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    options = SearchOptions(encoding=args.encoding, smac_retrain_after=args.smac_retrain_after)
+    options = SearchOptions(
+        encoding=args.encoding, smac_retrain_after=args.smac_retrain_after, smac_challengers=args.smac_challengers
+    )
     results = {}
     print(f"{'algorithm':<10} {'setup s':>8}  " + "  ".join(f"{'ms/query @' + str(p):>16}" for p in args.at))
     for name in args.algorithms:
