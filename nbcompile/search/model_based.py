@@ -319,25 +319,25 @@ def _smac_facade(context: SearchContext, kind: str) -> SmacOptimizer:
                 "hyperband": HyperbandFacade,
                 "bohb": MultiFidelityFacade,
             }[kind]
-            components: dict[str, Any] = {"initial_design": RandomInitialDesign(scenario, n_configs=0)}
+            components: dict[str, Any] = {
+                "initial_design": RandomInitialDesign(scenario, n_configs=0),
+                "config_selector": _config_selector(scenario, options.smac_retrain_after),
+            }
             if kind == "smac":
                 components.update(
                     model=_random_forest(space, context.seed, SMAC_TREES),
                     random_design=facade_class.get_random_design(scenario, probability=SMAC_RANDOM_FRACTION),
                     intensifier=_intensifier(scenario),
-                    config_selector=_config_selector(scenario, options.smac_retrain_after),
                 )
-            if kind in ("smac", "bohb"):
-                components["acquisition_maximizer"] = _acquisition_maximizer(scenario, options.smac_challengers)
             else:
                 components["intensifier"] = facade_class.get_intensifier(scenario, eta=ETA)
-                components["config_selector"] = _config_selector(scenario, options.smac_retrain_after)
             if kind == "bohb":
                 components.update(
                     model=_random_forest(space, context.seed, BOHB_TREES),
                     random_design=facade_class.get_random_design(scenario, probability=BOHB_RANDOM_FRACTION),
-                    config_selector=_config_selector(scenario, options.smac_retrain_after),
                 )
+            if kind in ("smac", "bohb"):
+                components["acquisition_maximizer"] = _acquisition_maximizer(scenario, options.smac_challengers)
             facade = facade_class(scenario, None, logging_level=False, overwrite=True, **components)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
