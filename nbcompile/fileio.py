@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import tokenize
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from nbcompile.errors import DatasetError
 
 #: What ``np.load`` raises for a damaged ``.npy`` file or ``.npz`` member (its header is parsed
 #: as a Python literal), for readers to turn into one-line errors.
@@ -56,6 +59,18 @@ def remove_stale_temporaries(folder: Path) -> int:
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
+
+
+def read_json_document(path: Path, what: str, format_name: str) -> dict[str, Any]:
+    """The JSON object in ``path`` whose ``format`` field is ``format_name``; otherwise a one-line
+    DatasetError: ``path: not <what> (why)``."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path}: not {what} ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != format_name:
+        raise DatasetError(f"{path}: not {what} (no format {format_name!r})")
+    return document
 
 
 def save_png(figure: Any, path: Path, dpi: int) -> Path:

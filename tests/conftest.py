@@ -222,3 +222,12 @@ def cells_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("npz") / "cells.npz"
     write_npz(enumerate_cells(max_vertices=3, workers=1), path)
     return _shared(path)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance of 2 CPUs, for the tests of one module (marker ``ray``)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

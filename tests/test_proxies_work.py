@@ -215,14 +215,6 @@ def test_a_run_killed_with_sigkill_resumes_and_scores_every_chunk_exactly_once(
         assert {name: columns[name][row] for name in PROXIES} == expected[spec.module_hash]
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.ray
 def test_on_ray_a_killed_worker_is_retried_and_every_chunk_finishes_exactly_once(
     ray_local, tmp_path: Path, specs: list, expected

@@ -389,14 +389,6 @@ def test_cli_resumes_and_refuses_other_settings(small_only108, tmp_path) -> None
 
 
 # --- Ray ----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.ray
 def test_a_study_on_ray_equals_the_local_one(ray_local, study, dataset_file, cache_dir, opened, tmp_path) -> None:
     experiment = experiment_of(dataset_file, cache_dir)

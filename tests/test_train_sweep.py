@@ -340,14 +340,6 @@ def test_train_opens_the_dataset_with_the_cache_options(tmp_path, no_cache):
 # --- Ray ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.ray
 def test_ray_sweep_and_a_killed_worker_is_retried(ray_local, cifar, tmp_path):
     jobs = plan_jobs([ModelSpec(**cell) for cell in CELLS], [1], 1)

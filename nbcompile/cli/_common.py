@@ -95,9 +95,11 @@ def workers_option(role: str, default: str = "the CPUs available") -> Callable[[
     )
 
 
-def ray_options(task: str) -> Callable[[Command], Command]:
+def ray_options(task: str, after_specs: bool = True) -> Callable[[Command], Command]:
     """``--ray [ADDRESS]`` and ``--ray-cpus N``: ``task`` says what runs as one Ray task (checked
-    by :func:`check_ray_address`)."""
+    by :func:`check_ray_address`); ``after_specs``: the command takes SPEC arguments, which a
+    ``--ray`` written before them would take for its ADDRESS."""
+    placement = " Put it after SPECs or write --ray=ADDRESS." if after_specs else ""
 
     def decorate(command: Command) -> Command:
         command = click.option(
@@ -110,8 +112,7 @@ def ray_options(task: str) -> Callable[[Command], Command]:
             flag_value="",
             default=None,
             metavar="[ADDRESS]",
-            help=f"Run each {task}; ADDRESS of a cluster (or 'auto'), none to start Ray here. "
-            "Put it after SPECs or write --ray=ADDRESS.",
+            help=f"Run each {task}; ADDRESS of a cluster (or 'auto'), none to start Ray here.{placement}",
         )(command)
 
     return decorate

@@ -14,6 +14,7 @@ from nbcompile.cli._common import (
     counting_columns,
     dataset_option,
     progress_bar,
+    ray_options,
     workers_option,
 )
 from nbcompile.errors import ConfigError, DatasetError, OutOfDomainError
@@ -109,16 +110,7 @@ SETTING_FLAGS = {
     show_default=True,
     help="Attempts per trial before it is recorded as failed.",
 )
-@click.option(
-    "--ray",
-    "ray_address",
-    is_flag=False,
-    flag_value="",
-    default=None,
-    metavar="[ADDRESS]",
-    help="Run each trial as a Ray task; ADDRESS of a cluster (or 'auto'), none to start Ray here.",
-)
-@click.option("--ray-cpus", type=click.IntRange(1), default=None, help="CPUs of a Ray instance started here.")
+@ray_options("trial as a Ray task", after_specs=False)
 @workers_option("Processes running the trials (and converting the dataset)")
 @cache_dir_option
 def search_command(

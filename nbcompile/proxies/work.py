@@ -21,7 +21,7 @@ import torch
 from nbcompile._version import __version__
 from nbcompile.compiler.config import NetworkConfig
 from nbcompile.errors import ConfigError, DatasetError
-from nbcompile.fileio import remove_stale_temporaries, write_atomic
+from nbcompile.fileio import read_json_document, remove_stale_temporaries, write_atomic
 from nbcompile.proxies.runner import ProxyBatch, ProxyScorer, cifar10_batch, random_batch
 from nbcompile.space.spec import ModelSpec
 from nbcompile.train.sweep import MAX_ATTEMPTS, StepProgress
@@ -202,12 +202,7 @@ class ChunkFolder:
     def read(self, chunk: Chunk) -> dict[str, Any]:
         """The document of a scored chunk, checked against the chunk's cells."""
         path = self.ok_path(chunk)
-        try:
-            result = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise DatasetError(f"{path}: not a proxies chunk ({error})") from None
-        if not isinstance(result, dict) or result.get("format") != FORMAT:
-            raise DatasetError(f"{path}: not a proxies chunk (no format {FORMAT!r})")
+        result = read_json_document(path, "a proxies chunk", FORMAT)
         if result.get("module_hashes") != chunk.module_hashes:
             raise DatasetError(f"{path}: holds other cells than {chunk.name}; remove {self.root}")
         return result

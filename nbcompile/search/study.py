@@ -24,7 +24,7 @@ import numpy as np
 
 from nbcompile import tasks
 from nbcompile.errors import ConfigError, DatasetError
-from nbcompile.fileio import atomic_output, remove_stale_temporaries, write_atomic
+from nbcompile.fileio import atomic_output, read_json_document, remove_stale_temporaries, write_atomic
 from nbcompile.nasbench.api import NASBench
 from nbcompile.search.analysis import SUMMARY_NOTES, TrialRegret, summarize_study, summary_markdown, trial_regrets
 from nbcompile.search.experiment import Experiment, Trial, TrialRun, trials_of
@@ -120,12 +120,7 @@ class StudyFolder:
         if not path.is_file():
             write_atomic(path, json.dumps(settings, indent=1) + "\n")
             return False
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise DatasetError(f"{path}: not a study's settings ({error})") from None
-        if not isinstance(stored, dict) or stored.get("format") != STUDY_FORMAT:
-            raise DatasetError(f"{path}: not a study's settings (no format {STUDY_FORMAT!r})")
+        stored = read_json_document(path, "a study's settings", STUDY_FORMAT)
         old, new = _flattened(stored), _flattened(settings)
         for key in dict.fromkeys([*new, *old]):
             if old.get(key) != new.get(key):

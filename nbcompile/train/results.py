@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nbcompile.errors import DatasetError
-from nbcompile.fileio import atomic_output, remove_stale_temporaries, write_atomic
+from nbcompile.fileio import atomic_output, read_json_document, remove_stale_temporaries, write_atomic
 from nbcompile.nasbench.metrics import EvaluationData, ModelMetrics
 from nbcompile.nasbench.records import Record
 from nbcompile.nasbench.tfrecord import frame
@@ -111,13 +111,8 @@ class ResultFolder:
 
 
 def read_result(path: Path) -> dict[str, Any]:
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetError(f"{path}: not a training result ({error})") from None
-    if not isinstance(result, dict) or result.get("format") != FORMAT:
-        raise DatasetError(f"{path}: not a training result (no format {FORMAT!r})")
-    return result
+    """A finished job's JSON document."""
+    return read_json_document(path, "a training result", FORMAT)
 
 
 def merge_results(out_file: str | os.PathLike[str], folders: Iterable[str | os.PathLike[str]]) -> int:
