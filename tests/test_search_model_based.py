@@ -240,6 +240,28 @@ def test_a_seeded_smac_trial_does_not_depend_on_pythons_hash_seed(tmp_path: Path
     assert len(json.loads(outputs[0])) == 24 and outputs[1] == outputs[0] and outputs[2] == outputs[0]
 
 
+def test_the_forests_loop_predicts_what_smac3s_joblib_dispatch_predicts() -> None:
+    """The random forest's trees predict in a plain loop: the same numbers, tree by tree, as
+    SMAC3's own dispatch through joblib, on the same fitted forest."""
+    pytest.importorskip("smac")
+    from smac.model.random_forest.random_forest import EPMRandomForest
+
+    from nbcompile.search.cell_encodings import encoding
+    from nbcompile.search.model_based import _random_forest
+
+    space = encoding("A").configuration_space()
+    space.seed(3)
+    configs = space.sample_configuration(60)
+    X = np.array([config.get_array() for config in configs])
+    y = np.random.default_rng(3).uniform(0.01, 1.0, size=(len(X), 1))
+    model = _random_forest(space, seed=3, trees=5)
+    model.train(X[:40], y[:40])
+    ours = model._rf.all_trees_pred(X[40:])
+    assert type(model._rf) is not EPMRandomForest and ours.shape == (20, 5)
+    assert np.array_equal(ours, EPMRandomForest.all_trees_pred(model._rf, X[40:]))
+    assert np.unique(ours).size > 5  # the trees differ and the points fall in different leaves
+
+
 @pytest.mark.slow
 def test_smac_with_smac3s_own_selector_and_intensifier_proposes_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
