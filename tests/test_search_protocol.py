@@ -99,17 +99,21 @@ def test_invalid_configurations_are_recorded_free_and_never_the_incumbent(opened
     assert list(valids) == [first.validation_accuracy] * 4 and list(tests) == [first.test_accuracy] * 4
 
 
-def test_a_budget_in_time_ends_with_the_query_that_crosses_it(opened, expected) -> None:
+def test_a_budget_in_time_ends_with_the_query_that_crosses_it_one_in_queries_with_the_last(opened, expected) -> None:
     spec = opened.spec_of(next(iter(expected)))
     benchmark = Benchmark(opened, Budget(1.0))  # every query trains for longer than a second
-    with pytest.raises(BudgetExhausted):
+    with pytest.raises(BudgetExhausted):  # the notebook's rule: the query that crosses the budget counts
         benchmark.evaluate(spec)
     assert len(benchmark.evaluations) == 1 and benchmark.spent == benchmark.evaluations[0].training_time
-    counted = Benchmark(opened, Budget(2, "queries"))
+    counted = Benchmark(opened, Budget(3, "queries"))
     counted.evaluate(spec)
+    counted.evaluate(None)  # an invalid configuration is no query
     counted.evaluate(spec)
-    with pytest.raises(BudgetExhausted):  # the notebook's rule: stop once the budget is exceeded
+    with pytest.raises(BudgetExhausted):  # a budget of 3 queries: 3 queries, as naszilla counts them
         counted.evaluate(spec)
+    assert counted.queries == 3 and len(counted.evaluations) == 4
+    assert Budget(2.5, "queries").is_spent(0.0, 3) and not Budget(2.5, "queries").is_spent(0.0, 2)
+    assert Budget(10.0).is_spent(10.5, 1) and not Budget(10.0).is_spent(10.0, 1)
 
 
 def test_cells_without_runs_at_a_budget_are_invalid_there(missing_runs, tmp_path) -> None:

@@ -21,12 +21,12 @@ from cli_runner import assert_one_line_error, invoke
 
 from nbcompile import tasks
 from nbcompile.nasbench import NASBench
-from nbcompile.search import ALGORITHMS, Algorithm, Budget, SearchOptions
-from nbcompile.search.analysis import mean_over_queries, mean_over_time, trial_regrets
+from nbcompile.search import ALGORITHMS, Algorithm, Budget, SearchOptions, search
+from nbcompile.search.analysis import mean_over_queries, mean_over_time, trial_regrets, within_budget
 from nbcompile.search.experiment import Experiment, local_executor, ray_executor, trials_of
 from nbcompile.search.optimizer import Optimizer, Proposal
 from nbcompile.search.protocol import best_mean_test_accuracy
-from nbcompile.search.study import StudyMismatch, evaluation_columns, run_study, write_report
+from nbcompile.search.study import StudyMismatch, evaluation_columns, evaluations_table, run_study, write_report
 from nbcompile.space.enumeration import enumerate_cells, sample_cells
 from nbcompile.synthetic.fixture import ONLY_108, write_fixture
 
@@ -201,6 +201,43 @@ def test_curves_of_a_hand_worked_table() -> None:
     assert curve.standard_error[1] == pytest.approx(0.05)  # std 0.0707 (ddof 1) / sqrt(2)
     assert curve.first_reaching(0.25) == 20.0 and curve.first_reaching(0.1) is None
     assert mean_over_queries([first, second]).mean.tolist() == pytest.approx([0.25])
+
+
+def test_rows_within_a_smaller_budget_of_a_hand_worked_table() -> None:
+    """Trial 0: invalid, valid at t=10, invalid, valid at t=30, valid at t=50; trial 1: valid at t=5."""
+    columns = {
+        "algorithm": np.array(["a"] * 6, dtype=object),
+        "trial": np.array([0, 0, 0, 0, 0, 1]),
+        "index": np.array([0, 1, 2, 3, 4, 0]),
+        "valid": np.array([False, True, False, True, True, True]),
+        "cumulative_time": np.array([0.0, 10.0, 10.0, 30.0, 50.0, 5.0]),
+    }
+
+    def kept(budget: Budget) -> list[tuple[int, int]]:
+        rows = within_budget(columns, budget)
+        return list(zip(rows["trial"].tolist(), rows["index"].tolist()))
+
+    assert kept(Budget(10.0)) == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]  # t=30 crosses 10 and counts
+    assert kept(Budget(9.0)) == [(0, 0), (0, 1), (1, 0)]
+    assert kept(Budget(100.0)) == [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (1, 0)]  # never spent: all
+    assert kept(Budget(2, "queries")) == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]  # the 2nd valid query ends it
+    assert kept(Budget(1, "queries")) == [(0, 0), (0, 1), (1, 0)]
+
+
+@pytest.mark.parametrize("budget", [Budget(1e4), Budget(12, "queries")], ids=["time", "queries"])
+def test_a_trial_at_a_smaller_budget_is_the_start_of_the_same_trial_at_a_larger_one(opened, budget) -> None:
+    """No optimizer sees its budget: the rows within the smaller budget of a longer trial are the
+    rows of the trial run with it (so one study answers for every smaller budget)."""
+    larger = Budget(budget.amount * 4, budget.kind)
+    options = SearchOptions(population_size=5)
+    for name in ALGORITHM_NAMES:
+        short = evaluation_columns(evaluations_table(search(name, opened, budget, 7, options).evaluations))
+        long = evaluation_columns(evaluations_table(search(name, opened, larger, 7, options).evaluations))
+        assert len(long["index"]) > len(short["index"]) + 5
+        cut = within_budget(long, budget)
+        assert cut.keys() == short.keys()
+        for column, values in short.items():
+            np.testing.assert_array_equal(cut[column], values, err_msg=f"{name}: {column}")
 
 
 # --- the same study, whatever runs it -----------------------------------------------------------------

@@ -3,6 +3,7 @@ NAS-Bench-101 paper, resumable, on local processes or Ray."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -206,7 +207,7 @@ def _check_dataset(opened: Any, experiment: Any, dataset: str) -> None:
     if options.deduplicate and budget.kind == "queries":
         column = sorted(opened.valid_epochs).index(options.epochs)
         queryable = int((opened.tables.repeats[:, column] > 0).sum())
-        if budget.amount >= queryable:  # a trial makes floor(budget) + 1 queries
+        if math.ceil(budget.amount) > queryable:  # a trial makes ceil(budget) queries
             raise ConfigError(
                 f"--budget {budget.amount:g} queries with --dedupe: the dataset has only {queryable:,} cells "
                 f"with runs at {options.epochs} epochs"

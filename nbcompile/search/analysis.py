@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from nbcompile.search.protocol import incumbent_rows
+from nbcompile.search.protocol import Budget, incumbent_rows
 
 #: The algorithm whose final mean regret the others are timed against (the paper's speed-ups).
 BASELINE = "random"
@@ -53,17 +53,37 @@ class TrialRegret:
         return self.times[changed], self.regrets[changed]
 
 
-def trial_regrets(columns: Mapping[str, np.ndarray], reference: float) -> list[TrialRegret]:
-    """The regret curve of every trial in ``columns`` (an evaluations table as numpy arrays, rows
-    of one trial together and in query order), in the order the trials come."""
+def _trial_slices(columns: Mapping[str, np.ndarray]) -> list[tuple[int, int]]:
+    """(start, end) of each trial's rows in ``columns`` (rows of one trial together)."""
     algorithms, trials = columns["algorithm"], columns["trial"].astype(np.int64)
     count = len(trials)
     if not count:
         return []
     boundaries = np.flatnonzero((trials[1:] != trials[:-1]) | (algorithms[1:] != algorithms[:-1])) + 1
     starts = [0, *boundaries.tolist()]
+    return list(zip(starts, [*starts[1:], count]))
+
+
+def within_budget(columns: Mapping[str, np.ndarray], budget: Budget) -> dict[str, np.ndarray]:
+    """The rows each trial in ``columns`` would have made with the smaller ``budget``: its rows up
+    to the valid query that spends it (:meth:`~nbcompile.search.protocol.Budget.is_spent`), all of
+    them if none does. No optimizer sees the budget, so these are the rows of the same trial run
+    with ``budget``: one study at a large budget answers for every smaller one."""
+    keep = np.zeros(len(columns["trial"]), dtype=bool)
+    for start, end in _trial_slices(columns):
+        valid = columns["valid"][start:end].astype(bool)
+        spent = valid & budget.is_spent(columns["cumulative_time"][start:end].astype(float), np.cumsum(valid))
+        last = int(np.argmax(spent)) if spent.any() else end - start - 1
+        keep[start : start + last + 1] = True
+    return {name: values[keep] for name, values in columns.items()}
+
+
+def trial_regrets(columns: Mapping[str, np.ndarray], reference: float) -> list[TrialRegret]:
+    """The regret curve of every trial in ``columns`` (an evaluations table as numpy arrays, rows
+    of one trial together and in query order), in the order the trials come."""
+    algorithms, trials = columns["algorithm"], columns["trial"].astype(np.int64)
     curves = []
-    for start, end in zip(starts, [*starts[1:], count]):
+    for start, end in _trial_slices(columns):
         valid = columns["valid"][start:end].astype(bool)
         rows = incumbent_rows(valid, columns["validation_accuracy"][start:end])
         tests = columns["test_accuracy"][start:end].astype(float)
@@ -225,8 +245,8 @@ SUMMARY_NOTES = (
 )
 
 
-def format_summary(rows: Sequence[dict[str, Any]]) -> str:
-    """The summary as a plain-text table, with notes."""
+def format_summary(rows: Sequence[dict[str, Any]], notes: bool = True) -> str:
+    """The summary as a plain-text table, with notes unless ``notes`` is False."""
     table = [[header for header, _, _ in _COLUMNS]]
     table += [[_cell(row[key], spec) for _, key, spec in _COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
@@ -234,7 +254,7 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
         "  ".join(text.ljust(w) if i == 0 else text.rjust(w) for i, (text, w) in enumerate(zip(line, widths)))
         for line in table
     ]
-    return "\n".join([*lines, *SUMMARY_NOTES])
+    return "\n".join([*lines, *(SUMMARY_NOTES if notes else ())])
 
 
 def summary_markdown(rows: Sequence[dict[str, Any]], title: str) -> str:

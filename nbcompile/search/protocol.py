@@ -54,6 +54,12 @@ class Budget:
         if not (self.amount > 0 and math.isfinite(self.amount)):
             raise ValueError(f"budget must be positive and finite, got {self.amount!r}")
 
+    def is_spent(self, seconds: float, queries: int) -> bool:
+        """Whether a trial that has charged ``seconds`` for ``queries`` valid queries is done: a
+        time budget ends with the query that crosses it (that query counts, as in the notebook and
+        the paper's scripts); a budget of N queries ends with the N-th."""
+        return seconds > self.amount if self.kind == "time" else queries >= self.amount
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -158,8 +164,8 @@ class Benchmark:
     def evaluate(self, spec: ModelSpec | None, epochs: int = TRAIN_EPOCHS) -> Evaluation:
         """Query ``spec`` at ``epochs``; ``None`` is a configuration outside the space.
 
-        Records the evaluation, then raises :class:`BudgetExhausted` if it spent the budget (the
-        query that crosses the budget counts, as in the notebook and the paper's scripts)."""
+        Records the evaluation, then raises :class:`BudgetExhausted` if it spent the budget
+        (:meth:`Budget.is_spent`)."""
         if epochs not in self._columns:
             raise DatasetError(
                 f"{self.dataset.dataset_file} has no runs at {epochs} epochs "
@@ -202,8 +208,7 @@ class Benchmark:
             True,
         )
         self.evaluations.append(evaluation)
-        used = self.spent if self.budget.kind == "time" else self.queries
-        if used > self.budget.amount:
+        if self.budget.is_spent(self.spent, self.queries):
             raise BudgetExhausted
         return evaluation
 
