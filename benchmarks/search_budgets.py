@@ -32,12 +32,14 @@ from nbcompile.search.study import STUDY_FILE, STUDY_FORMAT, StudyFolder, evalua
 PER_STUDY = ("algorithms", "trials")
 
 
-def read_studies(folders: list[Path]) -> tuple[dict[str, Any], list[str], dict[str, pyarrow.Table], dict[str, int]]:
+def read_studies(folders: list[Path]) -> tuple[dict[str, Any], list[str], dict[str, pyarrow.Table], dict[str, Any]]:
     """The shared settings, the algorithms in order, each algorithm's finished rows (trial by
-    trial) and its failed trials; SystemExit naming the study that does not fit."""
+    trial), and per algorithm its failed trials (``failed``) and finished trials' compute seconds
+    (``seconds``); SystemExit naming the study that does not fit."""
     shared: dict[str, Any] | None = None
     tables: dict[tuple[str, int], pyarrow.Table] = {}
     failed: dict[str, int] = {}
+    seconds: dict[tuple[str, int], float] = {}
     algorithms: list[str] = []
     for folder in folders:
         settings = read_json_document(folder / STUDY_FILE, "a study's settings", STUDY_FORMAT)
@@ -61,13 +63,15 @@ def read_studies(folders: list[Path]) -> tuple[dict[str, Any], list[str], dict[s
             if key in tables and not tables[key].equals(table):
                 raise SystemExit(f"{folder}: trial {trial.name} has other rows than in an earlier study")
             tables[key] = table
+            seconds.setdefault(key, metadata["seconds"])
             if trial.algorithm not in algorithms:
                 algorithms.append(trial.algorithm)
     assert shared is not None
     by_algorithm = {
         name: pyarrow.concat_tables([tables[key] for key in sorted(tables) if key[0] == name]) for name in algorithms
     }
-    return shared, algorithms, by_algorithm, failed
+    compute = {name: [seconds[key] for key in sorted(seconds) if key[0] == name] for name in algorithms}
+    return shared, algorithms, by_algorithm, {"failed": failed, "seconds": compute}
 
 
 def main() -> None:
@@ -77,7 +81,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the summaries as JSON here")
     args = parser.parse_args()
 
-    settings, algorithms, tables, failed = read_studies(args.studies)
+    settings, algorithms, tables, trials = read_studies(args.studies)
     studied = Budget(**settings["budget"])
     if max(args.budgets) > studied.amount:
         raise SystemExit(
@@ -88,7 +92,9 @@ def main() -> None:
     summaries = []
     for amount in sorted(args.budgets):
         budget = Budget(amount, studied.kind)
-        rows = summarize_study(trial_regrets(within_budget(columns, budget), reference), algorithms, failed)
+        curves = trial_regrets(within_budget(columns, budget), reference)
+        seconds = trials["seconds"] if amount == studied.amount else None  # a trial's compute, at its budget
+        rows = summarize_study(curves, algorithms, trials["failed"], seconds)
         summaries.append({"budget": amount, "kind": studied.kind, "algorithms": rows})
         unit = "s" if studied.kind == "time" else "queries"
         print(f"\nwithin {amount:g} {unit} (the studies ran {studied.amount:g}):")

@@ -95,6 +95,17 @@ def workers_option(role: str, default: str = "the CPUs available") -> Callable[[
     )
 
 
+def max_attempts_option(unit: str, default: int) -> Callable[[Command], Command]:
+    """``--max-attempts N``: attempts per ``unit`` of work before it is recorded as failed."""
+    return click.option(
+        "--max-attempts",
+        type=click.IntRange(1),
+        default=default,
+        show_default=True,
+        help=f"Attempts per {unit} before it is recorded as failed.",
+    )
+
+
 def ray_options(task: str, after_specs: bool = True) -> Callable[[Command], Command]:
     """``--ray [ADDRESS]`` and ``--ray-cpus N``: ``task`` says what runs as one Ray task (checked
     by :func:`check_ray_address`); ``after_specs``: the command takes SPEC arguments, which a

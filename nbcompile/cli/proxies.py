@@ -21,6 +21,7 @@ from nbcompile.cli._common import (
     counting_columns,
     dataset_option,
     located_specs,
+    max_attempts_option,
     network_config,
     no_cache_option,
     progress_bar,
@@ -69,13 +70,7 @@ from nbcompile.proxies.names import DEFAULT_CHUNK_SIZE, PROXY_NAMES, parse_proxy
     show_default=True,
     help="Cells per chunk: the unit of work written, resumed, retried and sent to a worker.",
 )
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(1),
-    default=5,
-    show_default=True,
-    help="Attempts per chunk before it is recorded as failed (as the training sweeps).",
-)
+@max_attempts_option("chunk", default=5)
 @workers_option(
     "Scoring processes (1: in this process; and processes converting the dataset)",
     "the CPUs available; on cuda, one per GPU",

@@ -14,6 +14,7 @@ from nbcompile.cli._common import (
     check_output_folder,
     counting_columns,
     dataset_option,
+    max_attempts_option,
     progress_bar,
     ray_options,
     workers_option,
@@ -104,13 +105,7 @@ SETTING_FLAGS = {
 @click.option("--population-size", type=click.IntRange(1), default=None, help="Evolution's population.")
 @click.option("--tournament-size", type=click.IntRange(1), default=None, help="Evolution's tournament.")
 @click.option("--mutation-rate", type=click.FloatRange(0, 7), default=None, help="Evolution's mutation rate.")
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(1),
-    default=3,
-    show_default=True,
-    help="Attempts per trial before it is recorded as failed.",
-)
+@max_attempts_option("trial", default=3)
 @ray_options("trial as a Ray task", after_specs=False)
 @workers_option("Processes running the trials (and converting the dataset)")
 @cache_dir_option

@@ -19,6 +19,7 @@ from nbcompile.cli._common import (
     counting_columns,
     dataset_option,
     located_specs,
+    max_attempts_option,
     network_config,
     progress_bar,
     ray_options,
@@ -115,13 +116,7 @@ def default_device() -> str:
     show_default=True,
     help="Steps between loss samples (plot and NaN check).",
 )
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(1),
-    default=5,
-    show_default=True,
-    help="Attempts per run before it is recorded as failed.",
-)
+@max_attempts_option("run", default=5)
 @dataset_option()
 @cache_options
 @canonical_option
