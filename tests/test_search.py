@@ -182,6 +182,28 @@ def test_experiments_keep_no_dataset_in_the_parent(small_only108, tmp_path) -> N
         assert experiment_module.dataset_in_this_process.cache_info().currsize == 0  # workers' own
 
 
+def test_forked_workers_use_the_parents_open_dataset(small_only108, tmp_path, monkeypatch) -> None:
+    """A forked pool worker runs its trials on the dataset the parent has open, and never opens it."""
+    import multiprocessing
+
+    from nbcompile.search import experiment as experiment_module
+
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("workers are not forked here: they open the dataset from its cache")
+
+    def refuse(source: str, cache_dir: str | None) -> None:
+        raise AssertionError(f"a forked worker opened {source} again")
+
+    monkeypatch.setattr(experiment_module, "dataset_in_this_process", refuse)  # the workers inherit it
+    experiment = experiment_module.Experiment(
+        str(small_only108), ("random", "evolution"), 2, Budget(3, "queries"), 0, SearchOptions(), str(tmp_path)
+    )
+    forked = experiment_module.run_experiment(experiment, workers=2)
+    assert [result.to_json() for result in forked] == [
+        result.to_json() for result in experiment_module.run_experiment(experiment, workers=1)
+    ]
+
+
 # --- datasets with holes: cells without runs, NaN training times, a space used up ---------------
 def test_search_skips_cells_without_runs_and_always_ends(missing_runs, tmp_path) -> None:
     path, cells = missing_runs
