@@ -179,7 +179,7 @@ def test_experiments_keep_no_dataset_in_the_parent(small_only108, tmp_path) -> N
     for workers in (1, 2):
         results = experiment_module.run_experiment(experiment, workers)
         assert [r.queries for r in results] == [3, 3]
-        assert experiment_module.dataset_in_this_process.cache_info().currsize == 0  # workers' own
+        assert experiment_module._worker_dataset == {}  # the workers' own
 
 
 def test_forked_workers_use_the_parents_open_dataset(small_only108, tmp_path, monkeypatch) -> None:
@@ -190,18 +190,19 @@ def test_forked_workers_use_the_parents_open_dataset(small_only108, tmp_path, mo
 
     if multiprocessing.get_start_method() != "fork":
         pytest.skip("workers are not forked here: they open the dataset from its cache")
-
-    def refuse(source: str, cache_dir: str | None) -> None:
-        raise AssertionError(f"a forked worker opened {source} again")
-
-    monkeypatch.setattr(experiment_module, "dataset_in_this_process", refuse)  # the workers inherit it
     experiment = experiment_module.Experiment(
         str(small_only108), ("random", "evolution"), 2, Budget(3, "queries"), 0, SearchOptions(), str(tmp_path)
     )
-    forked = experiment_module.run_experiment(experiment, workers=2)
-    assert [result.to_json() for result in forked] == [
-        result.to_json() for result in experiment_module.run_experiment(experiment, workers=1)
-    ]
+    opened = NASBench(small_only108, cache_dir=tmp_path)
+
+    def refuse(*args, **kwargs) -> None:
+        raise AssertionError("a forked worker opened the dataset again")
+
+    monkeypatch.setattr(experiment_module, "NASBench", refuse)  # the workers inherit the patch
+    forked = experiment_module.run_experiment(experiment, workers=2, dataset=opened)
+    in_process = experiment_module.run_experiment(experiment, workers=1, dataset=opened)
+    assert [result.to_json() for result in forked] == [result.to_json() for result in in_process]
+    assert experiment_module._worker_dataset == {}
 
 
 # --- datasets with holes: cells without runs, NaN training times, a space used up ---------------

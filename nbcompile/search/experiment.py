@@ -104,28 +104,30 @@ def run_trial_on(dataset: NASBench, trial: Trial, settings: TrialSettings, attem
     return TrialRun(result, time.perf_counter() - started)
 
 
-@functools.lru_cache(maxsize=1)
-def dataset_in_this_process(source: str, cache_dir: str | None) -> NASBench:
-    """The dataset of a worker process (local pool or Ray), opened by its first trial only."""
-    return NASBench(source, cache_dir=cache_dir, workers=1, progress=False)
-
-
-#: The open dataset a forked worker inherited from the parent (:func:`inherit_dataset`), by
-#: (source, cache folder); empty in every other process.
-_inherited: dict[tuple[str, str | None], NASBench] = {}
+#: The dataset open in this worker process, by (source, cache folder): inherited from a forked
+#: parent (:func:`inherit_dataset`) or opened by the worker's first trial. Empty in the parent.
+_worker_dataset: dict[tuple[str, str | None], NASBench] = {}
 
 
 def inherit_dataset(source: str, cache_dir: str | None, dataset: NASBench) -> None:
-    """Initializer of a forked pool worker: trials use the parent's open dataset, shared copy-on-write,
-    instead of opening it again (a third of a second per worker on the full file)."""
-    _inherited[(source, cache_dir)] = dataset
+    """Initializer of a forked pool worker: its trials use the parent's open dataset, shared
+    copy-on-write, instead of opening it again (a third of a second per worker on the full file)."""
+    _worker_dataset[(source, cache_dir)] = dataset
+
+
+def dataset_in_this_process(source: str, cache_dir: str | None) -> NASBench:
+    """The dataset of a worker process (local pool or Ray): the inherited one, or opened by its
+    first trial; one at a time."""
+    key = (source, cache_dir)
+    if key not in _worker_dataset:
+        _worker_dataset.clear()
+        _worker_dataset[key] = NASBench(source, cache_dir=cache_dir, workers=1, progress=False)
+    return _worker_dataset[key]
 
 
 def run_trial_in_worker(trial: Trial, settings: TrialSettings, attempt: int) -> TrialRun:
-    """One attempt at ``trial`` in a worker process, which opens the dataset once (or inherited it)."""
-    key = (settings.dataset, settings.cache_dir)
-    dataset = _inherited[key] if key in _inherited else dataset_in_this_process(*key)
-    return run_trial_on(dataset, trial, settings, attempt)
+    """One attempt at ``trial`` in a worker process, on :func:`dataset_in_this_process`."""
+    return run_trial_on(dataset_in_this_process(settings.dataset, settings.cache_dir), trial, settings, attempt)
 
 
 def trial_settings(experiment: Experiment, dataset: NASBench) -> TrialSettings:
