@@ -54,10 +54,11 @@ class Budget:
         if not (self.amount > 0 and math.isfinite(self.amount)):
             raise ValueError(f"budget must be positive and finite, got {self.amount!r}")
 
-    def is_spent(self, seconds: float, queries: int) -> bool:
+    def is_spent(self, seconds: float | np.ndarray, queries: int | np.ndarray) -> bool | np.ndarray:
         """Whether a trial that has charged ``seconds`` for ``queries`` valid queries is done: a
         time budget ends with the query that crosses it (that query counts, as in the notebook and
-        the paper's scripts); a budget of N queries ends with the N-th."""
+        the paper's scripts); a budget of N queries ends with the N-th. Elementwise for arrays
+        (a trial's running totals, as :func:`~nbcompile.search.analysis.within_budget` passes)."""
         return seconds > self.amount if self.kind == "time" else queries >= self.amount
 
 
