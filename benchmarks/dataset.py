@@ -87,7 +87,7 @@ def measure_layouts(args: argparse.Namespace) -> None:
     names = args.only.split(",") if args.only else list(LAYOUTS)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() and args.append else {}
-    results.update({"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "folder": str(folder)})
+    results.update({"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "folder": folder.name})
     layouts = results.setdefault("layouts", {})
     for name in names:
         path = _layout_path(folder, name)
@@ -121,7 +121,7 @@ def measure_queries(args: argparse.Namespace) -> None:
     from nbcompile.space.spec import ModelSpec
 
     results: dict = {
-        "dataset": args.dataset,
+        "dataset": Path(args.dataset).name,
         "dataset_bytes": Path(args.dataset).stat().st_size,
         "machine": _machine(),
         "date": time.strftime("%Y-%m-%d"),
@@ -189,7 +189,7 @@ def measure_conversion(args: argparse.Namespace) -> None:
 
     path = Path(args.dataset)
     results: dict = {
-        "dataset": str(path),
+        "dataset": path.name,
         "dataset_bytes": path.stat().st_size,
         "machine": _machine(),
         "date": time.strftime("%Y-%m-%d"),

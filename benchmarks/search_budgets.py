@@ -102,7 +102,7 @@ def main() -> None:
     print("\n".join(SUMMARY_NOTES))
     if args.out:
         result = {
-            "studies": [str(folder) for folder in args.studies],
+            "studies": [folder.name for folder in args.studies],
             "settings": settings,
             "regret_reference": reference,
             "summaries": summaries,

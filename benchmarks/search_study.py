@@ -136,7 +136,7 @@ def main() -> None:
     open_seconds = time.perf_counter() - started
     algorithms = tuple(name for name in PAPER_ALGORITHMS if name in ALGORITHMS)
     results: dict[str, Any] = {
-        "dataset": args.dataset,
+        "dataset": Path(args.dataset).name,
         "cells": len(dataset),
         "budgets": dataset.tables.epochs.tolist(),
         "open_seconds": open_seconds,

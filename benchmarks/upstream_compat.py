@@ -79,7 +79,7 @@ def main() -> None:
         results = {
             "date": time.strftime("%Y-%m-%d"),
             "machine": f"{platform.machine()}, {platform.python_version()}",
-            "dataset": args.dataset,
+            "dataset": Path(args.dataset).name,
             "cells": count,
             "first_load_stderr": first.stderr.splitlines(),
             "query_per_s_api_modelspec": count / _best_seconds(query_all(api_specs)),
