@@ -275,6 +275,56 @@ def test_the_forests_loop_predicts_what_smac3s_joblib_dispatch_predicts() -> Non
     assert np.unique(ours).size > 5  # the trees differ and the points fall in different leaves
 
 
+@pytest.mark.parametrize("objectives", [1, 2])
+def test_folded_objective_bounds_are_smac3s_after_every_addition(objectives: int) -> None:
+    """The run history that folds each finished trial into its objective bounds holds SMAC3's
+    bounds after every addition: running trials, then finished, crashed and replaced ones
+    (``force_update``), over several budgets, with SMAC3's own run history fed the same."""
+    pytest.importorskip("smac")
+    from smac.runhistory import RunHistory
+    from smac.runhistory.enumerations import StatusType
+
+    from nbcompile.search.cell_encodings import encoding
+    from nbcompile.search.model_based import _fold_objective_bounds
+
+    space = encoding("A").configuration_space()
+    space.seed(5)
+    configs = space.sample_configuration(40)
+    rng = np.random.default_rng(5)
+    plain, folded = RunHistory(n_objectives=objectives), RunHistory(n_objectives=objectives)
+    _fold_objective_bounds(folded)
+    assert type(folded) is not RunHistory
+    statuses = [StatusType.SUCCESS] * 6 + [StatusType.CRASHED, StatusType.TIMEOUT]
+    replaced = 0
+    for step in range(300):
+        config = configs[int(rng.integers(len(configs)))]
+        budget = float(rng.choice([4.0, 12.0, 36.0, 108.0]))
+        cost = [float(value) for value in rng.uniform(-1.0, 3.0, size=objectives)]
+        status = StatusType.RUNNING if step % 3 == 0 else statuses[int(rng.integers(len(statuses)))]
+        force = bool(rng.random() < 0.3)
+        key = (plain.config_ids.get(config), budget)
+        previous = next((value for k, value in plain.items() if (k.config_id, k.budget) == key), None)
+        replaced += force and previous is not None and previous.status == StatusType.SUCCESS
+        for history in (plain, folded):
+            history.add(config, cost if objectives > 1 else cost[0], status=status, budget=budget, force_update=force)
+        assert folded.objective_bounds == plain.objective_bounds, step
+    assert replaced > 10 and len(plain.objective_bounds) == objectives
+    assert all(low < high for low, high in plain.objective_bounds)
+
+
+def test_fold_objective_bounds_refuses_another_run_history() -> None:
+    pytest.importorskip("smac")
+    from smac.runhistory import RunHistory
+
+    from nbcompile.search.model_based import _fold_objective_bounds
+
+    class Other(RunHistory):
+        pass
+
+    with pytest.raises(TypeError, match="expected SMAC3's RunHistory, got Other"):
+        _fold_objective_bounds(Other())
+
+
 @pytest.mark.slow
 def test_smac_with_smac3s_own_selector_and_intensifier_proposes_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
