@@ -296,7 +296,7 @@ def _intensifier(scenario: Any) -> Any:
 def _fold_objective_bounds(runhistory: Any) -> None:
     """Make ``runhistory`` keep its objective bounds as trials are added, instead of recomputing
     them from every trial at every addition as SMAC3 does (two additions per query, running then
-    finished: quadratic in a trial's length, a quarter of a BOHB trial's time at 5·10^6 s).
+    finished: quadratic in a trial's length; 5,000 queries' additions cost about 110 s).
 
     A finished trial's cost can only widen the bounds, so each one is folded in as it comes; an
     addition that replaces a successful trial, or one made before the first bounds exist,
